@@ -1,0 +1,7 @@
+//! The Proxmox Monitor agent: collects samples from a node's own files and pushes them to the
+//! server over one persistent Phoenix Channels WebSocket.
+
+pub mod collect;
+pub mod error;
+
+pub use error::{Error, Result};

@@ -1,0 +1,157 @@
+//! Topic and event names of the host channel, and the payloads of join and push.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Path of the agent socket; Phoenix clients append `/websocket` to `/socket`.
+pub const SOCKET_PATH: &str = "/socket/websocket";
+/// The only serializer version we speak; `vsn` query parameter of the socket URL.
+pub const PROTOCOL_VSN: &str = "2.0.0";
+
+pub const PHX_JOIN: &str = "phx_join";
+pub const PHX_REPLY: &str = "phx_reply";
+pub const PHX_LEAVE: &str = "phx_leave";
+pub const PHX_CLOSE: &str = "phx_close";
+pub const PHX_ERROR: &str = "phx_error";
+pub const HEARTBEAT: &str = "heartbeat";
+/// Topic of socket-level messages (heartbeats).
+pub const PHOENIX_TOPIC: &str = "phoenix";
+pub const HOST_TOPIC_PREFIX: &str = "host:";
+
+/// Reasons in error replies; agents and scripts match on these exact strings.
+pub mod reason {
+    pub const UNKNOWN_HOST: &str = "unknown_host";
+    pub const INVALID_TOKEN: &str = "invalid_token";
+    pub const BAD_TOPIC: &str = "bad_topic";
+    pub const BAD_PAYLOAD: &str = "bad_payload";
+    pub const UNMATCHED_TOPIC: &str = "unmatched topic";
+    pub const UNKNOWN_EVENT: &str = "unknown_event";
+    pub const STORE_FAILED: &str = "store_failed";
+}
+
+/// The longest host name we accept (the `hosts.name` column's limit).
+pub const MAX_HOST_NAME_LEN: usize = 100;
+
+/// The payload of `phx_join` on `host:<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinParams {
+    pub token: String,
+    #[serde(default)]
+    pub agent_version: Option<String>,
+}
+
+/// How often a kind of sample is collected, and the event it is pushed as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    Fast,
+    Medium,
+    Slow,
+}
+
+impl MetricKind {
+    pub const ALL: [MetricKind; 3] = [MetricKind::Fast, MetricKind::Medium, MetricKind::Slow];
+
+    pub fn event(self) -> &'static str {
+        match self {
+            MetricKind::Fast => "metric:fast",
+            MetricKind::Medium => "metric:medium",
+            MetricKind::Slow => "metric:slow",
+        }
+    }
+
+    pub fn from_event(event: &str) -> Option<MetricKind> {
+        MetricKind::ALL.into_iter().find(|k| k.event() == event)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Fast => "fast",
+            MetricKind::Medium => "medium",
+            MetricKind::Slow => "slow",
+        }
+    }
+}
+
+/// The payload of a `metric:*` push: when it was collected (RFC 3339 UTC) and the sample.
+///
+/// `data` stays a JSON value here so that the server can accept and store payloads of agents
+/// older or newer than itself; `crate::sample` gives it a typed view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricPush {
+    pub collected_at: String,
+    pub data: Value,
+}
+
+/// The host name in a `host:<name>` topic, if the topic is one and the name is valid.
+pub fn host_from_topic(topic: &str) -> Option<&str> {
+    let name = topic.strip_prefix(HOST_TOPIC_PREFIX)?;
+    validate_host_name(name).ok().map(|()| name)
+}
+
+/// The topic of a host's channel.
+pub fn host_topic(name: &str) -> String {
+    format!("{HOST_TOPIC_PREFIX}{name}")
+}
+
+/// Host names are 1–100 characters of `[A-Za-z0-9._-]`: safe in topics, URLs, file names, HTML
+/// and Prometheus labels without escaping surprises.
+pub fn validate_host_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("host name is empty".into());
+    }
+    if name.len() > MAX_HOST_NAME_LEN {
+        return Err(format!(
+            "host name is {} characters long; at most {MAX_HOST_NAME_LEN} are allowed",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "host name {name:?} contains {bad:?}; only letters, digits, '.', '_' and '-' are allowed"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        for good in ["pve", "pve-01", "node_1.example.com", &"a".repeat(100)] {
+            assert!(validate_host_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "pve 01",
+            "pve/01",
+            "pve:1",
+            "ümlaut",
+            "<b>",
+            &"a".repeat(101),
+        ] {
+            assert!(validate_host_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn topics() {
+        assert_eq!(host_from_topic("host:pve-01"), Some("pve-01"));
+        assert_eq!(host_from_topic("host:"), None);
+        assert_eq!(host_from_topic("room:pve"), None);
+        assert_eq!(host_topic("x"), "host:x");
+    }
+
+    #[test]
+    fn metric_events_round_trip() {
+        for kind in MetricKind::ALL {
+            assert_eq!(MetricKind::from_event(kind.event()), Some(kind));
+        }
+        assert_eq!(MetricKind::from_event("metric:other"), None);
+    }
+}

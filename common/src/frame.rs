@@ -1,0 +1,237 @@
+//! Phoenix Channels V2 JSON frames: `[join_ref, ref, topic, event, payload]`.
+//!
+//! `join_ref` and `ref` are opaque strings or null. Real clients always send strings; we also
+//! accept JSON numbers there (and turn them into their decimal text) because a frame that differs
+//! only in that is clearly meant the same way, and refusing it would help nobody.
+
+use serde::ser::SerializeTuple;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+use std::fmt;
+
+use crate::events;
+
+/// One Phoenix Channels V2 message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    /// The ref of the `phx_join` that opened the channel this message belongs to.
+    pub join_ref: Option<String>,
+    /// The ref of this message; replies carry the ref of the message they answer.
+    pub msg_ref: Option<String>,
+    pub topic: String,
+    pub event: String,
+    pub payload: Value,
+}
+
+/// Why a text frame is not a Phoenix V2 message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// Not JSON at all.
+    Json(String),
+    /// JSON, but not a 5-element array of the right types; says which part is wrong.
+    Shape(&'static str),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Json(e) => write!(f, "frame is not valid JSON: {e}"),
+            FrameError::Shape(what) => write!(f, "frame is not a Phoenix V2 message: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+impl Frame {
+    /// A frame with the given parts.
+    pub fn new(
+        join_ref: Option<&str>,
+        msg_ref: Option<&str>,
+        topic: &str,
+        event: &str,
+        payload: Value,
+    ) -> Frame {
+        Frame {
+            join_ref: join_ref.map(str::to_owned),
+            msg_ref: msg_ref.map(str::to_owned),
+            topic: topic.to_owned(),
+            event: event.to_owned(),
+            payload,
+        }
+    }
+
+    /// Parses one WebSocket text frame.
+    pub fn decode(text: &str) -> Result<Frame, FrameError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| FrameError::Json(e.to_string()))?;
+        Frame::from_value(value)
+    }
+
+    /// Interprets an already parsed JSON value as a frame.
+    pub fn from_value(value: Value) -> Result<Frame, FrameError> {
+        let Value::Array(parts) = value else {
+            return Err(FrameError::Shape("expected a JSON array"));
+        };
+        let Ok([join_ref, msg_ref, topic, event, payload]) = <[Value; 5]>::try_from(parts) else {
+            return Err(FrameError::Shape("expected exactly 5 elements"));
+        };
+        Ok(Frame {
+            join_ref: opaque_ref(join_ref)
+                .ok_or(FrameError::Shape("join_ref must be a string or null"))?,
+            msg_ref: opaque_ref(msg_ref)
+                .ok_or(FrameError::Shape("ref must be a string or null"))?,
+            topic: match topic {
+                Value::String(s) => s,
+                _ => return Err(FrameError::Shape("topic must be a string")),
+            },
+            event: match event {
+                Value::String(s) => s,
+                _ => return Err(FrameError::Shape("event must be a string")),
+            },
+            payload,
+        })
+    }
+
+    /// The frame as the JSON text sent on the wire.
+    pub fn encode(&self) -> String {
+        // Serializing a tree of `String`s and `Value`s cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The `phx_reply` answering `self` with status `ok`.
+    pub fn reply_ok(&self, response: Value) -> Frame {
+        self.reply("ok", response)
+    }
+
+    /// The `phx_reply` answering `self` with status `error` and `{"reason": reason}`.
+    pub fn reply_error(&self, reason: &str) -> Frame {
+        let mut response = Map::new();
+        response.insert("reason".into(), Value::String(reason.into()));
+        self.reply("error", Value::Object(response))
+    }
+
+    fn reply(&self, status: &str, response: Value) -> Frame {
+        let mut payload = Map::new();
+        payload.insert("status".into(), Value::String(status.into()));
+        payload.insert("response".into(), response);
+        Frame {
+            join_ref: self.join_ref.clone(),
+            msg_ref: self.msg_ref.clone(),
+            topic: self.topic.clone(),
+            event: events::PHX_REPLY.into(),
+            payload: Value::Object(payload),
+        }
+    }
+
+    /// If this is a `phx_reply`, its status (`"ok"`/`"error"`) and response.
+    pub fn as_reply(&self) -> Option<(&str, &Value)> {
+        if self.event != events::PHX_REPLY {
+            return None;
+        }
+        let status = self.payload.get("status")?.as_str()?;
+        let response = self.payload.get("response").unwrap_or(&Value::Null);
+        Some((status, response))
+    }
+
+    /// The `reason` of an error reply, if there is one.
+    pub fn error_reason(&self) -> Option<&str> {
+        match self.as_reply() {
+            Some(("error", response)) => response.get("reason").and_then(Value::as_str),
+            _ => None,
+        }
+    }
+}
+
+/// A channel-level message from the server that is not a reply: `phx_close` / `phx_error`
+/// carry `ref = join_ref` and an empty payload.
+pub fn channel_event(join_ref: Option<&str>, topic: &str, event: &str) -> Frame {
+    Frame::new(join_ref, join_ref, topic, event, Value::Object(Map::new()))
+}
+
+fn opaque_ref(value: Value) -> Option<Option<String>> {
+    match value {
+        Value::Null => Some(None),
+        Value::String(s) => Some(Some(s)),
+        Value::Number(n) => Some(Some(n.to_string())),
+        _ => None,
+    }
+}
+
+impl Serialize for Frame {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut tuple = serializer.serialize_tuple(5)?;
+        tuple.serialize_element(&self.join_ref)?;
+        tuple.serialize_element(&self.msg_ref)?;
+        tuple.serialize_element(&self.topic)?;
+        tuple.serialize_element(&self.event)?;
+        tuple.serialize_element(&self.payload)?;
+        tuple.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_a_join() {
+        let frame = Frame::decode(r#"["5","5","host:pve-01","phx_join",{"token":"t"}]"#).unwrap();
+        assert_eq!(frame.join_ref.as_deref(), Some("5"));
+        assert_eq!(frame.msg_ref.as_deref(), Some("5"));
+        assert_eq!(frame.topic, "host:pve-01");
+        assert_eq!(frame.event, "phx_join");
+        assert_eq!(frame.payload, json!({"token": "t"}));
+    }
+
+    #[test]
+    fn encodes_nulls_and_payload_in_order() {
+        let frame = Frame::new(None, Some("8"), "phoenix", "heartbeat", json!({}));
+        assert_eq!(frame.encode(), r#"[null,"8","phoenix","heartbeat",{}]"#);
+    }
+
+    #[test]
+    fn reply_carries_both_refs_and_topic() {
+        let push = Frame::new(Some("5"), Some("6"), "host:a", "metric:fast", json!({}));
+        assert_eq!(
+            push.reply_ok(json!({})).encode(),
+            r#"["5","6","host:a","phx_reply",{"status":"ok","response":{}}]"#
+        );
+        let err = push.reply_error("invalid_token");
+        assert_eq!(err.error_reason(), Some("invalid_token"));
+        assert_eq!(err.as_reply().map(|r| r.0), Some("error"));
+    }
+
+    #[test]
+    fn numeric_refs_are_taken_as_text() {
+        let frame = Frame::decode(r#"[1,2,"t","e",{}]"#).unwrap();
+        assert_eq!(frame.join_ref.as_deref(), Some("1"));
+        assert_eq!(frame.msg_ref.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_frame() {
+        for bad in [
+            "",
+            "not json",
+            "{}",
+            r#"{"topic":"t"}"#,
+            "[]",
+            r#"[null,null,"t","e"]"#,
+            r#"[null,null,"t","e",{},6]"#,
+            r#"[null,null,5,"e",{}]"#,
+            r#"[null,null,"t",null,{}]"#,
+            r#"[{},null,"t","e",{}]"#,
+            r#"[null,[],"t","e",{}]"#,
+        ] {
+            assert!(Frame::decode(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn channel_close_uses_join_ref_as_ref() {
+        let close = channel_event(Some("3"), "host:a", events::PHX_CLOSE);
+        assert_eq!(close.encode(), r#"["3","3","host:a","phx_close",{}]"#);
+    }
+}

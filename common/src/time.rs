@@ -1,0 +1,52 @@
+//! RFC 3339 timestamps as they appear on the wire (`collected_at`) and in the database.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `2026-11-25T22:45:15Z`: UTC, whole seconds; what the agent puts in `collected_at`.
+pub fn format_rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 UTC timestamp (fractions are dropped).
+pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
+    let time = humantime::parse_rfc3339_weak(text.trim())
+        .map_err(|e| format!("{text:?} is not an RFC 3339 UTC timestamp: {e}"))?;
+    Ok(unix_seconds(time))
+}
+
+/// Seconds since the Unix epoch (negative before it).
+pub fn unix_seconds(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The `SystemTime` of a Unix timestamp.
+pub fn from_unix_seconds(seconds: i64) -> SystemTime {
+    if seconds >= 0 {
+        UNIX_EPOCH + Duration::from_secs(seconds.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs())
+    }
+}
+
+/// Now, in Unix seconds.
+pub fn now_unix() -> i64 {
+    unix_seconds(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let t = from_unix_seconds(1_764_110_715);
+        let text = format_rfc3339(t);
+        assert_eq!(text, "2025-11-25T22:45:15Z");
+        assert_eq!(parse_rfc3339(&text), Ok(1_764_110_715));
+        assert_eq!(parse_rfc3339("2025-11-25T22:45:15.75Z"), Ok(1_764_110_715));
+        assert!(parse_rfc3339("yesterday").is_err());
+    }
+}
