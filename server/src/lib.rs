@@ -1,1 +1,55 @@
+//! The Proxmox Monitor server: authenticates agents over a Phoenix Channels WebSocket, tracks
+//! hosts online/offline, stores their samples in SQLite and serves HTTP on the same port.
 
+pub mod auth;
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod http;
+pub mod ingest;
+pub mod listener;
+pub mod registry;
+pub mod store;
+pub mod ws;
+
+#[cfg(test)]
+mod testutil;
+
+use std::net::TcpListener;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+pub use config::ServerConfig;
+pub use error::{Error, Result};
+
+use context::Context;
+use store::Store;
+
+/// Serves on `listener` until `shutdown` is set: marks every host offline on the way in (nobody
+/// is connected to a server that just started) and on the way out.
+pub fn serve(config: ServerConfig, listener: TcpListener, shutdown: Arc<AtomicBool>) -> Result<()> {
+    let store = Store::open(&config.database, config.synchronous)?;
+    let stale = store.mark_all_offline(common::time::now_unix())?;
+    if stale > 0 {
+        log::info!("marked {stale} hosts offline that were online when the server last stopped");
+    }
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| config.listen.clone());
+    log::info!(
+        "listening on {addr} (agent socket ws://{addr}{}, database {})",
+        common::events::SOCKET_PATH,
+        config.database.display()
+    );
+    let ctx = Arc::new(Context::new(config, store, shutdown));
+    listener::run(ctx.clone(), listener).map_err(|source| Error::Listen {
+        addr: addr.clone(),
+        source,
+    })?;
+    let offline = ctx.store.mark_all_offline(common::time::now_unix())?;
+    log::info!("stopped; {offline} hosts marked offline");
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Server settings: built-in defaults, then the TOML file (`--config`), then command-line flags.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use log::LevelFilter;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::store::Synchronous;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+pub const DEFAULT_DATABASE: &str = "/var/lib/proxmox-monitor/server.db";
+pub const DEFAULT_BCRYPT_COST: u32 = 12;
+pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 60;
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// Everything the server needs to run, after defaults, file and flags are merged.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub database: PathBuf,
+    pub log_level: LevelFilter,
+    pub bcrypt_cost: u32,
+    pub idle_timeout: Duration,
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    pub synchronous: Synchronous,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.into(),
+            database: PathBuf::from(DEFAULT_DATABASE),
+            log_level: LevelFilter::Info,
+            bcrypt_cost: DEFAULT_BCRYPT_COST,
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECONDS),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
+/// The TOML file; every key optional. Unknown keys are errors, so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database: Option<PathBuf>,
+    log_level: Option<String>,
+    bcrypt_cost: Option<u32>,
+    idle_timeout_seconds: Option<u64>,
+    max_frame_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    synchronous: Option<Synchronous>,
+}
+
+/// Values given on the command line; they win over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub database: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub bcrypt_cost: Option<u32>,
+    pub idle_timeout_seconds: Option<u64>,
+}
+
+impl ServerConfig {
+    /// Defaults, overlaid by `file` (if given) and then by `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<ServerConfig> {
+        let mut config = ServerConfig::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+                source_name: path.display().to_string(),
+                message: format!("cannot read: {e}"),
+            })?;
+            config.apply_toml(&text, &path.display().to_string())?;
+        }
+        config.apply(
+            &FileConfig {
+                listen: overrides.listen.clone(),
+                database: overrides.database.clone(),
+                log_level: overrides.log_level.clone(),
+                bcrypt_cost: overrides.bcrypt_cost,
+                idle_timeout_seconds: overrides.idle_timeout_seconds,
+                ..FileConfig::default()
+            },
+            "command line",
+        )?;
+        Ok(config)
+    }
+
+    /// Overlays the settings in TOML `text`; `source_name` names it in errors.
+    pub fn apply_toml(&mut self, text: &str, source_name: &str) -> Result<()> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| Error::Config {
+            source_name: source_name.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        self.apply(&file, source_name)
+    }
+
+    fn apply(&mut self, file: &FileConfig, source_name: &str) -> Result<()> {
+        let bad = |key: &str, message: String| Error::Config {
+            source_name: source_name.to_owned(),
+            message: format!("{key}: {message}"),
+        };
+        if let Some(listen) = &file.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(bad(
+                    "listen",
+                    format!("{listen:?} is not an address like 127.0.0.1:4000"),
+                ));
+            }
+            self.listen.clone_from(listen);
+        }
+        if let Some(database) = &file.database {
+            self.database.clone_from(database);
+        }
+        if let Some(level) = &file.log_level {
+            self.log_level = level.parse().map_err(|_| {
+                bad(
+                    "log_level",
+                    format!("{level:?} is not one of off, error, warn, info, debug, trace"),
+                )
+            })?;
+        }
+        if let Some(cost) = file.bcrypt_cost {
+            if !(4..=31).contains(&cost) {
+                return Err(bad("bcrypt_cost", format!("{cost} is outside 4..=31")));
+            }
+            self.bcrypt_cost = cost;
+        }
+        if let Some(seconds) = file.idle_timeout_seconds {
+            if seconds == 0 {
+                return Err(bad("idle_timeout_seconds", "must be at least 1".into()));
+            }
+            self.idle_timeout = Duration::from_secs(seconds);
+        }
+        if let Some(bytes) = file.max_frame_bytes {
+            if bytes < 1024 {
+                return Err(bad("max_frame_bytes", format!("{bytes} is below 1024")));
+            }
+            self.max_frame_bytes = bytes;
+        }
+        if let Some(n) = file.max_connections {
+            if n == 0 {
+                return Err(bad("max_connections", "must be at least 1".into()));
+            }
+            self.max_connections = n;
+        }
+        if let Some(sync) = file.synchronous {
+            self.synchronous = sync;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let config = ServerConfig::load(None, &Overrides::default()).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:4000");
+        assert_eq!(config.bcrypt_cost, 12);
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let mut config = ServerConfig::default();
+        config
+            .apply_toml(
+                "listen = \"0.0.0.0:5000\"\nbcrypt_cost = 10\nsynchronous = \"normal\"\n",
+                "t.toml",
+            )
+            .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:5000");
+        assert_eq!(config.synchronous, Synchronous::Normal);
+        config
+            .apply(
+                &FileConfig {
+                    bcrypt_cost: Some(4),
+                    ..FileConfig::default()
+                },
+                "flags",
+            )
+            .unwrap();
+        assert_eq!(config.bcrypt_cost, 4);
+    }
+
+    #[test]
+    fn errors_name_the_source_and_key() {
+        let mut config = ServerConfig::default();
+        let err = config
+            .apply_toml("bcrypt_cost = 99\n", "/etc/pm.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/etc/pm.toml") && err.contains("bcrypt_cost"),
+            "{err}"
+        );
+        let err = config
+            .apply_toml("lisen = \"x\"\n", "/etc/pm.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = config
+            .apply_toml("listen = \"nowhere\"\n", "f")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+        assert!(config.apply_toml("this is = not toml [", "f").is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! The server's error type: every variant names the file, host or value at fault.
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug)]
+pub enum Error {
+    /// The configuration file or a flag is unusable.
+    Config {
+        source_name: String,
+        message: String,
+    },
+    /// The database could not be opened, migrated, read or written.
+    Database {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    /// A database file or directory could not be created.
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A host name that is not allowed.
+    InvalidHostName(String),
+    HostExists(String),
+    UnknownHost(String),
+    /// Hashing a token or password failed.
+    Hash(String),
+    /// The listener could not be set up.
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// Anything an admin typed that we cannot use (a timestamp, a password, ...).
+    Usage(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config {
+                source_name,
+                message,
+            } => write!(f, "config {source_name}: {message}"),
+            Error::Database { path, source } => write!(f, "database {}: {source}", path.display()),
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::InvalidHostName(reason) => write!(f, "invalid host name: {reason}"),
+            Error::HostExists(name) => write!(f, "host '{name}' is already registered"),
+            Error::UnknownHost(name) => write!(f, "no host named '{name}' is registered"),
+            Error::Hash(message) => write!(f, "bcrypt: {message}"),
+            Error::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::Usage(message) => write!(f, "{message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Database { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::Listen { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The accept loop: one thread per connection, HTTP first, upgraded to the agent socket when
+//! asked. Every thread's handle is kept so that shutdown can wait for them.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::context::{Context, Stats};
+use crate::http::{self, HttpConn, ReadOutcome, Response};
+use crate::ws;
+
+/// How often a blocked read wakes up to look at the shutdown and kick flags.
+pub const TICK: Duration = Duration::from_millis(200);
+/// A client that does not read what we send for this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for connection threads to say goodbye.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// Accepts connections until the shutdown flag is set, then waits (briefly) for the connection
+/// threads and marks every host offline.
+pub fn run(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut next_id: u64 = 0;
+    while !ctx.shutting_down() {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                threads.retain(|t| !t.is_finished());
+                next_id += 1;
+                Stats::add(&ctx.stats.connections_accepted, 1);
+                if threads.len() >= ctx.config.max_connections {
+                    log::warn!(
+                        "{peer}: refused: {} connections open (max_connections)",
+                        threads.len()
+                    );
+                    refuse(stream);
+                    continue;
+                }
+                let ctx = ctx.clone();
+                let conn_id = next_id;
+                let spawned = std::thread::Builder::new()
+                    .name(format!("conn-{conn_id}"))
+                    .spawn(move || handle_connection(&ctx, stream, peer, conn_id));
+                match spawned {
+                    Ok(handle) => threads.push(handle),
+                    Err(e) => log::error!("{peer}: cannot start a thread: {e}"),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: say so, back off, keep serving.
+                log::error!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    drop(listener);
+    log::info!(
+        "shutting down: closing {} connections",
+        threads.iter().filter(|t| !t.is_finished()).count()
+    );
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    for thread in threads {
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
+    }
+    Ok(())
+}
+
+fn refuse(stream: TcpStream) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let mut conn = HttpConn::new(stream);
+    let _ = conn.write_response(&Response::text(503, "too many connections\n"), false, true);
+}
+
+fn handle_connection(ctx: &Context, stream: TcpStream, peer: SocketAddr, conn_id: u64) {
+    Stats::add(&ctx.stats.open_connections, 1);
+    let setup = stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_read_timeout(Some(TICK)))
+        .and_then(|()| stream.set_write_timeout(Some(WRITE_TIMEOUT)))
+        .and_then(|()| stream.set_nodelay(true));
+    if let Err(e) = setup {
+        log::warn!("{peer}: socket setup failed: {e}");
+    } else {
+        serve(ctx, HttpConn::new(stream), &peer.to_string(), conn_id);
+    }
+    ctx.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+fn serve(ctx: &Context, mut conn: HttpConn, peer: &str, conn_id: u64) {
+    let mut first = true;
+    loop {
+        let request = match conn.read_request(ctx, first) {
+            ReadOutcome::Request(request) => request,
+            ReadOutcome::Closed => return,
+            ReadOutcome::Fail(response) => {
+                log::debug!("{peer}: bad request: {}", response.status);
+                let _ = conn.write_response(&response, false, true);
+                return;
+            }
+        };
+        first = false;
+        if ws::is_upgrade(&request) {
+            ws::serve_socket(ctx, conn, &request, conn_id, peer);
+            return;
+        }
+        let response = http::router::route(ctx, &request);
+        let close = request.wants_close || ctx.shutting_down();
+        if conn
+            .write_response(&response, request.method == "HEAD", close)
+            .is_err()
+            || close
+        {
+            return;
+        }
+    }
+}

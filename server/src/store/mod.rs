@@ -1,0 +1,112 @@
+//! The SQLite database: one connection behind a mutex, shared by all threads.
+//!
+//! The mutex is held for short, whole transactions and never across network I/O or bcrypt.
+
+mod hosts;
+mod migrations;
+
+pub use hosts::{Host, HostStatus};
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+/// How hard SQLite works to keep committed transactions across a power cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync the WAL at every commit: an acknowledged sample survives a power cut.
+    Full,
+    /// fsync only at checkpoints: survives a crash of the server, a power cut may lose the last
+    /// commits.
+    Normal,
+}
+
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating with mode 0600 if needed) and migrates the database at `path`.
+    pub fn open(path: &Path, synchronous: Synchronous) -> Result<Store> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        // Create the file ourselves so that it is never world-readable: it holds token hashes.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|source| Error::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        let db_err = |source| Error::Database {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        let sync = match synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)
+            .map_err(db_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(db_err)?;
+        migrations::migrate(&mut conn).map_err(db_err)?;
+        Ok(Store {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection, for one short piece of work. A thread that panicked while holding the
+    /// lock left no half-done transaction behind (rusqlite rolls back on drop), so a poisoned
+    /// lock is safe to take over.
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wraps a rusqlite error with the database path.
+    pub fn err(&self, source: rusqlite::Error) -> Error {
+        Error::Database {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Runs `PRAGMA integrity_check`; `Ok(())` when the answer is "ok".
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("PRAGMA integrity_check")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+}
