@@ -1,9 +1,35 @@
 //! The payload schema: what the agent measures, as it travels in `MetricPush::data`.
 //!
 //! Every field is optional (`#[serde(default)]`), so a server reads the samples of older and newer
-//! agents alike: a source the agent could not read is `null` and named in `errors`.
+//! agents alike: a source the agent could not read is `null` (or an absent list) and named in
+//! `errors`; a source the node simply does not have (no ZFS, no Proxmox, a kernel without PSI) is
+//! `null` without an error. Inside the per-item structs (guests, interfaces, disks, ...) unknown
+//! values are left out rather than sent as `null`, which keeps a 200-guest sample short.
+//! Rates (`*_per_s`, `*_iops`, percentages of time) need two samples: they are absent on the
+//! first sample after the agent starts and whenever a counter went backwards (reboot, guest
+//! restart, device gone and back), never a bogus spike.
+//!
 //! `series_points` flattens a sample into the named numeric series the server stores; the names
-//! are a stable interface (ARCHITECTURE.md lists them).
+//! are a stable interface. `<x>` is a name taken from the node; a mount point becomes its path
+//! with every `/` replaced by `_` (`/` → `_`, `/var/lib/vz` → `_var_lib_vz`).
+//!
+//! | sample | series |
+//! |---|---|
+//! | fast | `load1` `load5` `load15` `uptime_seconds` |
+//! | fast | `cpu_percent` `cpu_user_percent` `cpu_system_percent` `cpu_iowait_percent` `cpu_steal_percent` `cpu.<n>.percent` |
+//! | fast | `mem_total_bytes` `mem_available_bytes` `mem_used_bytes` `mem_arc_bytes` `mem_used_without_arc_bytes` `swap_total_bytes` `swap_used_bytes` |
+//! | fast | `psi.<cpu\|io\|memory>.<some\|full>_avg10` |
+//! | fast | `arc.size_bytes` `arc.target_bytes` `arc.min_bytes` `arc.max_bytes` `arc.hit_ratio_percent` |
+//! | fast | `net.<iface>.rx_bytes_per_s` `.tx_bytes_per_s` `.rx_packets_per_s` `.tx_packets_per_s` `.rx_errors` `.tx_errors` `.rx_dropped` `.tx_dropped` |
+//! | fast | `disk.<dev>.read_bytes_per_s` `.write_bytes_per_s` `.read_iops` `.write_iops` `.busy_percent` |
+//! | fast | `guest.<vmid>.running` `.uptime_seconds` `.cpu_percent` `.cpu_host_percent` `.mem_used_bytes` `.mem_limit_bytes` `.disk_read_bytes_per_s` `.disk_write_bytes_per_s` `.net_in_bytes_per_s` `.net_out_bytes_per_s` `.psi.<cpu\|io\|memory>.<some\|full>_avg10` |
+//! | medium | `pool.<name>.size_bytes` `.alloc_bytes` `.free_bytes` `.frag_percent` `.dedup_ratio` `.healthy` |
+//! | medium | `fs.<mountpoint>.size_bytes` `.used_bytes` `.avail_bytes` `.inodes_total` `.inodes_used` |
+//! | medium | `storage.<id>.total_bytes` `.used_bytes` `.avail_bytes` `.active` |
+//! | slow | `cpu_count` |
+//!
+//! Counters that are not rates (`rx_errors`, ...) are totals since boot. `running`, `healthy`
+//! and `active` are 1 or 0.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +45,7 @@ pub struct SourceError {
     pub message: String,
 }
 
-/// The `metric:fast` sample: host CPU, memory, load.
+/// The `metric:fast` sample: host CPU, memory, load, pressure, ARC, network, disks and guests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct FastSample {
@@ -30,7 +56,8 @@ pub struct FastSample {
     pub load15: Option<f64>,
     pub mem_total_bytes: Option<u64>,
     pub mem_available_bytes: Option<u64>,
-    /// `MemTotal − MemAvailable`.
+    /// `MemTotal − MemAvailable`. The ZFS ARC counts as used here (the kernel does not count it
+    /// as available); see `mem_used_without_arc_bytes`.
     pub mem_used_bytes: Option<u64>,
     pub swap_total_bytes: Option<u64>,
     pub swap_free_bytes: Option<u64>,
@@ -39,44 +66,497 @@ pub struct FastSample {
     pub cpu_percent: Option<f64>,
     /// Busy share of each CPU since the previous sample, 0–100; null on the first sample.
     pub cpu_per_core_percent: Option<Vec<f64>>,
+    /// Share of all CPU time in user + nice since the previous sample, 0–100.
+    pub cpu_user_percent: Option<f64>,
+    /// Share in system + irq + softirq.
+    pub cpu_system_percent: Option<f64>,
+    pub cpu_iowait_percent: Option<f64>,
+    /// Time the hypervisor under this node gave to others (nested or cloud nodes).
+    pub cpu_steal_percent: Option<f64>,
+    /// Size of the ZFS ARC, which `mem_used_bytes` includes; null without ZFS.
+    pub mem_arc_bytes: Option<u64>,
+    /// `mem_used_bytes − mem_arc_bytes`: what applications and guests use.
+    pub mem_used_without_arc_bytes: Option<u64>,
+    /// Host pressure stall information (`/proc/pressure/*`); null on kernels without PSI.
+    pub pressure: Option<Pressure>,
+    /// ZFS ARC; null without ZFS.
+    pub arc: Option<Arc>,
+    /// Physical interfaces, bonds and bridges (guest ports are counted under their guest).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub net: Vec<NetInterface>,
+    /// Whole block devices (no partitions, zvols, loop or device-mapper devices).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<Disk>,
+    /// Every guest of this node, running or not, by VMID.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guests: Vec<GuestFast>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<SourceError>,
+}
+
+/// Pressure stall information: the `avg10` figures (share of the last 10 s, 0–100) of the
+/// `some` and `full` lines of the cpu, io and memory files.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Pressure {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_some: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_full: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_some: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_full: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_some: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_full: Option<f64>,
+}
+
+/// The ZFS adaptive replacement cache.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Arc {
+    pub size_bytes: Option<u64>,
+    /// The size the ARC is currently aiming for (`c`).
+    pub target_bytes: Option<u64>,
+    pub min_bytes: Option<u64>,
+    pub max_bytes: Option<u64>,
+    /// Hits / (hits + misses) since the previous sample, 0–100.
+    pub hit_ratio_percent: Option<f64>,
+}
+
+/// One network interface of the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct NetInterface {
+    pub name: String,
+    /// A Linux bridge (`vmbr0`): its traffic is also counted on its ports.
+    #[serde(skip_serializing_if = "is_false")]
+    pub bridge: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rx_bytes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_bytes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rx_packets_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_packets_per_s: Option<f64>,
+    /// Totals since boot.
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+}
+
+/// One whole block device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Disk {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_bytes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_bytes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_iops: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_iops: Option<f64>,
+    /// Share of the time the device had I/O in flight, 0–100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busy_percent: Option<f64>,
+}
+
+/// A QEMU virtual machine or an LXC container.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestType {
+    #[default]
+    Qemu,
+    Lxc,
+    /// A type this server does not know (from a newer agent).
+    #[serde(other)]
+    Unknown,
+}
+
+/// Whether a guest runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestStatus {
+    Running,
+    #[default]
+    Stopped,
+    /// A stopped (SIGSTOP) QEMU process or a frozen container cgroup. A VM paused over QMP
+    /// cannot be seen from files and shows as running.
+    Paused,
+    #[serde(other)]
+    Unknown,
+}
+
+/// A guest's state and usage in the fast sample. Usage fields are absent for stopped guests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct GuestFast {
+    pub vmid: u32,
+    #[serde(rename = "type")]
+    pub kind: GuestType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub status: GuestStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uptime_seconds: Option<u64>,
+    /// CPUs the guest may use (VM: sockets × cores or vcpus; CT: cores or all; capped by
+    /// cpulimit), as Proxmox counts them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// CPU used, as a share of the guest's own `cpus`, 0–100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// CPU used, as a share of all host CPUs, 0–100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_host_percent: Option<f64>,
+    /// cgroup `memory.current − file` (what Proxmox shows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_used_bytes: Option<u64>,
+    /// VM: configured memory; CT: the cgroup's `memory.max`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_limit_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_read_bytes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_write_bytes_per_s: Option<f64>,
+    /// Received by the guest (sent by the host into its tap/veth).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_in_bytes_per_s: Option<f64>,
+    /// Sent by the guest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_out_bytes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pressure: Option<Pressure>,
+}
+
+/// The `metric:medium` sample: pools, filesystems, storages and guest configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct MediumSample {
+    pub schema: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<ZfsPool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filesystems: Vec<Filesystem>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub storages: Vec<Storage>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guests: Vec<GuestConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<SourceError>,
+}
+
+/// One ZFS pool, from `zpool list` and `zpool status -x`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ZfsPool {
+    pub name: String,
+    /// ONLINE, DEGRADED, FAULTED, OFFLINE, REMOVED, UNAVAIL or SUSPENDED.
+    pub health: String,
+    pub size_bytes: Option<u64>,
+    pub alloc_bytes: Option<u64>,
+    pub free_bytes: Option<u64>,
+    pub frag_percent: Option<f64>,
+    pub dedup_ratio: Option<f64>,
+    /// The pool's block of `zpool status -x` when it is not healthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_details: Option<String>,
+}
+
+/// One mounted filesystem (pseudo, network and guest filesystems left out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Filesystem {
+    pub mountpoint: String,
+    pub device: String,
+    pub fstype: String,
+    pub size_bytes: Option<u64>,
+    pub used_bytes: Option<u64>,
+    /// Available to unprivileged users.
+    pub avail_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inodes_total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inodes_used: Option<u64>,
+}
+
+/// One Proxmox storage of `/etc/pve/storage.cfg` that this node can use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Storage {
+    pub id: String,
+    /// `dir`, `zfspool`, `lvmthin`, `nfs`, `pbs`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Comma-separated content types, as configured (`images,rootdir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub shared: bool,
+    pub enabled: bool,
+    /// From `pvesm status`; null when it could not be run.
+    pub active: Option<bool>,
+    pub total_bytes: Option<u64>,
+    pub used_bytes: Option<u64>,
+    pub avail_bytes: Option<u64>,
+}
+
+/// A guest's configuration facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct GuestConfig {
+    pub vmid: u32,
+    #[serde(rename = "type")]
+    pub kind: GuestType,
+    pub name: String,
+    pub cores: Option<u32>,
+    /// VMs only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sockets: Option<u32>,
+    /// The `cpus` of `GuestFast`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    /// Containers only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swap_bytes: Option<u64>,
+    pub onboot: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub template: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// The `metric:slow` sample: versions, hardware and cluster membership.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct SlowSample {
+    pub schema: u32,
+    /// The node name as Proxmox knows it (`/etc/pve/.members`), else the host name.
+    pub node_name: Option<String>,
+    /// `pve-manager` version, e.g. `8.2.4`; null on a host without Proxmox.
+    pub pve_version: Option<String>,
+    /// The build's commit, e.g. `faa83925c9641325`.
+    pub pve_repoid: Option<String>,
+    /// The loaded ZFS module, e.g. `2.2.4-pve1`.
+    pub zfs_version: Option<String>,
+    pub kernel_version: Option<String>,
+    pub cpu_model: Option<String>,
+    /// Logical CPUs.
+    pub cpu_count: Option<u32>,
+    pub cpu_sockets: Option<u32>,
+    /// Null on a standalone node.
+    pub cluster: Option<Cluster>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<SourceError>,
+}
+
+/// The Proxmox cluster this node is a member of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Cluster {
+    pub name: String,
+    pub quorate: Option<bool>,
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// One member of the cluster, as this node sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ClusterNode {
+    pub name: String,
+    pub id: Option<u32>,
+    pub online: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
 }
 
 /// One numeric value of a named series, as the server stores it.
 pub type SeriesPoint = (String, f64);
 
+/// Collects series points, dropping absent and non-finite values.
+struct Points(Vec<SeriesPoint>);
+
+impl Points {
+    fn put(&mut self, name: &str, value: Option<f64>) {
+        if let Some(v) = value.filter(|v| v.is_finite()) {
+            self.0.push((name.to_owned(), v));
+        }
+    }
+
+    fn put_u64(&mut self, name: &str, value: Option<u64>) {
+        self.put(name, value.map(to_f64));
+    }
+
+    fn put_pressure(&mut self, prefix: &str, p: &Pressure) {
+        self.put(&format!("{prefix}psi.cpu.some_avg10"), p.cpu_some);
+        self.put(&format!("{prefix}psi.cpu.full_avg10"), p.cpu_full);
+        self.put(&format!("{prefix}psi.io.some_avg10"), p.io_some);
+        self.put(&format!("{prefix}psi.io.full_avg10"), p.io_full);
+        self.put(&format!("{prefix}psi.memory.some_avg10"), p.memory_some);
+        self.put(&format!("{prefix}psi.memory.full_avg10"), p.memory_full);
+    }
+}
+
 impl FastSample {
     /// The numeric series in this sample, e.g. `("load1", 0.42)`, `("cpu.3.percent", 12.5)`.
     pub fn series_points(&self) -> Vec<SeriesPoint> {
-        let mut out = Vec::new();
-        let mut put = |name: &str, value: Option<f64>| {
-            if let Some(v) = value.filter(|v| v.is_finite()) {
-                out.push((name.to_owned(), v));
-            }
-        };
-        put("load1", self.load1);
-        put("load5", self.load5);
-        put("load15", self.load15);
-        put("cpu_percent", self.cpu_percent);
-        put("mem_total_bytes", self.mem_total_bytes.map(to_f64));
-        put("mem_available_bytes", self.mem_available_bytes.map(to_f64));
-        put("mem_used_bytes", self.mem_used_bytes.map(to_f64));
-        put("swap_total_bytes", self.swap_total_bytes.map(to_f64));
-        put(
+        let mut p = Points(Vec::new());
+        p.put("load1", self.load1);
+        p.put("load5", self.load5);
+        p.put("load15", self.load15);
+        p.put("cpu_percent", self.cpu_percent);
+        p.put_u64("mem_total_bytes", self.mem_total_bytes);
+        p.put_u64("mem_available_bytes", self.mem_available_bytes);
+        p.put_u64("mem_used_bytes", self.mem_used_bytes);
+        p.put_u64("swap_total_bytes", self.swap_total_bytes);
+        p.put_u64(
             "swap_used_bytes",
             self.swap_total_bytes
                 .zip(self.swap_free_bytes)
-                .map(|(t, f)| to_f64(t.saturating_sub(f))),
+                .map(|(t, f)| t.saturating_sub(f)),
         );
-        put("uptime_seconds", self.uptime_seconds.map(to_f64));
+        p.put_u64("uptime_seconds", self.uptime_seconds);
         if let Some(cores) = &self.cpu_per_core_percent {
             for (i, v) in cores.iter().enumerate() {
-                put(&format!("cpu.{i}.percent"), Some(*v));
+                p.put(&format!("cpu.{i}.percent"), Some(*v));
             }
         }
-        out
+        p.put("cpu_user_percent", self.cpu_user_percent);
+        p.put("cpu_system_percent", self.cpu_system_percent);
+        p.put("cpu_iowait_percent", self.cpu_iowait_percent);
+        p.put("cpu_steal_percent", self.cpu_steal_percent);
+        p.put_u64("mem_arc_bytes", self.mem_arc_bytes);
+        p.put_u64(
+            "mem_used_without_arc_bytes",
+            self.mem_used_without_arc_bytes,
+        );
+        if let Some(pressure) = &self.pressure {
+            p.put_pressure("", pressure);
+        }
+        if let Some(arc) = &self.arc {
+            p.put_u64("arc.size_bytes", arc.size_bytes);
+            p.put_u64("arc.target_bytes", arc.target_bytes);
+            p.put_u64("arc.min_bytes", arc.min_bytes);
+            p.put_u64("arc.max_bytes", arc.max_bytes);
+            p.put("arc.hit_ratio_percent", arc.hit_ratio_percent);
+        }
+        for n in &self.net {
+            let name = &n.name;
+            p.put(&format!("net.{name}.rx_bytes_per_s"), n.rx_bytes_per_s);
+            p.put(&format!("net.{name}.tx_bytes_per_s"), n.tx_bytes_per_s);
+            p.put(&format!("net.{name}.rx_packets_per_s"), n.rx_packets_per_s);
+            p.put(&format!("net.{name}.tx_packets_per_s"), n.tx_packets_per_s);
+            p.put_u64(&format!("net.{name}.rx_errors"), Some(n.rx_errors));
+            p.put_u64(&format!("net.{name}.tx_errors"), Some(n.tx_errors));
+            p.put_u64(&format!("net.{name}.rx_dropped"), Some(n.rx_dropped));
+            p.put_u64(&format!("net.{name}.tx_dropped"), Some(n.tx_dropped));
+        }
+        for d in &self.disks {
+            let name = &d.name;
+            p.put(&format!("disk.{name}.read_bytes_per_s"), d.read_bytes_per_s);
+            p.put(
+                &format!("disk.{name}.write_bytes_per_s"),
+                d.write_bytes_per_s,
+            );
+            p.put(&format!("disk.{name}.read_iops"), d.read_iops);
+            p.put(&format!("disk.{name}.write_iops"), d.write_iops);
+            p.put(&format!("disk.{name}.busy_percent"), d.busy_percent);
+        }
+        for g in &self.guests {
+            let prefix = format!("guest.{}.", g.vmid);
+            let running = matches!(g.status, GuestStatus::Running | GuestStatus::Paused);
+            p.put(
+                &format!("{prefix}running"),
+                Some(if running { 1.0 } else { 0.0 }),
+            );
+            p.put_u64(&format!("{prefix}uptime_seconds"), g.uptime_seconds);
+            p.put(&format!("{prefix}cpu_percent"), g.cpu_percent);
+            p.put(&format!("{prefix}cpu_host_percent"), g.cpu_host_percent);
+            p.put_u64(&format!("{prefix}mem_used_bytes"), g.mem_used_bytes);
+            p.put_u64(&format!("{prefix}mem_limit_bytes"), g.mem_limit_bytes);
+            p.put(
+                &format!("{prefix}disk_read_bytes_per_s"),
+                g.disk_read_bytes_per_s,
+            );
+            p.put(
+                &format!("{prefix}disk_write_bytes_per_s"),
+                g.disk_write_bytes_per_s,
+            );
+            p.put(&format!("{prefix}net_in_bytes_per_s"), g.net_in_bytes_per_s);
+            p.put(
+                &format!("{prefix}net_out_bytes_per_s"),
+                g.net_out_bytes_per_s,
+            );
+            if let Some(pressure) = &g.pressure {
+                p.put_pressure(&prefix, pressure);
+            }
+        }
+        p.0
     }
+}
+
+impl MediumSample {
+    /// The numeric series in this sample, e.g. `("pool.rpool.alloc_bytes", 1.8e11)`.
+    pub fn series_points(&self) -> Vec<SeriesPoint> {
+        let mut p = Points(Vec::new());
+        for pool in &self.pools {
+            let prefix = format!("pool.{}.", pool.name);
+            p.put_u64(&format!("{prefix}size_bytes"), pool.size_bytes);
+            p.put_u64(&format!("{prefix}alloc_bytes"), pool.alloc_bytes);
+            p.put_u64(&format!("{prefix}free_bytes"), pool.free_bytes);
+            p.put(&format!("{prefix}frag_percent"), pool.frag_percent);
+            p.put(&format!("{prefix}dedup_ratio"), pool.dedup_ratio);
+            let healthy = if pool.health == "ONLINE" { 1.0 } else { 0.0 };
+            p.put(&format!("{prefix}healthy"), Some(healthy));
+        }
+        for fs in &self.filesystems {
+            let prefix = format!("fs.{}.", mountpoint_series_name(&fs.mountpoint));
+            p.put_u64(&format!("{prefix}size_bytes"), fs.size_bytes);
+            p.put_u64(&format!("{prefix}used_bytes"), fs.used_bytes);
+            p.put_u64(&format!("{prefix}avail_bytes"), fs.avail_bytes);
+            p.put_u64(&format!("{prefix}inodes_total"), fs.inodes_total);
+            p.put_u64(&format!("{prefix}inodes_used"), fs.inodes_used);
+        }
+        for s in &self.storages {
+            let prefix = format!("storage.{}.", s.id);
+            p.put_u64(&format!("{prefix}total_bytes"), s.total_bytes);
+            p.put_u64(&format!("{prefix}used_bytes"), s.used_bytes);
+            p.put_u64(&format!("{prefix}avail_bytes"), s.avail_bytes);
+            p.put(
+                &format!("{prefix}active"),
+                s.active.map(|a| if a { 1.0 } else { 0.0 }),
+            );
+        }
+        p.0
+    }
+}
+
+impl SlowSample {
+    /// The numeric series in this sample: only `cpu_count`.
+    pub fn series_points(&self) -> Vec<SeriesPoint> {
+        let mut p = Points(Vec::new());
+        p.put("cpu_count", self.cpu_count.map(f64::from));
+        p.0
+    }
+}
+
+/// A mount point as it appears in series names: `/` → `_`, `/var/lib/vz` → `_var_lib_vz`.
+pub fn mountpoint_series_name(mountpoint: &str) -> String {
+    mountpoint.replace('/', "_")
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 #[allow(clippy::cast_precision_loss)] // byte counts stay far below 2^53
@@ -87,6 +567,9 @@ fn to_f64(v: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::MetricPush;
+    use crate::Frame;
+    use serde_json::Value;
 
     #[test]
     fn phase1_payload_without_newer_fields_parses() {
@@ -112,5 +595,94 @@ mod tests {
         };
         let names: Vec<String> = sample.series_points().into_iter().map(|p| p.0).collect();
         assert_eq!(names, ["cpu.0.percent", "cpu.1.percent"]);
+    }
+
+    /// Parses a golden frame, checks it is a `metric:*` push, and returns its `data`.
+    fn golden(text: &str, event: &str) -> Value {
+        let frame = Frame::decode(text).unwrap();
+        assert_eq!(frame.topic, "host:pve1");
+        assert_eq!(frame.event, event);
+        let push: MetricPush = serde_json::from_value(frame.payload).unwrap();
+        assert_eq!(push.collected_at, "2026-11-25T12:00:00Z");
+        push.data
+    }
+
+    /// Golden → typed → JSON gives back the golden JSON: no field is lost or renamed.
+    fn round_trip<T: serde::de::DeserializeOwned + Serialize>(data: &Value) -> T {
+        let typed: T = serde_json::from_value(data.clone()).unwrap();
+        assert_eq!(&serde_json::to_value(&typed).unwrap(), data);
+        typed
+    }
+
+    #[test]
+    fn golden_fast_round_trips() {
+        let data = golden(
+            include_str!("../../fixtures/protocol/metric_fast.json"),
+            "metric:fast",
+        );
+        let sample: FastSample = round_trip(&data);
+        assert_eq!(sample.guests.len(), 3);
+        assert_eq!(sample.guests[1].kind, GuestType::Lxc);
+        assert_eq!(sample.guests[2].status, GuestStatus::Stopped);
+        let points = sample.series_points();
+        let get = |name: &str| points.iter().find(|p| p.0 == name).map(|p| p.1);
+        assert_eq!(get("cpu_user_percent"), Some(10.0));
+        assert_eq!(get("psi.io.some_avg10"), Some(0.18));
+        assert_eq!(get("arc.size_bytes"), Some(1_610_612_736.0));
+        assert_eq!(get("arc.hit_ratio_percent"), Some(90.0));
+        assert_eq!(get("net.eno1.rx_bytes_per_s"), Some(1_000_000.0));
+        assert_eq!(get("net.vmbr0.rx_dropped"), Some(0.0));
+        assert_eq!(get("disk.nvme0n1.busy_percent"), Some(25.0));
+        assert_eq!(get("guest.100.cpu_percent"), Some(50.0));
+        assert_eq!(get("guest.100.mem_used_bytes"), Some(4_461_088_768.0));
+        assert_eq!(get("guest.101.psi.cpu.some_avg10"), Some(0.0));
+        assert_eq!(get("guest.102.running"), Some(0.0));
+        assert_eq!(get("guest.102.cpu_percent"), None);
+    }
+
+    #[test]
+    fn golden_medium_round_trips() {
+        let data = golden(
+            include_str!("../../fixtures/protocol/metric_medium.json"),
+            "metric:medium",
+        );
+        let sample: MediumSample = round_trip(&data);
+        let points = sample.series_points();
+        let get = |name: &str| points.iter().find(|p| p.0 == name).map(|p| p.1);
+        assert_eq!(get("pool.rpool.alloc_bytes"), Some(187_246_247_936.0));
+        assert_eq!(get("pool.rpool.healthy"), Some(1.0));
+        assert_eq!(get("fs._.used_bytes"), Some(5_106_958_336.0));
+        assert_eq!(get("fs._boot_efi.used_bytes"), Some(12_136_448.0));
+        assert_eq!(get("fs._boot_efi.inodes_total"), None);
+        assert_eq!(get("storage.local-zfs.used_bytes"), Some(178_393_894_912.0));
+        assert_eq!(get("storage.nas-iso.active"), Some(1.0));
+    }
+
+    #[test]
+    fn golden_slow_round_trips() {
+        let data = golden(
+            include_str!("../../fixtures/protocol/metric_slow.json"),
+            "metric:slow",
+        );
+        let sample: SlowSample = round_trip(&data);
+        assert_eq!(sample.pve_version.as_deref(), Some("8.2.4"));
+        assert_eq!(sample.cluster.as_ref().map(|c| c.nodes.len()), Some(2));
+        assert_eq!(sample.series_points(), vec![("cpu_count".to_owned(), 8.0)]);
+    }
+
+    #[test]
+    fn unknown_guest_type_and_status_from_a_newer_agent_still_parse() {
+        let g: GuestFast =
+            serde_json::from_str(r#"{"vmid":7,"type":"openvz","status":"migrating"}"#).unwrap();
+        assert_eq!(
+            (g.kind, g.status),
+            (GuestType::Unknown, GuestStatus::Unknown)
+        );
+    }
+
+    #[test]
+    fn mountpoints_in_series_names() {
+        assert_eq!(mountpoint_series_name("/"), "_");
+        assert_eq!(mountpoint_series_name("/var/lib/vz"), "_var_lib_vz");
     }
 }
