@@ -3,5 +3,6 @@
 
 pub mod collect;
 pub mod error;
+pub mod spool;
 
 pub use error::{Error, Result};
