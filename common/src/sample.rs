@@ -565,6 +565,7 @@ fn to_f64(v: u64) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
     use crate::events::MetricPush;
