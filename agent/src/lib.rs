@@ -2,7 +2,10 @@
 //! server over one persistent Phoenix Channels WebSocket.
 
 pub mod collect;
+pub mod config;
+pub mod connection;
 pub mod error;
+pub mod run;
 pub mod spool;
 
 pub use error::{Error, Result};

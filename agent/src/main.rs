@@ -1,1 +1,132 @@
-fn main() {}
+//! `proxmox-monitor-agent`: parse the command line, run, map errors to a message and exit code.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::config::{AgentConfig, DEFAULT_CONFIG_PATH};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "proxmox-monitor-agent",
+    version,
+    about = "Proxmox Monitor agent: reads this node's /proc, /sys and /etc/pve and pushes samples to the server",
+    after_help = "The config file is --config FILE, else $AGENT_CONFIG, else /etc/proxmox-monitor/agent.toml.\n\
+                  Run without a command to run the agent."
+)]
+struct Cli {
+    /// Agent configuration (TOML)
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// off, error, warn, info, debug or trace (overrides log_level in the config)
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<log::LevelFilter>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connect to the server and push samples until stopped (the default)
+    Run,
+    /// Print one sample of this node as JSON and exit
+    Collect {
+        /// Read the node's files under DIR instead of / (e.g. a fixture tree)
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+    },
+}
+
+/// How long Ctrl+C / SIGTERM may take before we exit regardless.
+const STOP_DEADLINE: Duration = Duration::from_millis(1800);
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command.unwrap_or(Command::Run) {
+        Command::Collect { root } => collect(&root),
+        Command::Run => run(cli.config, cli.log_level),
+    };
+    std::process::exit(code);
+}
+
+fn collect(root: &std::path::Path) -> i32 {
+    init_logging(log::LevelFilter::Warn);
+    // PENDING(collectors): switches to collect::collect_once when the Proxmox collectors land.
+    let output = serde_json::json!({ "fast": agent::collect::Collector::new(root).fast() });
+    match serde_json::to_string_pretty(&output) {
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("proxmox-monitor-agent: {e}");
+            1
+        }
+    }
+}
+
+fn run(config_flag: Option<PathBuf>, log_level: Option<log::LevelFilter>) -> i32 {
+    let path = config_flag
+        .or_else(|| std::env::var_os("AGENT_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let config = match AgentConfig::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("proxmox-monitor-agent: {e}");
+            return 2;
+        }
+    };
+    init_logging(log_level.unwrap_or(config.log_level));
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = shutdown.clone();
+    if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
+        eprintln!("proxmox-monitor-agent: cannot install the signal handler: {e}");
+        return 1;
+    }
+    // The loop runs on its own thread so that a stop request is honoured within the deadline
+    // even if the loop is blocked in a connect to an unreachable server.
+    let worker_flag = shutdown.clone();
+    let worker = std::thread::Builder::new()
+        .name("agent".into())
+        .spawn(move || agent::run::run(&config, &worker_flag));
+    let worker = match worker {
+        Ok(worker) => worker,
+        Err(e) => {
+            eprintln!("proxmox-monitor-agent: cannot start: {e}");
+            return 1;
+        }
+    };
+    while !shutdown.load(Ordering::SeqCst) && !worker.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !worker.is_finished() {
+        log::info!("stop requested; leaving the channel");
+        let deadline = Instant::now() + STOP_DEADLINE;
+        while !worker.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !worker.is_finished() {
+            log::warn!("the connection did not close in time; exiting anyway (unsent samples stay spooled)");
+            return 0;
+        }
+    }
+    match worker.join() {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            log::error!("{e}");
+            eprintln!("proxmox-monitor-agent: {e}");
+            1
+        }
+        Err(_) => 1,
+    }
+}
+
+fn init_logging(level: log::LevelFilter) {
+    let config = simplelog::ConfigBuilder::new()
+        .set_target_level(log::LevelFilter::Off)
+        .set_thread_level(log::LevelFilter::Off)
+        .build();
+    let _ = simplelog::WriteLogger::init(level, config, std::io::stderr());
+}

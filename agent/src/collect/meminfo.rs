@@ -47,11 +47,11 @@ pub fn parse(text: &str) -> Result<MemInfo, String> {
             "SwapTotal" => &mut swap_total,
             "SwapFree" => &mut swap_free,
             "Buffers" | "Cached" | "SReclaimable" => {
-                let value = Some(kib_to_bytes(key, rest)?);
+                let value = kib_to_bytes(key, rest)?;
                 match key {
-                    "Buffers" => info.buffers = value.unwrap_or(0),
-                    "Cached" => info.cached = value.unwrap_or(0),
-                    _ => info.s_reclaimable = value.unwrap_or(0),
+                    "Buffers" => info.buffers = value,
+                    "Cached" => info.cached = value,
+                    _ => info.s_reclaimable = value,
                 }
                 continue;
             }

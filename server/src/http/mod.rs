@@ -139,20 +139,14 @@ impl HttpConn {
         loop {
             if !self.buf.is_empty() {
                 match parse_head(&self.buf) {
-                    Ok(Some((mut request, head_len, content_length))) => {
+                    Ok(Some((request, head_len, content_length))) => {
                         if content_length > MAX_BODY_BYTES {
                             return ReadOutcome::Fail(Response::text(
                                 413,
                                 "request body too large\n",
                             ));
                         }
-                        return match self.read_body(ctx, head_len, content_length, started) {
-                            Ok(body) => {
-                                request.body = body;
-                                ReadOutcome::Request(request)
-                            }
-                            Err(outcome) => outcome,
-                        };
+                        return self.read_body(ctx, request, head_len, content_length, started);
                     }
                     Ok(None) if self.buf.len() > MAX_HEAD_BYTES => {
                         return ReadOutcome::Fail(Response::text(431, "request head too large\n"));
@@ -188,31 +182,32 @@ impl HttpConn {
     fn read_body(
         &mut self,
         ctx: &Context,
+        mut request: Request,
         head_len: usize,
         content_length: usize,
         started: Instant,
-    ) -> Result<Vec<u8>, ReadOutcome> {
+    ) -> ReadOutcome {
         let mut chunk = [0u8; 4096];
         while self.buf.len() < head_len + content_length {
             if ctx.shutting_down() {
-                return Err(ReadOutcome::Closed);
+                return ReadOutcome::Closed;
             }
             if started.elapsed() > HEAD_TIMEOUT {
-                return Err(ReadOutcome::Fail(Response::text(
+                return ReadOutcome::Fail(Response::text(
                     408,
                     "request body not received in time\n",
-                )));
+                ));
             }
             match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(ReadOutcome::Closed),
+                Ok(0) => return ReadOutcome::Closed,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if is_timeout(&e) => {}
-                Err(_) => return Err(ReadOutcome::Closed),
+                Err(_) => return ReadOutcome::Closed,
             }
         }
-        let body = self.buf[head_len..head_len + content_length].to_vec();
+        request.body = self.buf[head_len..head_len + content_length].to_vec();
         self.buf.drain(..head_len + content_length);
-        Ok(body)
+        ReadOutcome::Request(request)
     }
 
     /// Sends a response; `close` adds `Connection: close`.
