@@ -1,0 +1,683 @@
+//! Shared helpers for the integration tests: run the real server binary in a temp dir, use its
+//! admin subcommands, and talk Phoenix Channels V2 to it over a real socket.
+//!
+//! Also compiled into the agent's end-to-end tests (`#[path]` include), so nothing here may use
+//! a dependency the agent crate lacks, and the server binary is found at run time: the test
+//! crate's own `CARGO_BIN_EXE_proxmox-monitor-server` when it has one, else the sibling of the
+//! agent binary in the same target directory.
+//!
+//! Everything waits on conditions with deadlines; nothing asserts after a fixed sleep. Child
+//! processes are killed when their guard is dropped, so a failing test leaks nothing.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Frame;
+use serde_json::{json, Value};
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Message, WebSocket};
+
+/// How long tests wait for something that normally takes milliseconds; generous because CI
+/// machines are small and busy.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Polls `cond` every 20 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The server binary: this test crate's own, or the one next to the agent binary.
+pub fn server_bin() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_proxmox-monitor-server") {
+        return PathBuf::from(path);
+    }
+    let agent = option_env!("CARGO_BIN_EXE_proxmox-monitor-agent")
+        .expect("neither the server nor the agent binary is known to this test crate");
+    let server = PathBuf::from(agent).with_file_name("proxmox-monitor-server");
+    if !server.exists() {
+        // `cargo test --workspace` builds it; `cargo test -p proxmox-monitor-agent` may not.
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "proxmox-monitor-server", "--bin"])
+            .arg("proxmox-monitor-server")
+            .status()
+            .expect("running cargo build");
+        assert!(
+            status.success(),
+            "cargo build -p proxmox-monitor-server failed"
+        );
+    }
+    assert!(server.exists(), "{} is missing", server.display());
+    server
+}
+
+/// A directory of its own for one test; removed when dropped unless the test failed (then its
+/// path is printed so the logs inside can be read).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("pm-it-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test files kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct ChildGuard {
+    pub child: Option<Child>,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+}
+
+impl ChildGuard {
+    /// Starts `command` with stdout and stderr appended to `log`.
+    pub fn spawn(mut command: Command, log: &Path) -> ChildGuard {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let err = out.try_clone().unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+        ChildGuard {
+            child: Some(child),
+            log: log.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// Everything the process has written so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The exit status, if it has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// Waits up to `timeout` for it to exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.try_wait();
+            status.is_some()
+        });
+        status
+    }
+
+    /// Sends SIGINT (what Ctrl+C sends).
+    pub fn interrupt(&self) {
+        signal(self.pid(), libc::SIGINT);
+    }
+
+    /// SIGINT, then the exit status and how long it took (panics after `timeout`).
+    pub fn interrupt_and_wait(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        self.interrupt();
+        let status = self.wait_timeout(timeout.max(PATIENCE)).unwrap_or_else(|| {
+            panic!(
+                "still running {:?} after SIGINT; output:\n{}",
+                started.elapsed(),
+                self.output()
+            )
+        });
+        (status, started.elapsed())
+    }
+
+    /// Waits until its output contains `needle`; false after `timeout` or if it exited.
+    pub fn wait_for_output(&mut self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            self.output().contains(needle) || self.try_wait().is_some()
+        });
+        self.output().contains(needle)
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: i32, sig: i32) {
+    assert!(pid > 0, "no process to signal");
+    // SAFETY: kill(2) has no memory-safety preconditions; pid is a child we started.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+}
+
+/// A port that was free a moment ago (bind 127.0.0.1:0 and let go). Another process may take
+/// it before we do; `Server::start` retries on a bind failure.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    listener.local_addr().unwrap().port()
+}
+
+/// Options for `Server::start`.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub idle_timeout_seconds: u64,
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            idle_timeout_seconds: 60,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// The real server binary serving a database in a temp dir on a port of its own.
+pub struct Server {
+    pub dir: TempDir,
+    pub port: u16,
+    pub process: ChildGuard,
+}
+
+impl Server {
+    pub fn start(label: &str) -> Server {
+        Server::start_with(label, ServerOptions::default())
+    }
+
+    pub fn start_with(label: &str, options: ServerOptions) -> Server {
+        let dir = TempDir::new(label);
+        for attempt in 1..=5 {
+            let port = free_port();
+            let log = dir.path().join(format!("server-{attempt}.log"));
+            let mut command = Command::new(server_bin());
+            command
+                .args(db_args(dir.path()))
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--idle-timeout")
+                .arg(options.idle_timeout_seconds.to_string())
+                .args(&options.extra_args)
+                .arg("serve");
+            let mut process = ChildGuard::spawn(command, &log);
+            let listening = format!("listening on 127.0.0.1:{port}");
+            let up = wait_until(PATIENCE, || {
+                process.output().contains(&listening) || process.try_wait().is_some()
+            });
+            if up && process.try_wait().is_none() && process.output().contains(&listening) {
+                return Server { dir, port, process };
+            }
+            let output = process.output();
+            if output.contains("cannot listen") {
+                continue; // someone took the port between our probe and the server's bind
+            }
+            panic!("server did not start (attempt {attempt}); output:\n{output}");
+        }
+        panic!("server could not bind a free port in 5 attempts");
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `ws://127.0.0.1:PORT/socket/websocket`, without the query.
+    pub fn socket_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/socket/websocket", self.port)
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.dir.path().join("db")
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.process.output()
+    }
+
+    /// Runs an admin subcommand against this server's database.
+    pub fn admin(&self, args: &[&str]) -> Output {
+        admin(self.dir.path(), args)
+    }
+
+    /// `register-host NAME`; the token.
+    pub fn register(&self, name: &str) -> String {
+        register(self.dir.path(), name)
+    }
+
+    /// The `hosts` table.
+    pub fn hosts(&self) -> Vec<HostRow> {
+        hosts(self.dir.path())
+    }
+
+    /// The status column of host `name` (`online` / `offline` / ...).
+    pub fn status(&self, name: &str) -> Option<String> {
+        self.hosts()
+            .into_iter()
+            .find(|h| h.name == name)
+            .map(|h| h.status)
+    }
+
+    /// Waits until host `name` has `status`; panics with the server log otherwise.
+    pub fn expect_status(&self, name: &str, status: &str) {
+        let mut last = None;
+        let reached = wait_until(PATIENCE, || {
+            last = self.status(name);
+            last.as_deref() == Some(status)
+        });
+        assert!(
+            reached,
+            "host {name} is {last:?}, not {status}, after {PATIENCE:?}; server log:\n{}",
+            self.log()
+        );
+    }
+
+    /// A Phoenix client connected to `/socket/websocket?vsn=2.0.0`.
+    pub fn client(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    /// A client that has joined `host:NAME` with `token`, and the join's ref.
+    pub fn joined_client(&self, name: &str, token: &str) -> Client {
+        let mut client = self.client();
+        let reply = client.join(name, token);
+        assert_eq!(
+            reply.payload,
+            json!({"status": "ok", "response": {}}),
+            "join of {name} refused; server log:\n{}",
+            self.log()
+        );
+        client
+    }
+}
+
+fn db_args(dir: &Path) -> Vec<String> {
+    vec![
+        "--database".into(),
+        dir.join("db").display().to_string(),
+        "--bcrypt-cost".into(),
+        "4".into(),
+    ]
+}
+
+/// Runs `proxmox-monitor-server --database DIR/db --bcrypt-cost 4 ARGS...`.
+pub fn admin(dir: &Path, args: &[&str]) -> Output {
+    Command::new(server_bin())
+        .args(db_args(dir))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running server {args:?}: {e}"))
+}
+
+/// Registers `name` in DIR/db, checks the exact three-line output, and returns the token.
+pub fn register(dir: &Path, name: &str) -> String {
+    let out = admin(dir, &["register-host", name]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "register-host {name} failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_token_output(&stdout, &format!("Host '{name}' registered (id="))
+}
+
+/// Checks `FIRST…` / `TOKEN: …` / `Store this token NOW …` and returns the token.
+pub fn parse_token_output(stdout: &str, first_line_prefix: &str) -> String {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "expected 3 lines, got:\n{stdout}");
+    assert!(
+        lines[0].starts_with(first_line_prefix),
+        "first line {:?} does not start with {first_line_prefix:?}",
+        lines[0]
+    );
+    if first_line_prefix.ends_with("(id=") {
+        let id = lines[0]
+            .strip_prefix(first_line_prefix)
+            .and_then(|rest| rest.strip_suffix(")."))
+            .unwrap_or_else(|| panic!("bad first line {:?}", lines[0]));
+        assert!(id.parse::<u64>().is_ok(), "id {id:?} is not a number");
+    }
+    let token = lines[1]
+        .strip_prefix("TOKEN: ")
+        .unwrap_or_else(|| panic!("second line {:?} is not `TOKEN: …`", lines[1]));
+    assert!(
+        token.len() >= 20 && !token.contains(char::is_whitespace),
+        "implausible token {token:?}"
+    );
+    assert_eq!(
+        lines[2],
+        "Store this token NOW — it will never be shown again."
+    );
+    token.to_owned()
+}
+
+/// One row of the `hosts` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRow {
+    pub name: String,
+    pub status: String,
+    pub last_seen: String,
+    pub agent: String,
+    pub proxmox: String,
+}
+
+/// Runs `hosts` against DIR/db and parses the table (columns found by the header's offsets).
+pub fn hosts(dir: &Path) -> Vec<HostRow> {
+    let out = admin(dir, &["hosts"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "hosts failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_hosts(&stdout)
+}
+
+pub fn parse_hosts(stdout: &str) -> Vec<HostRow> {
+    if stdout.starts_with("No hosts registered.") {
+        return Vec::new();
+    }
+    let mut lines = stdout.lines();
+    let header = lines.next().unwrap_or_default();
+    let columns = ["NAME", "STATUS", "LAST SEEN", "AGENT", "PROXMOX"];
+    let starts: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            header
+                .find(c)
+                .unwrap_or_else(|| panic!("no {c} column in {header:?}"))
+        })
+        .collect();
+    assert_eq!(starts[0], 0, "NAME is not the first column: {header:?}");
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let cell = |i: usize| -> String {
+                let start = starts[i].min(line.len());
+                let end = starts
+                    .get(i + 1)
+                    .copied()
+                    .unwrap_or(line.len())
+                    .min(line.len());
+                line.get(start..end).unwrap_or_default().trim().to_owned()
+            };
+            HostRow {
+                name: cell(0),
+                status: cell(1),
+                last_seen: cell(2),
+                agent: cell(3),
+                proxmox: cell(4),
+            }
+        })
+        .collect()
+}
+
+/// What reading from the socket gave.
+#[derive(Debug)]
+pub enum Received {
+    Frame(Frame),
+    /// A text frame that is not a Phoenix message (the server should never send one).
+    Text(String),
+    /// A close frame, or the connection ended.
+    Closed,
+    /// Nothing within the timeout.
+    Timeout,
+}
+
+/// A tiny blocking Phoenix Channels V2 client for tests.
+pub struct Client {
+    pub socket: WebSocket<TcpStream>,
+    next_ref: u64,
+    pub join_ref: Option<String>,
+    pub topic: String,
+}
+
+impl Client {
+    /// Connects to `ws://127.0.0.1:PORT/socket/websocket?vsn=2.0.0`.
+    pub fn connect(port: u16) -> Client {
+        Client::connect_url(&format!("ws://127.0.0.1:{port}/socket/websocket?vsn=2.0.0"))
+            .unwrap_or_else(|e| panic!("connecting to port {port}: {e}"))
+    }
+
+    /// Connects to `url` (which must be on 127.0.0.1); the handshake error when refused.
+    pub fn connect_url(url: &str) -> Result<Client, tungstenite::Error> {
+        let rest = url.strip_prefix("ws://").expect("ws:// URL");
+        let authority = rest.split('/').next().unwrap_or_default();
+        let stream = TcpStream::connect(authority).expect("TCP connect");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_write_timeout(Some(PATIENCE)).unwrap();
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(64 << 20))
+            .max_frame_size(Some(64 << 20));
+        let (socket, _) = tungstenite::client::client_with_config(url, stream, Some(config))
+            .map_err(|e| match e {
+                tungstenite::HandshakeError::Failure(e) => e,
+                tungstenite::HandshakeError::Interrupted(_) => {
+                    panic!("handshake interrupted on a blocking socket")
+                }
+            })?;
+        Ok(Client {
+            socket,
+            next_ref: 0,
+            join_ref: None,
+            topic: String::new(),
+        })
+    }
+
+    pub fn next_ref(&mut self) -> String {
+        self.next_ref += 1;
+        self.next_ref.to_string()
+    }
+
+    pub fn send(&mut self, frame: &Frame) {
+        self.send_message(Message::text(frame.encode()));
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.send_message(Message::text(text));
+    }
+
+    pub fn send_message(&mut self, message: Message) {
+        self.socket
+            .send(message)
+            .unwrap_or_else(|e| panic!("sending: {e}"));
+    }
+
+    /// Sends without insisting: the server may already have closed the socket.
+    pub fn try_send_message(&mut self, message: Message) -> Result<(), tungstenite::Error> {
+        self.socket.send(message)
+    }
+
+    /// The next message within `timeout`.
+    pub fn recv(&mut self, timeout: Duration) -> Received {
+        let _ = self
+            .socket
+            .get_ref()
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
+        loop {
+            return match self.socket.read() {
+                Ok(Message::Text(text)) => match Frame::decode(text.as_str()) {
+                    Ok(frame) => Received::Frame(frame),
+                    Err(_) => Received::Text(text.to_string()),
+                },
+                Ok(Message::Close(_)) => Received::Closed,
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    Received::Timeout
+                }
+                Err(_) => Received::Closed,
+            };
+        }
+    }
+
+    /// The next frame; panics on anything else.
+    pub fn recv_frame(&mut self) -> Frame {
+        match self.recv(PATIENCE) {
+            Received::Frame(frame) => frame,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    /// Reads until the server closes the connection; panics if it does not within `PATIENCE`.
+    /// Returns the frames received before the close.
+    pub fn expect_closed(&mut self) -> Vec<Frame> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut frames = Vec::new();
+        while Instant::now() < deadline {
+            match self.recv(deadline.saturating_duration_since(Instant::now())) {
+                Received::Frame(frame) => frames.push(frame),
+                Received::Text(text) => panic!("server sent a non-frame: {text}"),
+                Received::Closed => return frames,
+                Received::Timeout => {}
+            }
+        }
+        panic!("the server did not close the socket within {PATIENCE:?}; got {frames:?}");
+    }
+
+    /// Joins `host:NAME` (join_ref = ref) and returns the reply to it.
+    pub fn join(&mut self, name: &str, token: &str) -> Frame {
+        self.join_topic(
+            &format!("host:{name}"),
+            json!({"token": token, "agent_version": "it-0.0.1"}),
+        )
+    }
+
+    pub fn join_topic(&mut self, topic: &str, payload: Value) -> Frame {
+        let join_ref = self.next_ref();
+        let frame = Frame::new(Some(&join_ref), Some(&join_ref), topic, "phx_join", payload);
+        self.join_ref = Some(join_ref.clone());
+        self.topic = topic.to_owned();
+        self.send(&frame);
+        let reply = self.recv_reply_to(&join_ref);
+        assert_eq!(reply.join_ref.as_deref(), Some(join_ref.as_str()));
+        assert_eq!(reply.topic, topic);
+        reply
+    }
+
+    /// Pushes `event` on the joined topic; returns the message ref.
+    pub fn push(&mut self, event: &str, payload: Value) -> String {
+        let msg_ref = self.next_ref();
+        let frame = Frame::new(
+            self.join_ref.as_deref(),
+            Some(&msg_ref),
+            &self.topic.clone(),
+            event,
+            payload,
+        );
+        self.send(&frame);
+        msg_ref
+    }
+
+    /// Sends a heartbeat and returns the reply.
+    pub fn heartbeat(&mut self) -> Frame {
+        let msg_ref = self.next_ref();
+        self.send(&Frame::new(
+            None,
+            Some(&msg_ref),
+            "phoenix",
+            "heartbeat",
+            json!({}),
+        ));
+        self.recv_reply_to(&msg_ref)
+    }
+
+    /// Reads frames until the `phx_reply` with `msg_ref`; panics on anything else first.
+    pub fn recv_reply_to(&mut self, msg_ref: &str) -> Frame {
+        let frame = self.recv_frame();
+        assert_eq!(frame.event, "phx_reply", "expected a reply, got {frame:?}");
+        assert_eq!(
+            frame.msg_ref.as_deref(),
+            Some(msg_ref),
+            "reply to the wrong message: {frame:?}"
+        );
+        frame
+    }
+
+    /// Closes politely (close frame) and waits for the server's answer.
+    pub fn close(mut self) {
+        let _ = self.socket.close(None);
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if let Received::Closed = self.recv(Duration::from_millis(200)) {
+                return;
+            }
+        }
+    }
+}
+
+/// A current RFC 3339 UTC timestamp, e.g. `2024-05-01T12:00:00Z`.
+pub fn now_rfc3339() -> String {
+    common::time::format_rfc3339(std::time::SystemTime::now())
+}
+
+/// One plain HTTP/1.1 request with `Connection: close`; the status and body.
+pub fn http_get(port: u16, path: &str, extra_headers: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra_headers}\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
