@@ -102,16 +102,26 @@ impl<'a> Channel<'a> {
                 return vec![frame.reply_error(reason::BAD_PAYLOAD)];
             }
         };
-        if let Err(e) = common::time::parse_rfc3339(&push.collected_at) {
-            log::warn!(
-                "{}: {} from {}: {e}",
-                self.peer,
-                frame.event,
-                joined.host_name
-            );
-            return vec![frame.reply_error(reason::BAD_PAYLOAD)];
-        }
-        match ingest::ingest(self.ctx, joined.host_id, &joined.host_name, kind, &push) {
+        let collected_at = match common::time::parse_rfc3339(&push.collected_at) {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!(
+                    "{}: {} from {}: {e}",
+                    self.peer,
+                    frame.event,
+                    joined.host_name
+                );
+                return vec![frame.reply_error(reason::BAD_PAYLOAD)];
+            }
+        };
+        match ingest::ingest(
+            self.ctx,
+            joined.host_id,
+            &joined.host_name,
+            kind,
+            collected_at,
+            &push,
+        ) {
             Ok(()) => vec![frame.reply_ok(json!({}))],
             Err(e) => {
                 // Not acknowledged: the agent keeps the sample and sends it again later.

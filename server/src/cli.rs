@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Overrides, ServerConfig};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{SeriesQuery, Store};
 use crate::{auth, serve};
 
 #[derive(Debug, Parser)]
@@ -65,6 +65,40 @@ pub enum Command {
     RemoveHost { name: String },
     /// Give a host a new token (the old one stops working at once)
     RotateToken { name: String },
+    /// List the names of a host's stored series
+    Metrics {
+        /// Registered host name
+        host: String,
+    },
+    /// Print the stored points of one series
+    Query {
+        /// Registered host name
+        host: String,
+        /// Series name, as listed by `metrics HOST` (e.g. load1, guest.100.cpu_percent)
+        series: String,
+        /// Start: RFC 3339 (2026-11-25T12:00:00Z), Unix seconds, or a duration ago (90m, 7d)
+        #[arg(
+            long,
+            value_name = "TIME",
+            default_value = "1h",
+            allow_hyphen_values = true
+        )]
+        from: String,
+        /// End: same forms as --from, or "now"
+        #[arg(
+            long,
+            value_name = "TIME",
+            default_value = "now",
+            allow_hyphen_values = true
+        )]
+        to: String,
+        /// Merge points into at most N buckets
+        #[arg(long, value_name = "N", default_value_t = 10_000)]
+        max_points: usize,
+        /// Print a JSON array of {"t", "avg", "min", "max"}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the parsed command line.
@@ -94,6 +128,20 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::RotateToken { name } => rotate_token(&config, &name),
+        Command::Metrics { host } => list_series(&config, &host),
+        Command::Query {
+            host,
+            series,
+            from,
+            to,
+            max_points,
+            json,
+        } => {
+            let now = common::time::now_unix();
+            let from = parse_time(&from, now).map_err(|m| Error::Usage(format!("--from: {m}")))?;
+            let to = parse_time(&to, now).map_err(|m| Error::Usage(format!("--to: {m}")))?;
+            query(&config, &host, &series, from, to, max_points, json)
+        }
     }
 }
 
@@ -200,4 +248,122 @@ fn list_hosts(config: &ServerConfig) -> Result<()> {
 
 fn format_time(unix: i64) -> String {
     common::time::format_rfc3339(common::time::from_unix_seconds(unix))
+}
+
+fn host_id(store: &Store, name: &str) -> Result<i64> {
+    store
+        .host_by_name(name)?
+        .map(|h| h.id)
+        .ok_or_else(|| Error::UnknownHost(name.to_owned()))
+}
+
+fn list_series(config: &ServerConfig, host: &str) -> Result<()> {
+    let store = open_store(config)?;
+    let names = store.series_names(host_id(&store, host)?)?;
+    if names.is_empty() {
+        eprintln!("host '{host}' has no stored series yet");
+    }
+    let mut out = std::io::stdout().lock();
+    for name in names {
+        let _ = writeln!(out, "{name}");
+    }
+    Ok(())
+}
+
+fn query(
+    config: &ServerConfig,
+    host: &str,
+    series: &str,
+    from: i64,
+    to: i64,
+    max_points: usize,
+    json: bool,
+) -> Result<()> {
+    if to < from {
+        return Err(Error::Usage(format!(
+            "--to ({}) is before --from ({})",
+            format_time(to),
+            format_time(from)
+        )));
+    }
+    let store = open_store(config)?;
+    let id = host_id(&store, host)?;
+    if !store.series_names(id)?.iter().any(|n| n == series) {
+        return Err(Error::Usage(format!(
+            "host '{host}' has no series named '{series}' (list them with: proxmox-monitor-server metrics {host})"
+        )));
+    }
+    let now = common::time::now_unix();
+    let query = SeriesQuery {
+        host_id: id,
+        name: series,
+        from,
+        to,
+        max_points: max_points.max(1),
+    };
+    let points = store.query_series(&query, &config.retention, now)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let text = serde_json::to_string(&points).map_err(|e| Error::Usage(e.to_string()))?;
+        let _ = writeln!(out, "{text}");
+        return Ok(());
+    }
+    let _ = writeln!(
+        out,
+        "{:<20}  {:>14}  {:>14}  {:>14}",
+        "TIME", "AVG", "MIN", "MAX"
+    );
+    for p in points {
+        let _ = writeln!(
+            out,
+            "{:<20}  {:>14}  {:>14}  {:>14}",
+            format_time(p.t),
+            fmt_num(p.avg),
+            fmt_num(p.min),
+            fmt_num(p.max)
+        );
+    }
+    Ok(())
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// Accepts RFC 3339, Unix seconds, `now`, or a duration ago (`90m`, `7d`, `-1h`).
+pub fn parse_time(text: &str, now: i64) -> std::result::Result<i64, String> {
+    let text = text.trim();
+    if text == "now" {
+        return Ok(now);
+    }
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(seconds);
+    }
+    if let Ok(duration) = humantime::parse_duration(text.trim_start_matches('-')) {
+        let ago =
+            i64::try_from(duration.as_secs()).map_err(|_| format!("{text:?} is too long ago"))?;
+        return Ok(now - ago);
+    }
+    common::time::parse_rfc3339(text).map_err(|_| {
+        format!("{text:?} is not RFC 3339, Unix seconds, \"now\" or a duration like 90m")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_arguments() {
+        assert_eq!(parse_time("now", 1000), Ok(1000));
+        assert_eq!(parse_time("1h", 10_000), Ok(10_000 - 3600));
+        assert_eq!(parse_time("-90m", 10_000), Ok(10_000 - 5400));
+        assert_eq!(parse_time("1764110715", 0), Ok(1_764_110_715));
+        assert_eq!(parse_time("2025-11-25T22:45:15Z", 0), Ok(1_764_110_715));
+        assert!(parse_time("yesterday-ish", 0).is_err());
+    }
 }

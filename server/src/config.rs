@@ -7,7 +7,8 @@ use log::LevelFilter;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::store::Synchronous;
+use crate::store::rollup::RetentionDays;
+use crate::store::{Retention, Synchronous};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
 pub const DEFAULT_DATABASE: &str = "/var/lib/proxmox-monitor/server.db";
@@ -27,6 +28,7 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     pub max_connections: usize,
     pub synchronous: Synchronous,
+    pub retention: Retention,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +42,7 @@ impl Default for ServerConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             synchronous: Synchronous::Full,
+            retention: Retention::default(),
         }
     }
 }
@@ -56,6 +59,7 @@ struct FileConfig {
     max_frame_bytes: Option<usize>,
     max_connections: Option<usize>,
     synchronous: Option<Synchronous>,
+    retention: Option<RetentionDays>,
 }
 
 /// Values given on the command line; they win over the file.
@@ -154,6 +158,11 @@ impl ServerConfig {
         if let Some(sync) = file.synchronous {
             self.synchronous = sync;
         }
+        if let Some(days) = &file.retention {
+            self.retention
+                .apply(days)
+                .map_err(|m| bad("retention", m))?;
+        }
         Ok(())
     }
 }
@@ -181,6 +190,13 @@ mod tests {
             .unwrap();
         assert_eq!(config.listen, "0.0.0.0:5000");
         assert_eq!(config.synchronous, Synchronous::Normal);
+        config
+            .apply_toml("[retention]\nraw_days = 14\n", "t.toml")
+            .unwrap();
+        assert_eq!(config.retention.raw, 14 * 86400);
+        assert!(config
+            .apply_toml("[retention]\nrollup_30m_days = 3\n", "t.toml")
+            .is_err());
         config
             .apply(
                 &FileConfig {

@@ -33,6 +33,8 @@ pub enum Error {
         addr: String,
         source: std::io::Error,
     },
+    /// A batch of samples could not be committed (the message of the underlying error).
+    Store(String),
     /// Anything an admin typed that we cannot use (a timestamp, a password, ...).
     Usage(String),
 }
@@ -51,6 +53,7 @@ impl fmt::Display for Error {
             Error::UnknownHost(name) => write!(f, "no host named '{name}' is registered"),
             Error::Hash(message) => write!(f, "bcrypt: {message}"),
             Error::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::Store(message) => write!(f, "storing samples: {message}"),
             Error::Usage(message) => write!(f, "{message}"),
         }
     }

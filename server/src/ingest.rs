@@ -1,20 +1,15 @@
-//! What happens to a `metric:*` push once its host is authenticated.
+//! What happens to a `metric:*` push once its host is authenticated: flatten it into series
+//! points and store it, together with the whole sample as the host's latest of its kind.
 
 use common::events::{MetricKind, MetricPush};
+use common::sample::{FastSample, MediumSample, SlowSample};
 
 use crate::context::{Context, Stats};
 use crate::error::Result;
-
-/// The version fields of a `metric:slow` sample, kept in the `hosts` table.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-struct SlowSampleVersions {
-    proxmox_version: Option<String>,
-    zfs_version: Option<String>,
-}
+use crate::store::SampleWrite;
 
 /// Longest excerpt of a payload written to the log; a 200-guest sample would drown the journal.
-const LOG_EXCERPT_BYTES: usize = 2000;
+const LOG_EXCERPT_CHARS: usize = 2000;
 
 /// Records one sample of `host_id`. Returns only after the data is committed, so the caller's
 /// `ok` reply means "stored".
@@ -23,23 +18,17 @@ pub fn ingest(
     host_id: i64,
     host_name: &str,
     kind: MetricKind,
+    collected_at: i64,
     push: &MetricPush,
 ) -> Result<()> {
-    let now = common::time::now_unix();
-    ctx.store.touch_host(host_id, now)?;
-    if kind == MetricKind::Slow {
-        if let Ok(versions) = serde_json::from_value::<SlowSampleVersions>(push.data.clone()) {
-            ctx.store.set_versions(
-                host_id,
-                versions.proxmox_version.as_deref(),
-                versions.zfs_version.as_deref(),
-            )?;
-        }
-    }
+    let write = sample_write(host_id, kind, collected_at, push, host_name);
+    let points = write.points.len() as u64;
+    ctx.store.write_sample(write)?;
     Stats::add(&ctx.stats.samples_ingested, 1);
+    Stats::add(&ctx.stats.points_ingested, points);
     if log::log_enabled!(log::Level::Info) {
         let data = push.data.to_string();
-        let excerpt = match data.char_indices().nth(LOG_EXCERPT_BYTES) {
+        let excerpt = match data.char_indices().nth(LOG_EXCERPT_CHARS) {
             Some((cut, _)) => format!("{}… ({} bytes)", &data[..cut], data.len()),
             None => data,
         };
@@ -50,4 +39,44 @@ pub fn ingest(
         );
     }
     Ok(())
+}
+
+/// Turns a push into what the store writes. A payload this server cannot read as the typed
+/// schema (a much newer or broken agent) is still kept as the latest JSON, without points.
+pub fn sample_write(
+    host_id: i64,
+    kind: MetricKind,
+    collected_at: i64,
+    push: &MetricPush,
+    host_name: &str,
+) -> SampleWrite {
+    let mut versions = None;
+    let parsed = match kind {
+        MetricKind::Fast => {
+            serde_json::from_value::<FastSample>(push.data.clone()).map(|s| s.series_points())
+        }
+        MetricKind::Medium => {
+            serde_json::from_value::<MediumSample>(push.data.clone()).map(|s| s.series_points())
+        }
+        MetricKind::Slow => serde_json::from_value::<SlowSample>(push.data.clone()).map(|s| {
+            versions = Some((s.pve_version.clone(), s.zfs_version.clone()));
+            s.series_points()
+        }),
+    };
+    let points = parsed.unwrap_or_else(|e| {
+        log::warn!(
+            "{} from {host_name}: data does not match the sample schema ({e}); kept without series",
+            kind.event()
+        );
+        Vec::new()
+    });
+    SampleWrite {
+        host_id,
+        kind: kind.as_str(),
+        collected_at,
+        data_json: push.data.to_string(),
+        points,
+        versions,
+        received_at: common::time::now_unix(),
+    }
 }

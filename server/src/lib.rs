@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod listener;
+pub mod maintenance;
 pub mod registry;
 pub mod store;
 pub mod ws;

@@ -125,16 +125,29 @@ impl Store {
         Ok(hosts)
     }
 
-    /// Removes a host and (through foreign keys) everything stored for it.
+    /// Removes a host and everything stored for it.
     pub fn remove_host(&self, name: &str) -> Result<()> {
-        let removed = self
-            .lock()
+        let mut db = self.lock();
+        db.series_ids.clear();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        for table in ["points", "rollups", "rollup_dirty"] {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE series_id IN
+                     (SELECT s.id FROM series s JOIN hosts h ON h.id = s.host_id WHERE h.name = ?1)"
+                ),
+                [name],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        // series and latest go with the host through their foreign keys.
+        let removed = tx
             .execute("DELETE FROM hosts WHERE name = ?1", [name])
             .map_err(|e| self.err(e))?;
         if removed == 0 {
             return Err(Error::UnknownHost(name.to_owned()));
         }
-        Ok(())
+        tx.commit().map_err(|e| self.err(e))
     }
 
     pub fn set_token_hash(&self, name: &str, token_hash: &str, now: i64) -> Result<()> {

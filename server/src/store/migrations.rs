@@ -20,6 +20,48 @@ const MIGRATIONS: &[&str] = &[
         inserted_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     );",
+    // 2: metric history. Raw points and rollups are WITHOUT ROWID tables keyed by
+    // (series, time), so one series over a time range is one index range scan and a repeated
+    // (series, time) is the same row: resending a sample stores nothing twice.
+    "CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
+        host_id INTEGER NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        UNIQUE (host_id, name)
+    );
+    CREATE TABLE points (
+        series_id INTEGER NOT NULL,
+        t INTEGER NOT NULL,
+        v REAL NOT NULL,
+        PRIMARY KEY (series_id, t)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollups (
+        tier INTEGER NOT NULL,
+        series_id INTEGER NOT NULL,
+        t INTEGER NOT NULL,
+        avg REAL NOT NULL,
+        min REAL NOT NULL,
+        max REAL NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (tier, series_id, t)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_progress (
+        tier INTEGER PRIMARY KEY,
+        done_until INTEGER NOT NULL
+    );
+    CREATE TABLE rollup_dirty (
+        tier INTEGER NOT NULL,
+        series_id INTEGER NOT NULL,
+        t INTEGER NOT NULL,
+        PRIMARY KEY (tier, series_id, t)
+    ) WITHOUT ROWID;
+    CREATE TABLE latest (
+        host_id INTEGER NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        collected_at INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (host_id, kind)
+    );",
 ];
 
 /// Applies every migration newer than the database, each in its own transaction.

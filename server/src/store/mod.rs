@@ -4,13 +4,19 @@
 
 mod hosts;
 mod migrations;
+pub mod rollup;
+mod series;
 
 pub use hosts::{Host, HostStatus};
+pub use rollup::Retention;
+pub use series::{Point, SampleWrite, SeriesQuery};
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
+use std::ops::{Deref, DerefMut};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -30,7 +36,32 @@ pub enum Synchronous {
 
 pub struct Store {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    db: Mutex<Db>,
+    /// Samples waiting to be committed by whichever writer holds the lock next (group commit).
+    pending: Mutex<Vec<Arc<series::Job>>>,
+}
+
+/// The connection and what we remember about its content, guarded together.
+pub struct Db {
+    conn: Connection,
+    /// (host id, series name) → series id, so that ingestion does not look them up every time.
+    series_ids: HashMap<(i64, String), i64>,
+    /// Per rollup tier, the time up to which its buckets are computed; points older than this
+    /// arriving late mark their bucket dirty.
+    rollup_done_until: [i64; rollup::TIER_COUNT],
+}
+
+impl Deref for Db {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Db {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
 }
 
 impl Store {
@@ -69,9 +100,16 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db_err)?;
         migrations::migrate(&mut conn).map_err(db_err)?;
+        let rollup_done_until = rollup::load_progress(&conn).map_err(db_err)?;
+        let db = Db {
+            conn,
+            series_ids: HashMap::new(),
+            rollup_done_until,
+        };
         Ok(Store {
             path: path.to_owned(),
-            conn: Mutex::new(conn),
+            db: Mutex::new(db),
+            pending: Mutex::new(Vec::new()),
         })
     }
 
@@ -82,8 +120,8 @@ impl Store {
     /// The connection, for one short piece of work. A thread that panicked while holding the
     /// lock left no half-done transaction behind (rusqlite rolls back on drop), so a poisoned
     /// lock is safe to take over.
-    pub fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn
+    pub fn lock(&self) -> MutexGuard<'_, Db> {
+        self.db
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -1,0 +1,612 @@
+//! Metric history: writing samples (group commit) and reading series back.
+//!
+//! Every connection thread hands its sample to `write_sample`, which queues it and takes the
+//! database lock; whoever holds the lock commits everything queued so far in one transaction and
+//! marks each job done. Under load, one fsync then covers many agents' samples, and every
+//! caller still returns only after its own sample is committed.
+
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::rollup::{self, TIERS};
+use super::{Db, Store};
+use crate::error::{Error, Result};
+
+/// One sample to store: its flattened numeric series and the whole JSON for "latest" views.
+#[derive(Debug, Clone)]
+pub struct SampleWrite {
+    pub host_id: i64,
+    /// `fast`, `medium` or `slow`.
+    pub kind: &'static str,
+    /// Unix seconds.
+    pub collected_at: i64,
+    pub data_json: String,
+    pub points: Vec<(String, f64)>,
+    /// `(proxmox, zfs)` versions from a slow sample.
+    pub versions: Option<(Option<String>, Option<String>)>,
+    /// When the server received it (becomes the host's `last_seen_at`).
+    pub received_at: i64,
+}
+
+/// One series over a time range (Unix seconds, inclusive), at most `max_points` points.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesQuery<'a> {
+    pub host_id: i64,
+    pub name: &'a str,
+    pub from: i64,
+    pub to: i64,
+    pub max_points: usize,
+}
+
+/// A stored value: raw points have avg = min = max.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Point {
+    pub t: i64,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+pub(super) struct Job {
+    write: SampleWrite,
+    result: Mutex<Option<std::result::Result<(), String>>>,
+}
+
+impl Job {
+    fn finish(&self, outcome: std::result::Result<(), String>) {
+        *self
+            .result
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(outcome);
+    }
+
+    fn outcome(&self) -> Option<std::result::Result<(), String>> {
+        self.result
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Store {
+    /// Stores one sample; returns once it is committed (possibly by another thread, together
+    /// with other samples).
+    pub fn write_sample(&self, write: SampleWrite) -> Result<()> {
+        let job = Arc::new(Job {
+            write,
+            result: Mutex::new(None),
+        });
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(job.clone());
+        let mut db = self.lock();
+        if let Some(outcome) = job.outcome() {
+            return outcome.map_err(Error::Store);
+        }
+        let batch = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let outcome = write_batch(&mut db, &batch).map_err(|e| e.to_string());
+        for queued in &batch {
+            queued.finish(outcome.clone());
+        }
+        drop(db);
+        outcome.map_err(Error::Store)
+    }
+
+    /// Stores samples straight through the same code without the queue (benchmarks, imports).
+    pub fn write_samples_direct(&self, writes: Vec<SampleWrite>) -> Result<()> {
+        let batch: Vec<Arc<Job>> = writes
+            .into_iter()
+            .map(|write| {
+                Arc::new(Job {
+                    write,
+                    result: Mutex::new(None),
+                })
+            })
+            .collect();
+        let mut db = self.lock();
+        write_batch(&mut db, &batch).map_err(|e| self.err(e))
+    }
+
+    /// The names of a host's series, sorted.
+    pub fn series_names(&self, host_id: i64) -> Result<Vec<String>> {
+        let db = self.lock();
+        let mut stmt = db
+            .prepare_cached("SELECT name FROM series WHERE host_id = ?1 ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let names = stmt
+            .query_map([host_id], |row| row.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(names)
+    }
+
+    /// The newest sample of each kind a host sent: `(kind, collected_at, JSON)`.
+    pub fn latest_samples(&self, host_id: i64) -> Result<Vec<(String, i64, String)>> {
+        let db = self.lock();
+        let mut stmt = db
+            .prepare_cached(
+                "SELECT kind, collected_at, data FROM latest WHERE host_id = ?1 ORDER BY kind",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([host_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Points of one series between `from` and `to` (inclusive, Unix seconds), from the finest
+    /// tier that still covers `from`, downsampled to at most `max_points`.
+    pub fn query_series(
+        &self,
+        query: &SeriesQuery<'_>,
+        retention: &rollup::Retention,
+        now: i64,
+    ) -> Result<Vec<Point>> {
+        let SeriesQuery {
+            host_id,
+            name,
+            from,
+            to,
+            max_points,
+        } = *query;
+        if to < from || max_points == 0 {
+            return Ok(Vec::new());
+        }
+        let db = self.lock();
+        let series_id: Option<i64> = db
+            .prepare_cached("SELECT id FROM series WHERE host_id = ?1 AND name = ?2")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![host_id, name], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        let Some(series_id) = series_id else {
+            return Ok(Vec::new());
+        };
+        let tier = retention.tier_for(from, now);
+        let mut points = Vec::new();
+        // Rolled-up buckets first, then raw points newer than the last finished bucket.
+        let raw_from = match tier {
+            None => from,
+            Some(index) => {
+                let done_until = db.rollup_done_until[index];
+                let mut stmt = db
+                    .prepare_cached(
+                        "SELECT t, avg, min, max FROM rollups
+                         WHERE tier = ?1 AND series_id = ?2 AND t >= ?3 AND t <= ?4 ORDER BY t",
+                    )
+                    .map_err(|e| self.err(e))?;
+                let width = TIERS[index];
+                let rows = stmt
+                    .query_map(
+                        params![
+                            width,
+                            series_id,
+                            from - from.rem_euclid(width),
+                            to.min(done_until - 1)
+                        ],
+                        |row| {
+                            Ok(Point {
+                                t: row.get(0)?,
+                                avg: row.get(1)?,
+                                min: row.get(2)?,
+                                max: row.get(3)?,
+                            })
+                        },
+                    )
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .map_err(|e| self.err(e))?;
+                points.extend(rows);
+                from.max(done_until)
+            }
+        };
+        if raw_from <= to {
+            let mut stmt = db
+                .prepare_cached("SELECT t, v FROM points WHERE series_id = ?1 AND t >= ?2 AND t <= ?3 ORDER BY t")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map(params![series_id, raw_from, to], |row| {
+                    let v: f64 = row.get(1)?;
+                    Ok(Point {
+                        t: row.get(0)?,
+                        avg: v,
+                        min: v,
+                        max: v,
+                    })
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| self.err(e))?;
+            points.extend(rows);
+        }
+        drop(db);
+        Ok(downsample(points, from, to, max_points))
+    }
+}
+
+/// Merges points into at most `max_points` equal-width buckets over `[from, to]`.
+pub fn downsample(points: Vec<Point>, from: i64, to: i64, max_points: usize) -> Vec<Point> {
+    if points.len() <= max_points {
+        return points;
+    }
+    let span = (to - from + 1).max(1);
+    let buckets = i64::try_from(max_points).unwrap_or(i64::MAX).max(1);
+    let width = (span + buckets - 1) / buckets;
+    let mut out: Vec<Point> = Vec::with_capacity(max_points);
+    let mut count = 0u32;
+    for p in points {
+        let start = from + (p.t - from).div_euclid(width) * width;
+        match out.last_mut() {
+            Some(last) if last.t == start => {
+                count += 1;
+                last.avg += (p.avg - last.avg) / f64::from(count);
+                last.min = last.min.min(p.min);
+                last.max = last.max.max(p.max);
+            }
+            _ => {
+                count = 1;
+                out.push(Point { t: start, ..p });
+            }
+        }
+    }
+    out
+}
+
+/// Commits a batch of samples in one transaction.
+fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<()> {
+    let Db {
+        conn,
+        series_ids,
+        rollup_done_until,
+    } = db;
+    let mut new_ids = Vec::new();
+    let result = conn.transaction().and_then(|tx| {
+        for job in batch {
+            write_one(
+                &tx,
+                &job.write,
+                series_ids,
+                rollup_done_until[0],
+                &mut new_ids,
+            )?;
+        }
+        tx.commit()
+    });
+    if result.is_err() {
+        // Rolled back: forget the ids of series that were never committed.
+        for key in new_ids {
+            series_ids.remove(&key);
+        }
+    }
+    result
+}
+
+fn write_one(
+    tx: &Transaction<'_>,
+    w: &SampleWrite,
+    series_ids: &mut std::collections::HashMap<(i64, String), i64>,
+    rolled_up_until: i64,
+    new_ids: &mut Vec<(i64, String)>,
+) -> rusqlite::Result<()> {
+    let late = w.collected_at < rolled_up_until;
+    let mut insert =
+        tx.prepare_cached("INSERT OR IGNORE INTO points (series_id, t, v) VALUES (?1, ?2, ?3)")?;
+    for (name, value) in &w.points {
+        let key = (w.host_id, name.clone());
+        let series_id = match series_ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = series_id(tx, w.host_id, name)?;
+                series_ids.insert(key.clone(), id);
+                new_ids.push(key);
+                id
+            }
+        };
+        insert.execute(params![series_id, w.collected_at, value])?;
+        if late {
+            // A replayed sample for a bucket already rolled up: recompute that bucket.
+            rollup::mark_dirty(tx, 0, series_id, w.collected_at)?;
+        }
+    }
+    tx.prepare_cached(
+        "INSERT INTO latest (host_id, kind, collected_at, data) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (host_id, kind) DO UPDATE SET collected_at = excluded.collected_at, data = excluded.data
+         WHERE excluded.collected_at >= latest.collected_at",
+    )?
+    .execute(params![w.host_id, w.kind, w.collected_at, w.data_json])?;
+    tx.prepare_cached(
+        "UPDATE hosts SET last_seen_at = max(coalesce(last_seen_at, 0), ?2) WHERE id = ?1",
+    )?
+    .execute(params![w.host_id, w.received_at])?;
+    if let Some((proxmox, zfs)) = &w.versions {
+        tx.prepare_cached(
+            "UPDATE hosts SET proxmox_version = coalesce(?2, proxmox_version),
+                zfs_version = coalesce(?3, zfs_version) WHERE id = ?1",
+        )?
+        .execute(params![w.host_id, proxmox, zfs])?;
+    }
+    Ok(())
+}
+
+fn series_id(tx: &Transaction<'_>, host_id: i64, name: &str) -> rusqlite::Result<i64> {
+    if let Some(id) = tx
+        .prepare_cached("SELECT id FROM series WHERE host_id = ?1 AND name = ?2")?
+        .query_row(params![host_id, name], |row| row.get(0))
+        .optional()?
+    {
+        return Ok(id);
+    }
+    tx.prepare_cached("INSERT INTO series (host_id, name) VALUES (?1, ?2)")?
+        .execute(params![host_id, name])?;
+    Ok(tx.last_insert_rowid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Retention, Synchronous};
+    use crate::testutil::TempDir;
+
+    const T0: i64 = 1_764_000_000; // 2025-11-24T16:00:00Z, a 30-minute boundary
+
+    fn setup(dir: &TempDir) -> (Store, i64) {
+        let store = Store::open(&dir.path().join("t.db"), Synchronous::Normal).unwrap();
+        let host = store.create_host("pve1", "hash", T0 - 86400).unwrap();
+        (store, host.id)
+    }
+
+    fn write(host_id: i64, t: i64, points: &[(&str, f64)]) -> SampleWrite {
+        SampleWrite {
+            host_id,
+            kind: "fast",
+            collected_at: t,
+            data_json: format!("{{\"t\":{t}}}"),
+            points: points.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect(),
+            versions: None,
+            received_at: t,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn query(
+        store: &Store,
+        host_id: i64,
+        name: &str,
+        from: i64,
+        to: i64,
+        max_points: usize,
+        r: &Retention,
+        now: i64,
+    ) -> Vec<Point> {
+        store
+            .query_series(
+                &SeriesQuery {
+                    host_id,
+                    name,
+                    from,
+                    to,
+                    max_points,
+                },
+                r,
+                now,
+            )
+            .unwrap()
+    }
+
+    fn count(store: &Store, table: &str) -> i64 {
+        store
+            .lock()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_resent_sample_is_stored_once() {
+        let dir = TempDir::new("series-idem");
+        let (store, host) = setup(&dir);
+        store
+            .write_sample(write(host, T0, &[("load1", 0.5), ("cpu_percent", 10.0)]))
+            .unwrap();
+        store
+            .write_sample(write(host, T0, &[("load1", 0.5), ("cpu_percent", 10.0)]))
+            .unwrap();
+        assert_eq!(count(&store, "points"), 2);
+        assert_eq!(store.series_names(host).unwrap(), ["cpu_percent", "load1"]);
+    }
+
+    #[test]
+    fn latest_keeps_the_newest_even_when_older_samples_arrive_later() {
+        let dir = TempDir::new("series-latest");
+        let (store, host) = setup(&dir);
+        store.write_sample(write(host, T0 + 60, &[])).unwrap();
+        store.write_sample(write(host, T0, &[])).unwrap();
+        let latest = store.latest_samples(host).unwrap();
+        assert_eq!(
+            latest,
+            vec![("fast".to_owned(), T0 + 60, format!("{{\"t\":{}}}", T0 + 60))]
+        );
+    }
+
+    #[test]
+    fn raw_query_and_downsampling() {
+        let dir = TempDir::new("series-query");
+        let (store, host) = setup(&dir);
+        let writes = (0..10)
+            .map(|i| write(host, T0 + i * 30, &[("load1", i as f64)]))
+            .collect();
+        store.write_samples_direct(writes).unwrap();
+        let r = Retention::default();
+        let all = query(&store, host, "load1", T0, T0 + 300, 100, &r, T0 + 300);
+        assert_eq!(all.len(), 10);
+        assert_eq!(
+            all[3],
+            Point {
+                t: T0 + 90,
+                avg: 3.0,
+                min: 3.0,
+                max: 3.0
+            }
+        );
+        let two = query(&store, host, "load1", T0, T0 + 299, 2, &r, T0 + 300);
+        assert_eq!(
+            two,
+            vec![
+                Point {
+                    t: T0,
+                    avg: 2.0,
+                    min: 0.0,
+                    max: 4.0
+                },
+                Point {
+                    t: T0 + 150,
+                    avg: 7.0,
+                    min: 5.0,
+                    max: 9.0
+                },
+            ]
+        );
+        assert!(query(&store, host, "nope", T0, T0 + 300, 10, &r, T0 + 300).is_empty());
+    }
+
+    #[test]
+    fn rollups_keep_avg_min_max_and_serve_old_ranges() {
+        let dir = TempDir::new("series-rollup");
+        let (store, host) = setup(&dir);
+        // One point a minute for 7 hours: 0, 1, 2, ... so each 30-minute bucket is easy to check.
+        let writes = (0..420)
+            .map(|i| write(host, T0 + i * 60, &[("x", i as f64)]))
+            .collect();
+        store.write_samples_direct(writes).unwrap();
+        let now = T0 + 7 * 3600 + 600;
+        let report = store.roll_up(now, 1000, &|| false).unwrap();
+        assert!(report.buckets > 0);
+        let first: (f64, f64, f64, i64) = store
+            .lock()
+            .query_row(
+                "SELECT avg, min, max, n FROM rollups WHERE tier = 1800 AND t = ?1",
+                [T0],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(first, (14.5, 0.0, 29.0, 30));
+        let six_hours: (f64, f64, f64, i64) = store
+            .lock()
+            .query_row(
+                "SELECT avg, min, max, n FROM rollups WHERE tier = 21600 AND t = ?1",
+                [T0 - T0.rem_euclid(21600)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        // T0 is 16:00 UTC, so the 12:00–18:00 bucket holds minutes 0..119.
+        assert_eq!(six_hours, (59.5, 0.0, 119.0, 120));
+
+        // A range older than the raw retention reads the 30-minute tier, plus raw points newer
+        // than the last rolled-up bucket.
+        let retention = Retention {
+            raw: 3600,
+            ..Retention::default()
+        };
+        let points = query(&store, host, "x", T0, now, 1000, &retention, now);
+        assert_eq!(
+            points[0],
+            Point {
+                t: T0,
+                avg: 14.5,
+                min: 0.0,
+                max: 29.0
+            }
+        );
+        assert_eq!(points.len(), 14);
+    }
+
+    #[test]
+    fn a_late_sample_recomputes_its_bucket() {
+        let dir = TempDir::new("series-late");
+        let (store, host) = setup(&dir);
+        store
+            .write_sample(write(host, T0 + 60, &[("x", 10.0)]))
+            .unwrap();
+        let now = T0 + 3 * 3600;
+        store.roll_up(now, 1000, &|| false).unwrap();
+        // Replayed after the bucket was rolled up.
+        store
+            .write_sample(write(host, T0 + 120, &[("x", 30.0)]))
+            .unwrap();
+        let report = store.roll_up(now, 1000, &|| false).unwrap();
+        // The 30-minute bucket, and the 6-hour bucket above it which was also finished.
+        assert_eq!(report.recomputed, 2);
+        let (avg, n): (f64, i64) = store
+            .lock()
+            .query_row(
+                "SELECT avg, n FROM rollups WHERE tier = 1800 AND t = ?1",
+                [T0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((avg, n), (20.0, 2));
+        let (avg, n): (f64, i64) = store
+            .lock()
+            .query_row("SELECT avg, n FROM rollups WHERE tier = 21600", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((avg, n), (20.0, 2));
+        assert_eq!(count(&store, "rollup_dirty"), 0);
+    }
+
+    #[test]
+    fn retention_deletes_only_what_aged_out() {
+        let dir = TempDir::new("series-retention");
+        let (store, host) = setup(&dir);
+        store.write_sample(write(host, T0, &[("x", 1.0)])).unwrap();
+        store
+            .write_sample(write(host, T0 + 8 * 86400, &[("x", 2.0)]))
+            .unwrap();
+        let deleted = store
+            .enforce_retention(&Retention::default(), T0 + 8 * 86400, &|| false)
+            .unwrap();
+        assert_eq!(deleted, 1);
+        assert_eq!(count(&store, "points"), 1);
+    }
+
+    #[test]
+    fn removing_a_host_removes_its_history() {
+        let dir = TempDir::new("series-remove");
+        let (store, host) = setup(&dir);
+        store.write_sample(write(host, T0, &[("x", 1.0)])).unwrap();
+        store.remove_host("pve1").unwrap();
+        for table in ["points", "series", "latest"] {
+            assert_eq!(count(&store, table), 0, "{table}");
+        }
+    }
+
+    #[test]
+    fn concurrent_writers_all_commit() {
+        let dir = TempDir::new("series-concurrent");
+        let (store, host) = setup(&dir);
+        let store = std::sync::Arc::new(store);
+        let threads: Vec<_> = (0..8)
+            .map(|n| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        store
+                            .write_sample(write(host, T0 + n * 1000 + i, &[("x", 1.0)]))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(count(&store, "points"), 400);
+    }
+}
