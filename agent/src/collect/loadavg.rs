@@ -29,6 +29,7 @@ pub fn parse(text: &str) -> Result<LoadAvg, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -83,6 +83,7 @@ fn kib_to_bytes(key: &str, rest: &str) -> Result<u64, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

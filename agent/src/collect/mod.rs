@@ -1,48 +1,163 @@
 //! Collectors: one module per data source, each a pure parser over text plus the `Collector`
-//! that reads the files under a root directory (`/` on a node, a fixture tree in tests) and keeps
-//! the previous counters needed to turn them into rates.
+//! that reads the files under a root directory (`/` on a node, a fixture tree in tests), runs the
+//! few commands we need through a `CommandRunner`, and keeps the previous counters needed to turn
+//! them into rates.
 //!
 //! One source failing never aborts a sample: its fields stay `None` and the sample's `errors`
-//! names the file and what was wrong with it.
+//! names the file and what was wrong with it. A source the node does not have at all (no ZFS,
+//! no Proxmox, no PSI, a missing command) is not an error: its data is absent, and it is logged
+//! once.
+//!
+//! Cost: every file is read at most once per cycle (`/proc/net/dev` serves the host and the
+//! guests), guest configs are re-read only when pmxcfs bumps their version in `.vmlist`, and
+//! no command runs in the fast cycle.
 
+pub mod arcstats;
+pub mod cgroup;
+pub mod command;
+pub mod cpuinfo;
+pub mod diskstats;
+pub mod guest_config;
+mod guests;
 pub mod loadavg;
 pub mod meminfo;
+pub mod mounts;
+pub mod net_dev;
+pub mod net_unix;
+pub mod pid_stat;
+pub mod pmxcfs;
+pub mod pressure;
 pub mod stat;
+pub mod storage;
 pub mod uptime;
+pub mod versions;
+pub mod zpool;
 
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use common::sample::{FastSample, SourceError, SCHEMA_VERSION};
+use common::sample::{
+    Arc, Disk, FastSample, MediumSample, NetInterface, Pressure, SlowSample, SourceError,
+    SCHEMA_VERSION,
+};
 
 use crate::error::{Error, Result};
+use command::{CommandError, CommandRunner, FixtureRunner, SystemRunner};
+use mounts::{FixtureStatFs, StatFs, SystemStatFs};
+use net_dev::InterfaceKind;
+
+/// Clock ticks per second of `/proc/<pid>/stat` times. The kernel fixes USER_HZ at 100 on every
+/// architecture Proxmox runs on, whatever its internal HZ.
+pub const DEFAULT_USER_HZ: u64 = 100;
 
 /// Reads a node's files under `root` and produces samples.
-#[derive(Debug)]
 pub struct Collector {
     root: PathBuf,
-    previous_cpu: Option<stat::CpuStat>,
+    runner: Box<dyn CommandRunner>,
+    statfs: Box<dyn StatFs>,
+    user_hz: u64,
+    previous: Previous,
+    guest_cache: guests::GuestCache,
+    interface_kinds: HashMap<String, InterfaceKind>,
+    whole_disks: HashMap<String, bool>,
+    /// Sources already logged as absent, so that each is logged once.
+    noted_absent: HashSet<String>,
+}
+
+/// The counters of the previous fast sample.
+#[derive(Debug, Default)]
+struct Previous {
+    at: Option<Instant>,
+    cpu: Option<stat::CpuStat>,
+    arc: Option<arcstats::ArcStats>,
+    net: HashMap<String, net_dev::NetCounters>,
+    disks: HashMap<String, diskstats::DiskCounters>,
+}
+
+impl fmt::Debug for Collector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Collector")
+            .field("root", &self.root)
+            .field("user_hz", &self.user_hz)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Collector {
+    /// A collector of the node under `root`. A fixture tree (a root other than `/` with a
+    /// `cmd/` directory) answers commands and statvfs from its captures; otherwise the real
+    /// commands run, with a 10 s timeout.
     pub fn new(root: impl Into<PathBuf>) -> Collector {
-        Collector {
-            root: root.into(),
-            previous_cpu: None,
+        let root = root.into();
+        let cmd = root.join("cmd");
+        if root != Path::new("/") && cmd.is_dir() {
+            let statfs = FixtureStatFs {
+                file: cmd.join("stat-f.txt"),
+            };
+            let runner = FixtureRunner { dir: cmd };
+            Collector::with_parts(root, Box::new(runner), Box::new(statfs))
+        } else {
+            let statfs = SystemStatFs { root: root.clone() };
+            Collector::with_parts(root, Box::new(SystemRunner::default()), Box::new(statfs))
         }
+    }
+
+    /// A collector that runs commands through `runner` (filesystem usage as `new` picks it).
+    pub fn with_runner(root: impl Into<PathBuf>, runner: Box<dyn CommandRunner>) -> Collector {
+        let mut collector = Collector::new(root);
+        collector.runner = runner;
+        collector
+    }
+
+    fn with_parts(
+        root: PathBuf,
+        runner: Box<dyn CommandRunner>,
+        statfs: Box<dyn StatFs>,
+    ) -> Collector {
+        Collector {
+            root,
+            runner,
+            statfs,
+            user_hz: DEFAULT_USER_HZ,
+            previous: Previous::default(),
+            guest_cache: guests::GuestCache::default(),
+            interface_kinds: HashMap::new(),
+            whole_disks: HashMap::new(),
+            noted_absent: HashSet::new(),
+        }
+    }
+
+    /// Sets the clock ticks per second of process times (`DEFAULT_USER_HZ` unless changed).
+    pub fn set_user_hz(&mut self, hz: u64) {
+        self.user_hz = hz.max(1);
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The `metric:fast` sample. CPU percentages need the previous call's counters, so they are
-    /// `None` on the first call.
+    /// The `metric:fast` sample, now.
     pub fn fast(&mut self) -> FastSample {
+        self.fast_at(Instant::now())
+    }
+
+    /// The `metric:fast` sample as of `now`, a monotonic time: rates are the counter deltas
+    /// since the previous call divided by the time between the two `now`s. The first call,
+    /// and any call no time after the previous one, has no rates.
+    pub fn fast_at(&mut self, now: Instant) -> FastSample {
         let mut errors = Vec::new();
         let mut sample = FastSample {
             schema: SCHEMA_VERSION,
             ..FastSample::default()
         };
+        let elapsed = self
+            .previous
+            .at
+            .map(|at| now.saturating_duration_since(at).as_secs_f64())
+            .filter(|s| *s > 0.0);
+        self.previous.at = Some(now);
 
         sample.hostname = self.hostname(&mut errors);
         if let Some(load) = self.source("proc/loadavg", loadavg::parse, &mut errors) {
@@ -57,27 +172,401 @@ impl Collector {
             sample.swap_total_bytes = Some(mem.swap_total);
             sample.swap_free_bytes = Some(mem.swap_free);
         }
-        sample.uptime_seconds = self.source("proc/uptime", uptime::parse, &mut errors);
-        match self.source("proc/stat", stat::parse, &mut errors) {
-            Some(now) => {
-                if let Some(before) = &self.previous_cpu {
-                    sample.cpu_percent =
-                        stat::percent_between(&before.total, &now.total).map(|p| round2(p.busy));
-                    if before.per_cpu.len() == now.per_cpu.len() {
-                        sample.cpu_per_core_percent = before
-                            .per_cpu
-                            .iter()
-                            .zip(&now.per_cpu)
-                            .map(|(b, a)| stat::percent_between(b, a).map(|p| round2(p.busy)))
-                            .collect();
-                    }
-                }
-                self.previous_cpu = Some(now);
+        let uptime = self.source("proc/uptime", uptime::parse_seconds, &mut errors);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // finite and ≥ 0
+        {
+            sample.uptime_seconds = uptime.map(|s| s.trunc() as u64);
+        }
+        let host_cpus = self.cpu(&mut sample, &mut errors);
+        sample.pressure = self.host_pressure(&mut errors);
+        self.arc(&mut sample, &mut errors);
+
+        let interfaces = self.source("proc/net/dev", net_dev::parse, &mut errors);
+        let mut guest_ports: HashMap<u32, net_dev::NetCounters> = HashMap::new();
+        sample.net = match interfaces {
+            Some(interfaces) => self.net(interfaces, elapsed, &mut guest_ports),
+            None => {
+                self.previous.net.clear();
+                Vec::new()
             }
-            None => self.previous_cpu = None,
+        };
+        sample.disks = self.disks(elapsed, &mut errors);
+
+        let context = guests::FastContext {
+            node: sample.hostname.as_deref().map(short_name),
+            host_cpus,
+            host_uptime: uptime,
+            elapsed,
+            ports: &guest_ports,
+        };
+        sample.guests = self.guests_fast(&context, &mut errors);
+        sample.errors = errors;
+        sample
+    }
+
+    /// Host CPU shares; returns the number of CPUs.
+    fn cpu(&mut self, sample: &mut FastSample, errors: &mut Vec<SourceError>) -> Option<u32> {
+        let Some(now) = self.source("proc/stat", stat::parse, errors) else {
+            self.previous.cpu = None;
+            return None;
+        };
+        if let Some(before) = &self.previous.cpu {
+            if let Some(p) = stat::percent_between(&before.total, &now.total) {
+                sample.cpu_percent = Some(round2(p.busy));
+                sample.cpu_user_percent = Some(round2(p.user));
+                sample.cpu_system_percent = Some(round2(p.system));
+                sample.cpu_iowait_percent = Some(round2(p.iowait));
+                sample.cpu_steal_percent = Some(round2(p.steal));
+            }
+            if before.per_cpu.len() == now.per_cpu.len() {
+                sample.cpu_per_core_percent = before
+                    .per_cpu
+                    .iter()
+                    .zip(&now.per_cpu)
+                    .map(|(b, a)| stat::percent_between(b, a).map(|p| round2(p.busy)))
+                    .collect();
+            }
+        }
+        let count = u32::try_from(now.per_cpu.len()).ok().filter(|n| *n > 0);
+        self.previous.cpu = Some(now);
+        count
+    }
+
+    fn host_pressure(&mut self, errors: &mut Vec<SourceError>) -> Option<Pressure> {
+        if !self.root.join("proc/pressure").is_dir() {
+            self.note_absent("/proc/pressure", "kernel without PSI: no pressure figures");
+            return None;
+        }
+        Some(self.pressure_files("proc/pressure/", "", errors))
+    }
+
+    /// Reads `<dir>cpu<suffix>`, `<dir>io<suffix>` and `<dir>memory<suffix>`; missing files
+    /// leave their figures out.
+    fn pressure_files(&self, dir: &str, suffix: &str, errors: &mut Vec<SourceError>) -> Pressure {
+        let mut read = |name: &str| {
+            self.optional_source(&format!("{dir}{name}{suffix}"), pressure::parse, errors)
+        };
+        let cpu = read("cpu");
+        let io = read("io");
+        let memory = read("memory");
+        Pressure {
+            cpu_some: cpu.map(|p| p.some_avg10),
+            cpu_full: cpu.and_then(|p| p.full_avg10),
+            io_some: io.map(|p| p.some_avg10),
+            io_full: io.and_then(|p| p.full_avg10),
+            memory_some: memory.map(|p| p.some_avg10),
+            memory_full: memory.and_then(|p| p.full_avg10),
+        }
+    }
+
+    fn arc(&mut self, sample: &mut FastSample, errors: &mut Vec<SourceError>) {
+        let path = "proc/spl/kstat/zfs/arcstats";
+        if !self.root.join(path).exists() {
+            self.note_absent("arcstats", "no ZFS ARC statistics: node without ZFS");
+            self.previous.arc = None;
+            return;
+        }
+        let now = self.source(path, arcstats::parse, errors);
+        if let Some(now) = now {
+            let hit_ratio = self
+                .previous
+                .arc
+                .as_ref()
+                .and_then(|before| arcstats::hit_ratio(before, &now))
+                .map(round2);
+            sample.arc = Some(Arc {
+                size_bytes: Some(now.size),
+                target_bytes: Some(now.target),
+                min_bytes: Some(now.min),
+                max_bytes: Some(now.max),
+                hit_ratio_percent: hit_ratio,
+            });
+            sample.mem_arc_bytes = Some(now.size);
+            sample.mem_used_without_arc_bytes = sample
+                .mem_used_bytes
+                .map(|used| used.saturating_sub(now.size));
+        }
+        self.previous.arc = now;
+    }
+
+    /// The node's interfaces with rates; fills `guest_ports` with each guest's summed ports.
+    fn net(
+        &mut self,
+        interfaces: Vec<(String, net_dev::NetCounters)>,
+        elapsed: Option<f64>,
+        guest_ports: &mut HashMap<u32, net_dev::NetCounters>,
+    ) -> Vec<NetInterface> {
+        let sysfs = self.root.join("sys/class/net");
+        let use_sysfs = sysfs.is_dir();
+        let mut out = Vec::new();
+        let mut seen = HashMap::with_capacity(interfaces.len());
+        let previous = std::mem::take(&mut self.previous.net);
+        for (name, now) in interfaces {
+            let kind = match net_dev::kind_by_name(&name) {
+                InterfaceKind::Guest(vmid) => InterfaceKind::Guest(vmid),
+                _ if !use_sysfs => net_dev::kind_by_name(&name),
+                _ => match self.interface_kinds.get(&name) {
+                    Some(kind) => *kind,
+                    None => {
+                        let dir = sysfs.join(&name);
+                        let kind = if dir.is_dir() {
+                            net_dev::kind_from_sysfs(
+                                &name,
+                                dir.join("bridge").exists(),
+                                dir.join("bonding").exists(),
+                                dir.join("device").exists(),
+                            )
+                        } else {
+                            net_dev::kind_by_name(&name)
+                        };
+                        self.interface_kinds.insert(name.clone(), kind);
+                        kind
+                    }
+                },
+            };
+            match kind {
+                InterfaceKind::Guest(vmid) => {
+                    let sum = guest_ports.entry(vmid).or_default();
+                    sum.rx_bytes = sum.rx_bytes.saturating_add(now.rx_bytes);
+                    sum.tx_bytes = sum.tx_bytes.saturating_add(now.tx_bytes);
+                    sum.rx_packets = sum.rx_packets.saturating_add(now.rx_packets);
+                    sum.tx_packets = sum.tx_packets.saturating_add(now.tx_packets);
+                }
+                InterfaceKind::Ignored => {}
+                InterfaceKind::Physical | InterfaceKind::Bridge => {
+                    let before = previous.get(&name);
+                    let r = |f: fn(&net_dev::NetCounters) -> u64| {
+                        before.and_then(|b| rate(f(b), f(&now), elapsed))
+                    };
+                    out.push(NetInterface {
+                        name: name.clone(),
+                        bridge: kind == InterfaceKind::Bridge,
+                        rx_bytes_per_s: r(|c| c.rx_bytes),
+                        tx_bytes_per_s: r(|c| c.tx_bytes),
+                        rx_packets_per_s: r(|c| c.rx_packets),
+                        tx_packets_per_s: r(|c| c.tx_packets),
+                        rx_errors: now.rx_errors,
+                        tx_errors: now.tx_errors,
+                        rx_dropped: now.rx_dropped,
+                        tx_dropped: now.tx_dropped,
+                    });
+                    seen.insert(name, now);
+                }
+            }
+        }
+        self.interface_kinds
+            .retain(|name, _| seen.contains_key(name));
+        self.previous.net = seen;
+        out
+    }
+
+    fn disks(&mut self, elapsed: Option<f64>, errors: &mut Vec<SourceError>) -> Vec<Disk> {
+        let previous = std::mem::take(&mut self.previous.disks);
+        let Some(devices) = self.source("proc/diskstats", diskstats::parse, errors) else {
+            return Vec::new();
+        };
+        let sys_block = self.root.join("sys/block");
+        let use_sysfs = sys_block.is_dir();
+        let mut out = Vec::new();
+        let mut seen = HashMap::new();
+        for (name, now) in devices {
+            let reported = match self.whole_disks.get(&name) {
+                Some(reported) => *reported,
+                None => {
+                    let reported = if use_sysfs {
+                        sys_block.join(&name).exists() && diskstats::is_reported_whole_device(&name)
+                    } else {
+                        diskstats::is_reported_by_name(&name)
+                    };
+                    self.whole_disks.insert(name.clone(), reported);
+                    reported
+                }
+            };
+            if !reported {
+                continue;
+            }
+            let before = previous.get(&name);
+            let r = |f: fn(&diskstats::DiskCounters) -> u64| {
+                before.and_then(|b| rate(f(b), f(&now), elapsed))
+            };
+            let busy = before.and_then(|b| {
+                let ms = now.io_ticks_ms.checked_sub(b.io_ticks_ms)?;
+                let seconds = elapsed?;
+                Some(round2((ms as f64 / 10.0 / seconds).clamp(0.0, 100.0)))
+            });
+            out.push(Disk {
+                name: name.clone(),
+                read_bytes_per_s: r(|c| c.read_sectors.saturating_mul(diskstats::SECTOR_BYTES)),
+                write_bytes_per_s: r(|c| c.write_sectors.saturating_mul(diskstats::SECTOR_BYTES)),
+                read_iops: r(|c| c.reads),
+                write_iops: r(|c| c.writes),
+                busy_percent: busy,
+            });
+            seen.insert(name, now);
+        }
+        self.previous.disks = seen;
+        out
+    }
+
+    /// The `metric:medium` sample: ZFS pools, filesystems, Proxmox storages, guest configs.
+    pub fn medium(&mut self) -> MediumSample {
+        let mut errors = Vec::new();
+        let mut sample = MediumSample {
+            schema: SCHEMA_VERSION,
+            ..MediumSample::default()
+        };
+        sample.pools = self.pools(&mut errors);
+        if let Some(mounts) = self.source("proc/mounts", mounts::parse, &mut errors) {
+            for mount in mounts::reported(mounts) {
+                match self.statfs.stat(&mount.mountpoint) {
+                    Ok(usage) => sample.filesystems.push(usage.to_filesystem(&mount)),
+                    Err(message) => errors.push(SourceError {
+                        source: format!("statvfs {}", mount.mountpoint),
+                        message,
+                    }),
+                }
+            }
+        }
+        let host_cpus = self.host_cpu_count();
+        let node = self.node_name(&mut errors);
+        sample.storages = self.storages(node.as_deref(), &mut errors);
+        sample.guests = self.guest_configs(node.as_deref(), host_cpus, &mut errors);
+        sample.errors = errors;
+        sample
+    }
+
+    fn pools(&mut self, errors: &mut Vec<SourceError>) -> Vec<common::sample::ZfsPool> {
+        let has_zfs = self.root.join("sys/module/zfs").exists()
+            || self.root.join("proc/spl/kstat/zfs").exists();
+        if !has_zfs {
+            self.note_absent("zfs", "ZFS module not loaded: no pools");
+            return Vec::new();
+        }
+        let Some(text) = self.command("zpool", &zpool::LIST_ARGS, errors) else {
+            return Vec::new();
+        };
+        let mut pools = match zpool::parse_list(&text) {
+            Ok(pools) => pools,
+            Err(message) => {
+                errors.push(SourceError {
+                    source: "zpool list".into(),
+                    message,
+                });
+                return Vec::new();
+            }
+        };
+        if !pools.is_empty() {
+            if let Some(status) = self.command("zpool", &zpool::STATUS_ARGS, errors) {
+                let mut details = zpool::parse_status(&status);
+                for pool in &mut pools {
+                    pool.status_details = details.remove(&pool.name);
+                }
+            }
+        }
+        pools
+    }
+
+    fn storages(
+        &mut self,
+        node: Option<&str>,
+        errors: &mut Vec<SourceError>,
+    ) -> Vec<common::sample::Storage> {
+        let path = "etc/pve/storage.cfg";
+        if !self.root.join(path).exists() {
+            self.note_absent(
+                "storage.cfg",
+                "no /etc/pve/storage.cfg: no Proxmox storages",
+            );
+            return Vec::new();
+        }
+        let Some(configs) = self.source(path, storage::parse_config, errors) else {
+            return Vec::new();
+        };
+        let status = self.command("pvesm", &["status"], errors).and_then(|text| {
+            match storage::parse_pvesm_status(&text) {
+                Ok(rows) => Some(rows),
+                Err(message) => {
+                    errors.push(SourceError {
+                        source: "pvesm status".into(),
+                        message,
+                    });
+                    None
+                }
+            }
+        });
+        storage::merge(&configs, node, status.as_deref())
+    }
+
+    /// The `metric:slow` sample: versions, CPU model and count, cluster membership.
+    pub fn slow(&mut self) -> SlowSample {
+        let mut errors = Vec::new();
+        let mut sample = SlowSample {
+            schema: SCHEMA_VERSION,
+            ..SlowSample::default()
+        };
+        let is_pve = self.root.join("etc/pve").is_dir();
+        let members = if is_pve {
+            self.source("etc/pve/.members", pmxcfs::parse_members, &mut errors)
+        } else {
+            None
+        };
+        sample.node_name = match members.as_ref().and_then(|m| m.nodename.clone()) {
+            Some(name) => Some(name),
+            None => self
+                .hostname(&mut errors)
+                .map(|h| short_name(&h).to_owned()),
+        };
+        sample.cluster = members.and_then(|m| m.cluster);
+
+        let pvecfg = "usr/share/perl5/PVE/pvecfg.pm";
+        let pve = if self.root.join(pvecfg).exists() {
+            self.source(pvecfg, versions::parse_pvecfg, &mut errors)
+        } else if is_pve {
+            self.command("pveversion", &[], &mut errors)
+                .and_then(|text| match versions::parse_pveversion(&text) {
+                    Ok(v) => Some(v),
+                    Err(message) => {
+                        errors.push(SourceError {
+                            source: "pveversion".into(),
+                            message,
+                        });
+                        None
+                    }
+                })
+        } else {
+            self.note_absent("pve", "no /etc/pve: not a Proxmox VE node");
+            None
+        };
+        if let Some(pve) = pve {
+            sample.pve_version = Some(pve.version);
+            sample.pve_repoid = pve.repoid;
+        }
+        sample.zfs_version =
+            self.optional_source("sys/module/zfs/version", versions::parse_line, &mut errors);
+        sample.kernel_version = self.source(
+            "proc/sys/kernel/osrelease",
+            versions::parse_line,
+            &mut errors,
+        );
+        if let Some(cpu) = self.source("proc/cpuinfo", cpuinfo::parse, &mut errors) {
+            sample.cpu_model = cpu.model;
+            sample.cpu_count = Some(cpu.count);
+            sample.cpu_sockets = cpu.sockets;
         }
         sample.errors = errors;
         sample
+    }
+
+    /// The number of CPUs per `/proc/stat` (for guest CPU limits in the medium sample).
+    fn host_cpu_count(&self) -> Option<u32> {
+        let text = read_to_string(&self.root.join("proc/stat")).ok()?;
+        let stat = stat::parse(&text).ok()?;
+        u32::try_from(stat.per_cpu.len()).ok().filter(|n| *n > 0)
+    }
+
+    /// This node's name as Proxmox uses it: the short host name.
+    fn node_name(&self, errors: &mut Vec<SourceError>) -> Option<String> {
+        self.hostname(errors).map(|h| short_name(&h).to_owned())
     }
 
     /// The node name: the kernel's idea of it, else `/etc/hostname`.
@@ -97,12 +586,69 @@ impl Collector {
         self.source("etc/hostname", parse, errors)
     }
 
+    /// Runs a command. A command that is not installed is logged once and gives `None`
+    /// without an error; any other failure is recorded in `errors`.
+    fn command(
+        &mut self,
+        program: &str,
+        args: &[&str],
+        errors: &mut Vec<SourceError>,
+    ) -> Option<String> {
+        match self.runner.run(program, args) {
+            Ok(text) => Some(text),
+            Err(CommandError::NotFound { program }) => {
+                let message = format!("{program} is not installed: its data is not collected");
+                self.note_absent(&program, &message);
+                None
+            }
+            Err(e) => {
+                let mut source = program.to_owned();
+                if let Some(first) = args.first() {
+                    source.push(' ');
+                    source.push_str(first);
+                }
+                errors.push(SourceError {
+                    source,
+                    message: e.to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    /// Logs, once per collector, that a source does not exist on this node.
+    fn note_absent(&mut self, what: &str, message: &str) {
+        if self.noted_absent.insert(what.to_owned()) {
+            log::info!("{message}");
+        }
+    }
+
     /// Reads `relative` under the root and parses it; on failure records why in `errors`.
     fn source<T>(
         &self,
         relative: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
         errors: &mut Vec<SourceError>,
+    ) -> Option<T> {
+        self.read_source(relative, parse, errors, false)
+    }
+
+    /// Like `source`, but a file that does not exist is no error (a kernel or node without it).
+    fn optional_source<T>(
+        &self,
+        relative: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+        errors: &mut Vec<SourceError>,
+    ) -> Option<T> {
+        self.read_source(relative, parse, errors, true)
+    }
+
+    fn read_source<T>(
+        &self,
+        relative: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+        errors: &mut Vec<SourceError>,
+        missing_is_ok: bool,
     ) -> Option<T> {
         let path = self.root.join(relative);
         let result = read_to_string(&path).and_then(|text| {
@@ -113,6 +659,11 @@ impl Collector {
         });
         match result {
             Ok(value) => Some(value),
+            Err(Error::Read { source, .. })
+                if missing_is_ok && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                None
+            }
             Err(e) => {
                 errors.push(SourceError {
                     source: format!("/{relative}"),
@@ -122,6 +673,21 @@ impl Collector {
             }
         }
     }
+}
+
+/// One collection of everything, as the `collect` subcommand prints it:
+/// `{"fast": FastSample, "medium": MediumSample, "slow": SlowSample}`. The fast sample is the
+/// first of its collector, so it has no rates.
+pub fn collect_once(root: &Path) -> serde_json::Value {
+    let mut collector = Collector::new(root);
+    let fast = collector.fast();
+    let medium = collector.medium();
+    let slow = collector.slow();
+    serde_json::json!({
+        "fast": serde_json::to_value(fast).unwrap_or_default(),
+        "medium": serde_json::to_value(medium).unwrap_or_default(),
+        "slow": serde_json::to_value(slow).unwrap_or_default(),
+    })
 }
 
 /// Reads a whole (small) file, with the path in the error.
@@ -137,7 +703,21 @@ pub fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
+/// `(after − before) / seconds`, rounded to 2 decimals; `None` without a time span or when the
+/// counter went backwards (reset, reboot, device re-created).
+pub fn rate(before: u64, after: u64, seconds: Option<f64>) -> Option<f64> {
+    let delta = after.checked_sub(before)?;
+    let seconds = seconds.filter(|s| *s > 0.0)?;
+    Some(round2(delta as f64 / seconds))
+}
+
+/// `pve1.example.com` → `pve1`: Proxmox names nodes by the short host name.
+fn short_name(hostname: &str) -> &str {
+    hostname.split('.').next().unwrap_or(hostname)
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -186,11 +766,22 @@ mod tests {
                 "/proc/loadavg",
                 "/proc/meminfo",
                 "/proc/uptime",
-                "/proc/stat"
+                "/proc/stat",
+                "/proc/net/dev",
+                "/proc/diskstats"
             ]
         );
         assert!(sample.errors[1]
             .message
             .contains("/nonexistent/root/xyz/proc/loadavg"));
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(rate(100, 400, Some(30.0)), Some(10.0));
+        assert_eq!(rate(100, 400, None), None);
+        assert_eq!(rate(100, 400, Some(0.0)), None);
+        assert_eq!(rate(400, 100, Some(30.0)), None);
+        assert_eq!(rate(0, 1, Some(3.0)), Some(0.33));
     }
 }

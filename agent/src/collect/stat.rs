@@ -119,6 +119,7 @@ pub fn percent_between(before: &CpuTimes, after: &CpuTimes) -> Option<CpuPercent
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

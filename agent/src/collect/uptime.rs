@@ -2,6 +2,14 @@
 
 /// Parses `350735.47 2771032.68` into whole seconds since boot.
 pub fn parse(text: &str) -> Result<u64, String> {
+    let seconds = parse_seconds(text)?;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked finite and ≥ 0
+    Ok(seconds.trunc() as u64)
+}
+
+/// Parses `350735.47 2771032.68` into seconds since boot, with the fraction (guest uptimes
+/// are computed from it and a process start time in clock ticks).
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
     let field = text
         .split_ascii_whitespace()
         .next()
@@ -12,11 +20,11 @@ pub fn parse(text: &str) -> Result<u64, String> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("uptime {field:?} is out of range"));
     }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked finite and ≥ 0
-    Ok(seconds.trunc() as u64)
+    Ok(seconds)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
