@@ -46,9 +46,15 @@ pub fn server_bin() -> PathBuf {
     if let Some(path) = option_env!("CARGO_BIN_EXE_proxmox-monitor-server") {
         return PathBuf::from(path);
     }
-    let agent = option_env!("CARGO_BIN_EXE_proxmox-monitor-agent")
-        .expect("neither the server nor the agent binary is known to this test crate");
+    let Some(agent) = option_env!("CARGO_BIN_EXE_proxmox-monitor-agent") else {
+        panic!("neither the server nor the agent binary is known to this test crate");
+    };
     let server = PathBuf::from(agent).with_file_name("proxmox-monitor-server");
+    // One build at a time within this test process (cargo's lock serializes processes).
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _building = BUILD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !server.exists() {
         // `cargo test --workspace` builds it; `cargo test -p proxmox-monitor-agent` may not.
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
