@@ -25,6 +25,9 @@ use crate::error::{Error, Result};
 pub const TICK: Duration = Duration::from_millis(200);
 /// Connecting, the TLS and WebSocket handshakes and the join must finish within this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A server restarting under a reconnect storm answers joins late (bcrypt work queues up);
+/// waiting beats giving up and joining the back of the queue again.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// A server that does not take our bytes for this long is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -206,8 +209,9 @@ impl Connection {
         self.next_ref.to_string()
     }
 
-    /// Joins `host:<name>`; `Error::Rejected` with the server's reason when refused.
-    pub fn join(&mut self, token: &str, agent_version: &str) -> Result<()> {
+    /// Sends the join of `host:<name>`; returns its ref. The reply arrives through `poll` as
+    /// an `Incoming::Reply` with that ref (the run loop keeps collecting while it waits).
+    pub fn send_join(&mut self, token: &str, agent_version: &str) -> Result<String> {
         let join_ref = self.next_ref();
         self.join_ref.clone_from(&join_ref);
         let params = JoinParams {
@@ -223,30 +227,7 @@ impl Connection {
             payload,
         );
         self.send_frame(&frame)?;
-        let deadline = Instant::now() + CONNECT_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Some(Incoming::Reply {
-                msg_ref,
-                ok,
-                reason,
-            }) = self.poll()?
-            {
-                if msg_ref == join_ref {
-                    return if ok {
-                        Ok(())
-                    } else {
-                        Err(Error::Rejected {
-                            reason: reason.unwrap_or_else(|| "no reason given".into()),
-                        })
-                    };
-                }
-            }
-        }
-        Err(Error::Connection(format!(
-            "no answer to our join from {} within {} s",
-            self.url,
-            CONNECT_TIMEOUT.as_secs()
-        )))
+        Ok(join_ref)
     }
 
     /// Pushes `event` with a payload given as JSON text; returns the message ref to match the

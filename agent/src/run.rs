@@ -55,6 +55,7 @@ pub fn run(config: &AgentConfig, shutdown: &AtomicBool) -> Result<()> {
         in_flight: HashMap::new(),
         sent_up_to: 0,
         heartbeat: None,
+        joining: None,
         next_connect: Instant::now(),
         backoff: Backoff::new(BACKOFF_FIRST, BACKOFF_MAX),
         rejected_backoff: Backoff::new(REJECTED_FIRST, REJECTED_MAX),
@@ -86,6 +87,8 @@ struct Agent<'a> {
     /// Spooled samples up to this seq have been sent on the current connection.
     sent_up_to: u64,
     heartbeat: Option<(String, Instant)>,
+    /// While the join is unanswered: its ref and how long we wait for the reply.
+    joining: Option<(String, Instant)>,
     next_connect: Instant,
     backoff: Backoff,
     rejected_backoff: Backoff,
@@ -136,52 +139,33 @@ impl Agent<'_> {
             self.connect(tls);
             return;
         }
-        if let Err(e) = self.exchange() {
-            log::warn!("{e}; reconnecting");
-            self.disconnect();
+        let result = match self.joining.clone() {
+            Some((join_ref, deadline)) => self.await_join(&join_ref, deadline),
+            None => self.exchange(),
+        };
+        match result {
+            Ok(()) => {}
+            Err(Error::Rejected { reason }) => self.rejected(&reason),
+            Err(e) => {
+                log::warn!("{e}; reconnecting");
+                self.disconnect();
+            }
         }
     }
 
     fn connect(&mut self, tls: &Arc<rustls::ClientConfig>) {
         let attempt = Connection::open(&self.config.server_url, tls, &self.config.host_id)
-            .and_then(|mut conn| conn.join(&self.config.token, AGENT_VERSION).map(|()| conn));
+            .and_then(|mut conn| {
+                conn.send_join(&self.config.token, AGENT_VERSION)
+                    .map(|r| (conn, r))
+            });
         match attempt {
-            Ok(conn) => {
-                log::info!(
-                    "connected to {} as host '{}'",
-                    self.config.server_url,
-                    self.config.host_id
-                );
-                if self.spool.len() > 1 {
-                    log::info!(
-                        "sending {} samples collected while disconnected",
-                        self.spool.len()
-                    );
-                }
+            Ok((conn, join_ref)) => {
                 self.conn = Some(conn);
-                self.backoff.reset();
-                self.rejected_backoff.reset();
+                self.joining = Some((join_ref, Instant::now() + connection::JOIN_TIMEOUT));
                 self.in_flight.clear();
                 self.sent_up_to = 0;
                 self.heartbeat = None;
-            }
-            Err(Error::Rejected { reason }) => {
-                let wait = self.rejected_backoff.next();
-                let hint = match reason.as_str() {
-                    reason::INVALID_TOKEN => {
-                        "the token in the config does not match this host's (rotate-token?)"
-                    }
-                    reason::UNKNOWN_HOST => {
-                        "no host of this name is registered on the server (register-host?)"
-                    }
-                    _ => "see the server's log",
-                };
-                log::error!(
-                    "server refused host '{}': {reason} — {hint}; retrying in {} s",
-                    self.config.host_id,
-                    wait.as_secs()
-                );
-                self.next_connect = Instant::now() + wait;
             }
             Err(e) => {
                 let wait = self.backoff.next();
@@ -191,8 +175,75 @@ impl Agent<'_> {
         }
     }
 
+    /// Waits (a tick at a time) for the answer to our join.
+    fn await_join(&mut self, join_ref: &str, deadline: Instant) -> Result<()> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        if Instant::now() > deadline {
+            return Err(Error::Connection(format!(
+                "no answer to our join within {} s",
+                connection::JOIN_TIMEOUT.as_secs()
+            )));
+        }
+        let Some(Incoming::Reply {
+            msg_ref,
+            ok,
+            reason,
+        }) = conn.poll()?
+        else {
+            return Ok(());
+        };
+        if msg_ref != join_ref {
+            return Ok(());
+        }
+        self.joining = None;
+        if !ok {
+            return Err(Error::Rejected {
+                reason: reason.unwrap_or_else(|| "no reason given".into()),
+            });
+        }
+        log::info!(
+            "connected to {} as host '{}'",
+            self.config.server_url,
+            self.config.host_id
+        );
+        if self.spool.len() > 1 {
+            log::info!(
+                "sending {} samples collected while disconnected",
+                self.spool.len()
+            );
+        }
+        self.backoff.reset();
+        self.rejected_backoff.reset();
+        self.schedule.next_heartbeat = Instant::now() + HEARTBEAT_EVERY;
+        Ok(())
+    }
+
+    fn rejected(&mut self, reason: &str) {
+        self.conn = None;
+        self.joining = None;
+        let wait = self.rejected_backoff.next();
+        let hint = match reason {
+            reason::INVALID_TOKEN => {
+                "the token in the config does not match this host's (rotate-token?)"
+            }
+            reason::UNKNOWN_HOST => {
+                "no host of this name is registered on the server (register-host?)"
+            }
+            _ => "see the server's log",
+        };
+        log::error!(
+            "server refused host '{}': {reason} — {hint}; retrying in {} s",
+            self.config.host_id,
+            wait.as_secs()
+        );
+        self.next_connect = Instant::now() + wait;
+    }
+
     fn disconnect(&mut self) {
         self.conn = None;
+        self.joining = None;
         self.in_flight.clear();
         self.heartbeat = None;
         let wait = self.backoff.next();

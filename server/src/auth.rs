@@ -39,31 +39,6 @@ pub fn burn_verification(cost: u32) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_long_random_and_url_safe() {
-        let a = generate_token().unwrap();
-        let b = generate_token().unwrap();
-        assert_eq!(a.len(), 43);
-        assert_ne!(a, b);
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-    }
-
-    #[test]
-    fn hash_and_verify() {
-        let hash = hash_secret("s3cret", 4).unwrap();
-        assert_ne!(hash, "s3cret");
-        assert!(verify_secret("s3cret", &hash));
-        assert!(!verify_secret("wrong", &hash));
-        assert!(!verify_secret("s3cret", "not a bcrypt hash"));
-    }
-}
-
 /// Why a join was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {
@@ -81,25 +56,167 @@ impl AuthFailure {
     }
 }
 
-/// Checks `token` for host `name`; the id of the host when it matches. The database lock is
-/// released before bcrypt runs, and unknown names cost the same bcrypt work as wrong tokens.
-pub fn authenticate(
-    store: &crate::store::Store,
+/// Verifies agent tokens, with two defences against a reconnect storm (every agent rejoining
+/// a restarted server at once): bcrypt runs in a pool no wider than the CPU count, so a storm
+/// queues instead of thrashing, and a token once verified is remembered (as a keyed SipHash
+/// with a per-process random key, never in clear) so that reconnects skip bcrypt. The memory
+/// is tied to the stored bcrypt hash: `rotate-token` invalidates it.
+pub struct Authenticator {
     cost: u32,
-    name: &str,
-    token: &str,
-) -> Result<std::result::Result<i64, AuthFailure>> {
-    match store.token_hash(name)? {
-        Some((id, hash)) => {
-            if verify_secret(token, &hash) {
-                Ok(Ok(id))
-            } else {
-                Ok(Err(AuthFailure::InvalidToken))
-            }
+    key: std::hash::RandomState,
+    verified: std::sync::Mutex<std::collections::HashMap<i64, (String, u64)>>,
+    pool: Pool,
+}
+
+impl Authenticator {
+    pub fn new(cost: u32) -> Authenticator {
+        let width = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Authenticator {
+            cost,
+            key: std::hash::RandomState::new(),
+            verified: std::sync::Mutex::new(std::collections::HashMap::new()),
+            pool: Pool::new(width),
         }
-        None => {
-            burn_verification(cost);
-            Ok(Err(AuthFailure::UnknownHost))
+    }
+
+    fn keyed_hash(&self, token: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.key.hash_one(token)
+    }
+
+    /// Checks `token` for host `name`; the id of the host when it matches. The database lock
+    /// is released before bcrypt runs, and unknown names cost the same bcrypt work as wrong
+    /// tokens (no timing oracle for which hosts exist).
+    pub fn authenticate(
+        &self,
+        store: &crate::store::Store,
+        name: &str,
+        token: &str,
+    ) -> Result<std::result::Result<i64, AuthFailure>> {
+        let Some((id, hash)) = store.token_hash(name)? else {
+            self.pool.run(|| burn_verification(self.cost));
+            return Ok(Err(AuthFailure::UnknownHost));
+        };
+        let fingerprint = self.keyed_hash(token);
+        let remembered = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .is_some_and(|(h, f)| *h == hash && *f == fingerprint);
+        if remembered {
+            return Ok(Ok(id));
         }
+        if !self.pool.run(|| verify_secret(token, &hash)) {
+            return Ok(Err(AuthFailure::InvalidToken));
+        }
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, (hash, fingerprint));
+        Ok(Ok(id))
+    }
+}
+
+/// A counting semaphore: at most `width` closures run at once.
+struct Pool {
+    busy: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+    width: usize,
+}
+
+impl Pool {
+    fn new(width: usize) -> Pool {
+        Pool {
+            busy: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+            width: width.max(1),
+        }
+    }
+
+    fn run<T>(&self, work: impl FnOnce() -> T) -> T {
+        let mut busy = self
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *busy >= self.width {
+            busy = self
+                .freed
+                .wait(busy)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *busy += 1;
+        drop(busy);
+        let result = work();
+        *self
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) -= 1;
+        self.freed.notify_one();
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_url_safe() {
+        let a = generate_token().unwrap();
+        let b = generate_token().unwrap();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+
+    #[test]
+    fn authenticator_remembers_verified_tokens_until_rotation() {
+        let dir = crate::testutil::TempDir::new("auth-cache");
+        let store =
+            crate::store::Store::open(&dir.path().join("t.db"), crate::store::Synchronous::Normal)
+                .unwrap();
+        let host = store
+            .create_host("pve1", &hash_secret("tok", 4).unwrap(), 1)
+            .unwrap();
+        let auth = Authenticator::new(4);
+        assert_eq!(
+            auth.authenticate(&store, "pve1", "tok").unwrap(),
+            Ok(host.id)
+        );
+        assert_eq!(
+            auth.authenticate(&store, "pve1", "tok").unwrap(),
+            Ok(host.id)
+        );
+        assert_eq!(
+            auth.authenticate(&store, "pve1", "bad").unwrap(),
+            Err(AuthFailure::InvalidToken)
+        );
+        assert_eq!(
+            auth.authenticate(&store, "nope", "tok").unwrap(),
+            Err(AuthFailure::UnknownHost)
+        );
+        store
+            .set_token_hash("pve1", &hash_secret("new", 4).unwrap(), 2)
+            .unwrap();
+        assert_eq!(
+            auth.authenticate(&store, "pve1", "tok").unwrap(),
+            Err(AuthFailure::InvalidToken)
+        );
+        assert_eq!(
+            auth.authenticate(&store, "pve1", "new").unwrap(),
+            Ok(host.id)
+        );
+    }
+
+    #[test]
+    fn hash_and_verify() {
+        let hash = hash_secret("s3cret", 4).unwrap();
+        assert_ne!(hash, "s3cret");
+        assert!(verify_secret("s3cret", &hash));
+        assert!(!verify_secret("wrong", &hash));
+        assert!(!verify_secret("s3cret", "not a bcrypt hash"));
     }
 }

@@ -12,7 +12,7 @@ use common::frame::channel_event;
 use common::Frame;
 use serde_json::json;
 
-use crate::auth::{self, AuthFailure};
+use crate::auth::AuthFailure;
 use crate::context::{Context, Stats};
 use crate::ingest;
 
@@ -151,8 +151,7 @@ impl<'a> Channel<'a> {
         let params: Option<JoinParams> = serde_json::from_value(frame.payload.clone()).ok();
         let token = params.as_ref().map_or("", |p| p.token.as_str());
         let agent_version = params.as_ref().and_then(|p| p.agent_version.as_deref());
-        let cost = self.ctx.config.bcrypt_cost;
-        let host_id = match auth::authenticate(&self.ctx.store, cost, name, token) {
+        let host_id = match self.ctx.auth.authenticate(&self.ctx.store, name, token) {
             Ok(Ok(id)) => id,
             Ok(Err(failure)) => {
                 Stats::add(&self.ctx.stats.joins_rejected, 1);

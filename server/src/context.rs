@@ -4,12 +4,14 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::auth::Authenticator;
 use crate::config::ServerConfig;
 use crate::registry::Registry;
 use crate::store::Store;
 
 pub struct Context {
     pub config: ServerConfig,
+    pub auth: Authenticator,
     pub store: Store,
     pub registry: Registry,
     pub shutdown: Arc<AtomicBool>,
@@ -36,6 +38,7 @@ impl Stats {
 impl Context {
     pub fn new(config: ServerConfig, store: Store, shutdown: Arc<AtomicBool>) -> Context {
         Context {
+            auth: Authenticator::new(config.bcrypt_cost),
             config,
             store,
             registry: Registry::default(),
