@@ -53,8 +53,7 @@ fn main() {
 
 fn collect(root: &std::path::Path) -> i32 {
     init_logging(log::LevelFilter::Warn);
-    // PENDING(collectors): switches to collect::collect_once when the Proxmox collectors land.
-    let output = serde_json::json!({ "fast": agent::collect::Collector::new(root).fast() });
+    let output = agent::collect::collect_once(root);
     match serde_json::to_string_pretty(&output) {
         Ok(text) => {
             println!("{text}");

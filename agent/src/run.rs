@@ -51,6 +51,7 @@ pub fn run(config: &AgentConfig, shutdown: &AtomicBool) -> Result<()> {
         collector: Collector::new(&config.root),
         spool,
         schedule: Schedule::new(config, Instant::now()),
+        stamps: Stamps::default(),
         conn: None,
         in_flight: HashMap::new(),
         sent_up_to: 0,
@@ -81,6 +82,7 @@ struct Agent<'a> {
     collector: Collector,
     spool: Spool,
     schedule: Schedule,
+    stamps: Stamps,
     conn: Option<Connection>,
     /// Message ref → (spool seq, when sent).
     in_flight: HashMap<String, (u64, Instant)>,
@@ -99,11 +101,13 @@ impl Agent<'_> {
         for kind in self.schedule.due(now) {
             let data = match kind {
                 MetricKind::Fast => serde_json::to_value(self.collector.fast()),
-                // PENDING(collectors): medium and slow samples land with the Proxmox collectors.
-                MetricKind::Medium | MetricKind::Slow => continue,
+                MetricKind::Medium => serde_json::to_value(self.collector.medium()),
+                MetricKind::Slow => serde_json::to_value(self.collector.slow()),
             };
             let push = MetricPush {
-                collected_at: common::time::format_rfc3339(SystemTime::now()),
+                collected_at: common::time::format_rfc3339(
+                    self.stamps.next(kind, SystemTime::now()),
+                ),
                 data: data.unwrap_or_default(),
             };
             let payload = serde_json::to_string(&push).unwrap_or_default();
@@ -410,6 +414,28 @@ impl Schedule {
     }
 }
 
+/// `collected_at` travels in whole seconds and the server keys points by (series, second), so
+/// two samples of one kind must never share a second: a sample taken late, just before the
+/// next one, would otherwise be stored as one point. The later sample is stamped one second
+/// after the earlier instead (a shift of under a second, only when the loop ran late).
+#[derive(Default)]
+struct Stamps {
+    last: [Option<SystemTime>; 3],
+}
+
+impl Stamps {
+    fn next(&mut self, kind: MetricKind, now: SystemTime) -> SystemTime {
+        let slot = &mut self.last[kind as usize];
+        let second = common::time::from_unix_seconds(common::time::unix_seconds(now));
+        let stamp = match *slot {
+            Some(last) if second <= last => last + Duration::from_secs(1),
+            _ => second,
+        };
+        *slot = Some(stamp);
+        stamp
+    }
+}
+
 /// Capped exponential backoff with ±25 % jitter, so that a thousand agents do not reconnect to
 /// a restarted server in the same instant.
 struct Backoff {
@@ -441,6 +467,20 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_never_repeat_a_second_per_kind() {
+        let mut stamps = Stamps::default();
+        let t = common::time::from_unix_seconds(1000);
+        let a = stamps.next(MetricKind::Fast, t + Duration::from_millis(400));
+        let b = stamps.next(MetricKind::Fast, t + Duration::from_millis(900));
+        let c = stamps.next(MetricKind::Medium, t + Duration::from_millis(900));
+        assert_eq!(common::time::unix_seconds(a), 1000);
+        assert_eq!(common::time::unix_seconds(b), 1001);
+        assert_eq!(common::time::unix_seconds(c), 1000);
+        let d = stamps.next(MetricKind::Fast, t + Duration::from_secs(5));
+        assert_eq!(common::time::unix_seconds(d), 1005);
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter() {
