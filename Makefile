@@ -1,0 +1,84 @@
+# Proxmox Monitor: build, run locally, test, lint, static release binaries.
+# `make help` lists the targets. Local state (database, agent config, logs, pids) lives in ./var.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+VAR := ./var
+LISTEN ?= 127.0.0.1:4000
+SERVER := ./target/debug/proxmox-monitor-server
+AGENT := ./target/debug/proxmox-monitor-agent
+AGENT_CONFIG ?= $(VAR)/agent.toml
+MUSL_TARGET := x86_64-unknown-linux-musl
+DIST := ./dist
+
+.PHONY: help build server agent register demo demo-stop test lint musl bench clean
+
+help:
+	@echo "make build              build both binaries (debug)"
+	@echo "make server             run the server on $(LISTEN) with $(VAR)/server.db ($(VAR)/server.toml if present)"
+	@echo "make register NAME=pve1 register a host and write $(VAR)/agent.toml for it"
+	@echo "make agent              run the agent with AGENT_CONFIG (default $(VAR)/agent.toml)"
+	@echo "make demo               server + agent for this machine in the background; make demo-stop ends them"
+	@echo "make test               all tests (cargo test --workspace)"
+	@echo "make lint               rustfmt check and clippy -D warnings"
+	@echo "make musl               static release binaries in $(DIST)/"
+	@echo "make bench              run ./bench/run.sh"
+	@echo "make clean              cargo clean and remove $(DIST)/ ($(VAR)/ is kept)"
+
+build:
+	$(CARGO) build --workspace --bins
+
+$(VAR):
+	mkdir -p $(VAR)
+
+server: build | $(VAR)
+	$(SERVER) $$( [ -f $(VAR)/server.toml ] && echo --config $(VAR)/server.toml ) \
+		--database $(VAR)/server.db --listen $(LISTEN)
+
+agent: build
+	@[ -f "$(AGENT_CONFIG)" ] || { echo "$(AGENT_CONFIG) not found: run make register NAME=... first (or set AGENT_CONFIG)"; exit 1; }
+	$(AGENT) --config "$(AGENT_CONFIG)" run
+
+register: build | $(VAR)
+	@[ -n "$(NAME)" ] || { echo "usage: make register NAME=hostname"; exit 1; }
+	./scripts/dev.sh register "$(NAME)"
+
+demo:
+	./scripts/dev.sh demo
+
+demo-stop:
+	./scripts/dev.sh stop
+
+# PM_REQUIRE_INTEROP=1 (set by .ci/run) makes the phoenix JS interop test fail instead of
+# skipping when tests/interop/phoenix-js/node_modules is missing.
+test:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+musl:
+	@command -v musl-gcc >/dev/null || { echo "musl-gcc not found: apt-get install musl-tools"; exit 1; }
+	@rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
+	$(CARGO) build --release --target $(MUSL_TARGET) -p proxmox-monitor-server -p proxmox-monitor-agent
+	mkdir -p $(DIST)
+	cp target/$(MUSL_TARGET)/release/proxmox-monitor-server target/$(MUSL_TARGET)/release/proxmox-monitor-agent $(DIST)/
+	@for bin in $(DIST)/proxmox-monitor-server $(DIST)/proxmox-monitor-agent; do \
+		info=$$(file -b "$$bin"); echo "$$bin: $$info"; \
+		case "$$info" in \
+			*"statically linked"*|*"static-pie linked"*) ;; \
+			*) echo "$$bin is not statically linked"; exit 1 ;; \
+		esac; \
+	done
+
+bench:
+	@if [ -x ./bench/run.sh ]; then ./bench/run.sh; \
+	else echo "no ./bench/run.sh yet; nothing to run"; fi
+
+clean:
+	$(CARGO) clean
+	rm -rf $(DIST)
