@@ -154,3 +154,11 @@ fn collect_on_the_fixture_tree_prints_json_for_pve1() {
     assert!(json.is_object(), "{stdout}");
     assert!(stdout.contains(r#""hostname": "pve1""#), "{stdout}");
 }
+
+#[test]
+fn agent_toml_example_is_a_valid_config() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/agent.toml.example");
+    let config = agent::config::AgentConfig::load(&example).unwrap();
+    assert!(config.server_url.starts_with("wss://"));
+    assert_eq!(config.fast, Duration::from_secs(30));
+}
