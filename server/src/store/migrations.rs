@@ -62,6 +62,20 @@ const MIGRATIONS: &[&str] = &[
         data TEXT NOT NULL,
         PRIMARY KEY (host_id, kind)
     );",
+    // 3: dashboard login. One row per user (only `admin` today) with its bcrypt password hash,
+    // and sessions keyed by the SHA-256 of the random session id: a copy of the database (a
+    // backup) then holds nothing a browser could present as a cookie.
+    "CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,
+        user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );",
 ];
 
 /// Applies every migration newer than the database, each in its own transaction.

@@ -6,10 +6,12 @@ mod hosts;
 mod migrations;
 pub mod rollup;
 mod series;
+mod users;
 
 pub use hosts::{Host, HostStatus};
 pub use rollup::Retention;
 pub use series::{Point, SampleWrite, SeriesQuery};
+pub use users::ADMIN_USER;
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -49,6 +51,8 @@ pub struct Db {
     /// Per rollup tier, the time up to which its buckets are computed; points older than this
     /// arriving late mark their bucket dirty.
     rollup_done_until: [i64; rollup::TIER_COUNT],
+    /// Samples older than this are late: their 30-minute bucket is (being) rolled up already.
+    late_before: i64,
 }
 
 impl Deref for Db {
@@ -104,6 +108,7 @@ impl Store {
         let db = Db {
             conn,
             series_ids: HashMap::new(),
+            late_before: rollup_done_until[0],
             rollup_done_until,
         };
         Ok(Store {

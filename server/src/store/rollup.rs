@@ -156,7 +156,17 @@ impl Store {
             }
             let mut buckets = 0;
             while done + width <= target && buckets < max_buckets && !stop() {
-                report.rollup_rows += self.roll_bucket(tier, done)?;
+                if tier == 0 {
+                    // From now on a sample for this bucket counts as late and marks it dirty,
+                    // even if it lands while the bucket is being computed.
+                    let mut db = self.lock();
+                    db.late_before = db.late_before.max(done + width);
+                }
+                match self.roll_bucket(tier, done, stop)? {
+                    Some(rows) => report.rollup_rows += rows,
+                    // Stopped half way: the bucket is computed again next time.
+                    None => break,
+                }
                 done += width;
                 buckets += 1;
                 self.save_progress(tier, done)?;
@@ -197,10 +207,18 @@ impl Store {
     }
 
     /// Computes bucket `start` of `tier` for every series, a few hundred series per transaction.
-    fn roll_bucket(&self, tier: usize, start: i64) -> Result<usize> {
+    fn roll_bucket(
+        &self,
+        tier: usize,
+        start: i64,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<usize>> {
         let mut rows = 0;
         let mut after = 0i64;
         loop {
+            if stop() {
+                return Ok(None);
+            }
             let mut db = self.lock();
             let tx = db.transaction().map_err(|e| self.err(e))?;
             let ids: Vec<i64> = tx
@@ -219,7 +237,7 @@ impl Store {
             tx.commit().map_err(|e| self.err(e))?;
             after = last;
         }
-        Ok(rows)
+        Ok(Some(rows))
     }
 
     fn recompute_dirty(&self, tier: usize, stop: &dyn Fn() -> bool) -> Result<usize> {

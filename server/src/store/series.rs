@@ -264,18 +264,13 @@ fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<()> {
     let Db {
         conn,
         series_ids,
-        rollup_done_until,
+        late_before,
+        ..
     } = db;
     let mut new_ids = Vec::new();
     let result = conn.transaction().and_then(|tx| {
         for job in batch {
-            write_one(
-                &tx,
-                &job.write,
-                series_ids,
-                rollup_done_until[0],
-                &mut new_ids,
-            )?;
+            write_one(&tx, &job.write, series_ids, *late_before, &mut new_ids)?;
         }
         tx.commit()
     });
