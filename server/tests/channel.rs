@@ -348,6 +348,40 @@ fn second_join_of_a_host_from_a_new_socket_wins() {
 }
 
 #[test]
+fn second_join_on_the_same_socket_closes_the_first_channel() {
+    let server = Server::start("rejoin");
+    let token = server.register("pve-01");
+    let mut client = server.joined_client("pve-01", &token);
+    let first = client.join_ref.clone().unwrap();
+    let second = client.next_ref();
+    client.send(&Frame::new(
+        Some(&second),
+        Some(&second),
+        "host:pve-01",
+        "phx_join",
+        json!({"token": token}),
+    ));
+    // Phoenix closes the old channel first, then answers the new join.
+    assert_eq!(
+        client.recv_frame().encode(),
+        format!(r#"["{first}","{first}","host:pve-01","phx_close",{{}}]"#)
+    );
+    assert_eq!(
+        client.recv_frame().encode(),
+        format!(
+            r#"["{second}","{second}","host:pve-01","phx_reply",{{"status":"ok","response":{{}}}}]"#
+        )
+    );
+    server.expect_status("pve-01", "online");
+    client.join_ref = Some(second);
+    let msg_ref = client.push(
+        "metric:fast",
+        json!({"collected_at": now_rfc3339(), "data": {"load1": 1.0}}),
+    );
+    assert_eq!(client.recv_reply_to(&msg_ref).payload, ok_reply());
+}
+
+#[test]
 fn socket_without_vsn_is_refused_with_403_before_the_upgrade() {
     let server = Server::start("no-vsn");
     for url in [
