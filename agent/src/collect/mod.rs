@@ -691,8 +691,29 @@ pub fn collect_once(root: &Path) -> serde_json::Value {
 }
 
 /// Reads a whole (small) file, with the path in the error.
+///
+/// Unlike `std::fs::read_to_string` this does not `statx` and `lseek` the file first for a size
+/// hint (procfs, sysfs and cgroupfs report size 0 anyway): the collector reads ~1500 files per
+/// fast cycle on a 200-guest node, and the kernel's side of open/read/close is most of its cost,
+/// so this leaves 4 system calls per file instead of 6.
 pub fn read_to_string(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Read {
+    use std::io::Read;
+    let read = || -> std::io::Result<String> {
+        let mut file = std::fs::File::open(path)?;
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        String::from_utf8(bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    };
+    read().map_err(|source| Error::Read {
         path: path.to_owned(),
         source,
     })
