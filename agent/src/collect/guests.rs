@@ -24,8 +24,9 @@ use super::{cgroup, net_unix, pid_stat, rate, round2, Collector};
 /// What the collector remembers about guests between cycles.
 #[derive(Debug, Default)]
 pub(super) struct GuestCache {
-    /// Parsed configs with the `.vmlist` version they were read at: pmxcfs bumps the version
-    /// when a config changes, and the medium sample re-reads every config anyway.
+    /// Parsed configs with the `.vmlist` version they were read at. pmxcfs gives an entry a new
+    /// version on every write of its config (pve-cluster `memdb.c` `memdb_pwrite` →
+    /// `vmlist_register_vm`); the medium sample re-reads every config anyway.
     configs: HashMap<u32, (u64, GuestConf)>,
     /// QEMU processes whose command line was checked: (pid, start ticks).
     verified_qemu: HashMap<u32, (u32, u64)>,

@@ -798,6 +798,12 @@ mod tests {
     }
 
     #[test]
+    fn a_collector_can_move_to_the_run_loop_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Collector>();
+    }
+
+    #[test]
     fn rates() {
         assert_eq!(rate(100, 400, Some(30.0)), Some(10.0));
         assert_eq!(rate(100, 400, None), None);
