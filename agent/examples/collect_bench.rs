@@ -1,5 +1,6 @@
 //! Measures the collector on a fixture tree (e.g. one written by `gen_node`): CPU time per fast,
-//! medium and slow cycle, the fast payload's size and the process's resident memory.
+//! medium and slow cycle, the fast payload's size and series count, and the process's resident
+//! memory.
 //!
 //! `cargo run --release -p proxmox-monitor-agent --example collect_bench -- ROOT [--cycles N]`
 //!
@@ -82,6 +83,8 @@ fn main() -> ExitCode {
     println!("fast_cycle_wall_us={}", micros(median(&mut wall)));
     println!("fast_cycle_wall_max_us={}", micros(max(&wall)));
     println!("fast_payload_bytes={payload}");
+    println!("fast_series_points={}", last.series_points().len());
+    println!("medium_series_points={}", medium.series_points().len());
     if let Some(c) = medium_cpu {
         println!("medium_cycle_cpu_us={}", micros(c));
     }
