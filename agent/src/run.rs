@@ -113,7 +113,8 @@ impl Agent<'_> {
             let payload = serde_json::to_string(&push).unwrap_or_default();
             let before = self.spool.dropped_total();
             match self.spool.append(kind.event(), &payload) {
-                Ok(_) => {
+                Ok(seq) => {
+                    log::debug!("collected {} sample (spool seq {seq})", kind.as_str());
                     let dropped = self.spool.dropped_total() - before;
                     if dropped > 0 {
                         log::warn!(

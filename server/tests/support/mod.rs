@@ -238,16 +238,7 @@ impl Server {
         for attempt in 1..=5 {
             let port = free_port();
             let log = dir.path().join(format!("server-{attempt}.log"));
-            let mut command = Command::new(server_bin());
-            command
-                .args(db_args(dir.path()))
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--idle-timeout")
-                .arg(options.idle_timeout_seconds.to_string())
-                .args(&options.extra_args)
-                .arg("serve");
-            let mut process = ChildGuard::spawn(command, &log);
+            let mut process = spawn_server(dir.path(), port, &options, &log);
             let listening = format!("listening on 127.0.0.1:{port}");
             let up = wait_until(PATIENCE, || {
                 process.output().contains(&listening) || process.try_wait().is_some()
@@ -262,6 +253,49 @@ impl Server {
             panic!("server did not start (attempt {attempt}); output:\n{output}");
         }
         panic!("server could not bind a free port in 5 attempts");
+    }
+
+    /// Kills the server with `sig` (`libc::SIGINT`, `libc::SIGKILL`, ...) and waits for it to exit.
+    pub fn stop_with(&mut self, sig: i32) -> ExitStatus {
+        signal(self.process.pid(), sig);
+        let status = self.process.wait_timeout(PATIENCE);
+        status.unwrap_or_else(|| {
+            panic!(
+                "server still running {PATIENCE:?} after signal {sig}; output:\n{}",
+                self.log()
+            )
+        })
+    }
+
+    /// Starts the server again, after its process ended, on the same port and database (so
+    /// agents configured with its URL find it again); keeps trying while the port is still held.
+    pub fn restart(&mut self, options: &ServerOptions) {
+        assert!(
+            self.process.try_wait().is_some(),
+            "restart of a server that is still running"
+        );
+        let deadline = Instant::now() + PATIENCE;
+        for attempt in 1.. {
+            let log = self
+                .dir
+                .path()
+                .join(format!("server-restart-{attempt}.log"));
+            let mut process = spawn_server(self.dir.path(), self.port, options, &log);
+            let listening = format!("listening on 127.0.0.1:{}", self.port);
+            let up = wait_until(PATIENCE, || {
+                process.output().contains(&listening) || process.try_wait().is_some()
+            });
+            if up && process.try_wait().is_none() && process.output().contains(&listening) {
+                self.process = process;
+                return;
+            }
+            let output = process.output();
+            if output.contains("cannot listen") && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            panic!("server did not restart (attempt {attempt}); output:\n{output}");
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -336,6 +370,20 @@ impl Server {
         );
         client
     }
+}
+
+/// Starts `serve` on DIR/db and 127.0.0.1:PORT, output appended to `log`.
+fn spawn_server(dir: &Path, port: u16, options: &ServerOptions, log: &Path) -> ChildGuard {
+    let mut command = Command::new(server_bin());
+    command
+        .args(db_args(dir))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--idle-timeout")
+        .arg(options.idle_timeout_seconds.to_string())
+        .args(&options.extra_args)
+        .arg("serve");
+    ChildGuard::spawn(command, log)
 }
 
 fn db_args(dir: &Path) -> Vec<String> {
