@@ -1,6 +1,6 @@
 //! Command-line interface: argument parsing (clap) and the admin subcommands.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +65,9 @@ pub enum Command {
     RemoveHost { name: String },
     /// Give a host a new token (the old one stops working at once)
     RotateToken { name: String },
+    /// Set the dashboard password of user `admin` (asked twice on a terminal, else read from
+    /// the first line of stdin); logs out every open session
+    SetPassword,
     /// List the names of a host's stored series
     Metrics {
         /// Registered host name
@@ -128,6 +131,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::RotateToken { name } => rotate_token(&config, &name),
+        Command::SetPassword => set_password(&config),
         Command::Metrics { host } => list_series(&config, &host),
         Command::Query {
             host,
@@ -200,6 +204,56 @@ fn rotate_token(config: &ServerConfig, name: &str) -> Result<()> {
     println!("TOKEN: {token}");
     println!("Store this token NOW — it will never be shown again.");
     Ok(())
+}
+
+fn set_password(config: &ServerConfig) -> Result<()> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = prompt_hidden("New dashboard password for admin: ")?;
+        let again = prompt_hidden("Repeat it: ")?;
+        if first != again {
+            return Err(Error::Usage(
+                "the two passwords differ; nothing changed".into(),
+            ));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Error::Usage(format!("reading the password from stdin: {e}")))?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    let store = open_store(config)?;
+    crate::http::session::set_admin_password(&store, &password, config.bcrypt_cost)?;
+    println!(
+        "Password for '{}' set; open sessions were logged out.",
+        crate::store::ADMIN_USER
+    );
+    Ok(())
+}
+
+/// Reads a line from the terminal with echo off. `stty` does the terminal switching so that
+/// no unsafe termios code (or a crate for it) is needed; echo is restored even on error.
+fn prompt_hidden(prompt: &str) -> Result<String> {
+    let stty = |arg: &str| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let hidden = stty("-echo");
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line);
+    if hidden {
+        stty("echo");
+    }
+    eprintln!();
+    read.map_err(|e| Error::Usage(format!("reading the password: {e}")))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 fn list_hosts(config: &ServerConfig) -> Result<()> {

@@ -29,7 +29,26 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub synchronous: Synchronous,
     pub retention: Retention,
+    pub http: HttpConfig,
 }
+
+/// `[http]`: who may read `/metrics`, and how the session cookie is marked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
+    /// `/metrics` without any credentials. Without this or `metrics_token`, `/metrics` is 404.
+    #[serde(default)]
+    pub metrics_public: bool,
+    /// Mark the session cookie `Secure`: set this when the dashboard is reached over HTTPS
+    /// (through a TLS-terminating proxy), so the browser never sends the cookie in clear.
+    #[serde(default)]
+    pub secure_cookies: bool,
+}
+
+/// The shortest `metrics_token` accepted: a guessable scrape token would leak every host's data.
+pub const MIN_METRICS_TOKEN_LEN: usize = 16;
 
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
@@ -43,6 +62,7 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             synchronous: Synchronous::Full,
             retention: Retention::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -60,6 +80,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     synchronous: Option<Synchronous>,
     retention: Option<RetentionDays>,
+    http: Option<HttpConfig>,
 }
 
 /// Values given on the command line; they win over the file.
@@ -163,6 +184,25 @@ impl ServerConfig {
                 .apply(days)
                 .map_err(|m| bad("retention", m))?;
         }
+        if let Some(http) = &file.http {
+            if let Some(token) = &http.metrics_token {
+                if token.len() < MIN_METRICS_TOKEN_LEN || token.chars().any(char::is_whitespace) {
+                    return Err(bad(
+                        "http.metrics_token",
+                        format!(
+                            "must be at least {MIN_METRICS_TOKEN_LEN} characters without spaces"
+                        ),
+                    ));
+                }
+                if http.metrics_public {
+                    return Err(bad(
+                        "http.metrics_public",
+                        "cannot be true together with http.metrics_token (pick one)".into(),
+                    ));
+                }
+            }
+            self.http = http.clone();
+        }
         Ok(())
     }
 }
@@ -231,5 +271,34 @@ mod tests {
             .to_string();
         assert!(err.contains("listen"), "{err}");
         assert!(config.apply_toml("this is = not toml [", "f").is_err());
+    }
+
+    #[test]
+    fn http_table() {
+        let mut config = ServerConfig::default();
+        assert_eq!(config.http, HttpConfig::default());
+        config
+            .apply_toml(
+                "[http]\nmetrics_token = \"0123456789abcdef0123\"\nsecure_cookies = true\n",
+                "f",
+            )
+            .unwrap();
+        assert_eq!(
+            config.http.metrics_token.as_deref(),
+            Some("0123456789abcdef0123")
+        );
+        assert!(config.http.secure_cookies && !config.http.metrics_public);
+        for bad in [
+            "[http]\nmetrics_token = \"short\"\n",
+            "[http]\nmetrics_token = \"0123456789abcdef0123\"\nmetrics_public = true\n",
+            "[http]\nmetrics_tokn = \"x\"\n",
+        ] {
+            let err = config.apply_toml(bad, "f").unwrap_err().to_string();
+            assert!(err.contains("metrics_"), "{err}");
+        }
+        config
+            .apply_toml("[http]\nmetrics_public = true\n", "f")
+            .unwrap();
+        assert!(config.http.metrics_public && config.http.metrics_token.is_none());
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::auth::Authenticator;
 use crate::config::ServerConfig;
+use crate::http::session::HttpState;
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -16,6 +17,8 @@ pub struct Context {
     pub registry: Registry,
     pub shutdown: Arc<AtomicBool>,
     pub stats: Stats,
+    /// Dashboard-side state (the login backoff).
+    pub http: HttpState,
 }
 
 /// Counters since the server started.
@@ -44,6 +47,7 @@ impl Context {
             registry: Registry::default(),
             shutdown,
             stats: Stats::default(),
+            http: HttpState::default(),
         }
     }
 

@@ -5,10 +5,18 @@
 //! within `HEAD_TIMEOUT` and fit in `MAX_HEAD_BYTES`, bodies are capped at `MAX_BODY_BYTES`, and
 //! an idle keep-alive connection is closed after `KEEP_ALIVE_IDLE`.
 
+pub mod api;
+pub mod assets;
+pub mod html;
+pub mod pages;
+pub mod prometheus;
 pub mod router;
+pub mod session;
+pub mod svg;
+pub mod view;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::context::Context;
@@ -30,6 +38,8 @@ pub struct Request {
     pub body: Vec<u8>,
     /// HTTP/1.0 without `Connection: keep-alive`, or `Connection: close`.
     pub wants_close: bool,
+    /// The client's address (for the login backoff); `None` in unit tests.
+    pub peer: Option<IpAddr>,
 }
 
 impl Request {
@@ -57,6 +67,51 @@ impl Request {
             (key == name).then_some(value)
         })
     }
+
+    /// Query parameter `name`, percent-decoded (`+` is a space, as in forms).
+    pub fn query_param_decoded(&self, name: &str) -> Option<String> {
+        self.query_param(name).map(percent_decode)
+    }
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body (or query string), decoded.
+pub fn form_params(body: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes and `+`; malformed escapes are kept as they are, invalid UTF-8 is
+/// replaced.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +132,15 @@ impl Response {
 
     pub fn text(status: u16, body: impl Into<String>) -> Response {
         Response::new(status, "text/plain; charset=utf-8", body.into())
+    }
+
+    pub fn html(status: u16, body: String) -> Response {
+        Response::new(status, "text/html; charset=utf-8", body)
+    }
+
+    /// `value` as JSON (`application/json`).
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        Response::new(status, "application/json", value.to_string())
     }
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Response {
@@ -206,6 +270,7 @@ impl HttpConn {
             }
         }
         request.body = self.buf[head_len..head_len + content_length].to_vec();
+        request.peer = self.stream.peer_addr().ok().map(|a| a.ip());
         self.buf.drain(..head_len + content_length);
         ReadOutcome::Request(request)
     }
@@ -308,6 +373,28 @@ mod tests {
         assert!(!request.wants_close);
         assert_eq!(content_length, 5);
         assert_eq!(&raw[head_len..], b"hello");
+    }
+
+    #[test]
+    fn forms_and_queries_are_percent_decoded() {
+        assert_eq!(
+            form_params(b"username=admin&password=p%40ss+word%21&next=%2Fhosts%2Fpve1&flag"),
+            vec![
+                ("username".to_owned(), "admin".to_owned()),
+                ("password".to_owned(), "p@ss word!".to_owned()),
+                ("next".to_owned(), "/hosts/pve1".to_owned()),
+                ("flag".to_owned(), String::new()),
+            ]
+        );
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%C3%A9"), "%zzé");
+        let (request, _, _) = parse_head(b"GET /api?name=net.eth%200.rx HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            request.query_param_decoded("name").as_deref(),
+            Some("net.eth 0.rx")
+        );
     }
 
     #[test]

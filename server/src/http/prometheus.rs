@@ -1,0 +1,693 @@
+//! `/metrics`: every host's and guest's latest values and the server's own health, in the
+//! Prometheus text exposition format (version 0.0.4).
+//!
+//! Names follow pve-exporter (`pve_up`, `pve_cpu_usage_ratio`, `pve_memory_usage_bytes`, ...,
+//! with its `id` label: `node/NAME`, `qemu/VMID`, `lxc/VMID`, `storage/NODE/ID`) and
+//! node_exporter (`node_load1`, `node_zfs_zpool_state`, ...) where the meaning is the same, and
+//! `proxmox_monitor_*` otherwise — in particular for rates, which those exporters expose as
+//! counters and we only have as per-second averages. Every series has a `node` label (the
+//! registered host name), since one server speaks for many nodes.
+//!
+//! An offline host exports only `pve_up 0`, its info and when it was last seen: its last values
+//! are history, and exporting them as current would hide that the host is gone.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use common::sample::{GuestStatus, GuestType};
+
+use super::view::HostView;
+use super::{Request, Response};
+use crate::context::Context;
+use crate::error::Result;
+use crate::store::HostStatus;
+
+/// The content type Prometheus expects for the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The states `node_zfs_zpool_state` enumerates (node_exporter's list).
+const ZPOOL_STATES: [&str; 7] = [
+    "online",
+    "degraded",
+    "faulted",
+    "offline",
+    "removed",
+    "unavail",
+    "suspended",
+];
+
+/// `GET /metrics`, after the access check of `allowed`.
+pub fn metrics(ctx: &Context, request: &Request) -> Result<Response> {
+    match access(ctx, request) {
+        Access::Hidden => return Ok(Response::text(404, "not found\n")),
+        Access::Unauthorized => {
+            return Ok(Response::text(401, "metrics token required\n")
+                .with_header("WWW-Authenticate", "Bearer realm=\"metrics\""))
+        }
+        Access::Allowed => {}
+    }
+    let hosts = HostView::load_all(ctx)?;
+    let mut out = Exposition::default();
+    for view in &hosts {
+        host_metrics(&mut out, view);
+    }
+    server_metrics(&mut out, ctx, &hosts);
+    Ok(Response::new(200, CONTENT_TYPE, out.render()))
+}
+
+enum Access {
+    Allowed,
+    Unauthorized,
+    /// Not enabled in the config: pretend there is nothing here.
+    Hidden,
+}
+
+fn access(ctx: &Context, request: &Request) -> Access {
+    let http = &ctx.config.http;
+    match &http.metrics_token {
+        Some(token) => {
+            let offered = request
+                .header("authorization")
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match offered {
+                Some(offered) if constant_time_eq(offered.as_bytes(), token.as_bytes()) => {
+                    Access::Allowed
+                }
+                _ => Access::Unauthorized,
+            }
+        }
+        None if http.metrics_public => Access::Allowed,
+        None => Access::Hidden,
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess was
+/// right. (The length may leak; the token's length is no secret worth keeping.)
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Metric families in order of first use; each family's samples are written together, as the
+/// format requires.
+#[derive(Default)]
+struct Exposition {
+    families: Vec<Family>,
+}
+
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    samples: String,
+}
+
+impl Exposition {
+    fn family(
+        &mut self,
+        name: &'static str,
+        kind: &'static str,
+        help: &'static str,
+    ) -> &mut Family {
+        let index = match self.families.iter().position(|f| f.name == name) {
+            Some(index) => index,
+            None => {
+                self.families.push(Family {
+                    name,
+                    help,
+                    kind,
+                    samples: String::new(),
+                });
+                self.families.len() - 1
+            }
+        };
+        &mut self.families[index]
+    }
+
+    fn gauge(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        self.family(name, "gauge", help).push(labels, value);
+    }
+
+    /// A gauge only when the value is known.
+    fn gauge_opt(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        value: Option<f64>,
+    ) {
+        if let Some(v) = value {
+            self.gauge(name, help, labels, v);
+        }
+    }
+
+    fn counter(&mut self, name: &'static str, help: &'static str, value: u64) {
+        self.family(name, "counter", help).push(&[], to_f64(value));
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for f in &self.families {
+            let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+            let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+            out.push_str(&f.samples);
+        }
+        out
+    }
+}
+
+impl Family {
+    fn push(&mut self, labels: &[(&str, &str)], value: f64) {
+        self.samples.push_str(self.name);
+        if !labels.is_empty() {
+            self.samples.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.samples.push(',');
+                }
+                let _ = write!(self.samples, "{key}=\"{}\"", escape_label(value));
+            }
+            self.samples.push('}');
+        }
+        let _ = writeln!(self.samples, " {}", format_value(value));
+    }
+}
+
+/// Label values escape `\`, `"` and newlines.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn format_value(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{value}")
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // byte counts and counters stay far below 2^53
+fn to_f64(v: u64) -> f64 {
+    v as f64
+}
+
+fn bool_value(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+fn host_metrics(out: &mut Exposition, view: &HostView) {
+    let node = view.host.name.as_str();
+    let id = format!("node/{node}");
+    let host_labels = [("id", id.as_str()), ("node", node)];
+    out.gauge(
+        "pve_up",
+        "Node or guest is up: the agent is connected (node) or the guest runs (qemu/lxc).",
+        &host_labels,
+        bool_value(view.is_online()),
+    );
+    out.gauge(
+        "pve_node_info",
+        "Node information (always 1).",
+        &[
+            ("id", id.as_str()),
+            ("node", node),
+            ("name", node),
+            ("status", view.host.status.as_str()),
+        ],
+        1.0,
+    );
+    if let Some(version) = view.proxmox_version() {
+        let repoid = view
+            .slow()
+            .and_then(|s| s.pve_repoid.as_deref())
+            .unwrap_or("");
+        out.gauge(
+            "pve_version_info",
+            "Proxmox VE version of the node (always 1).",
+            &[("node", node), ("version", version), ("repoid", repoid)],
+            1.0,
+        );
+    }
+    if let Some(agent) = view.host.agent_version.as_deref() {
+        out.gauge(
+            "proxmox_monitor_agent_info",
+            "Version of the node's Proxmox Monitor agent (always 1).",
+            &[("node", node), ("version", agent)],
+            1.0,
+        );
+    }
+    out.gauge_opt(
+        "proxmox_monitor_last_seen_timestamp_seconds",
+        "When the server last heard from the node's agent (Unix time).",
+        &[("node", node)],
+        view.host.last_seen_at.map(|t| t as f64),
+    );
+    if view.host.status != HostStatus::Online {
+        return;
+    }
+    for (kind, at) in [
+        ("fast", view.fast.as_ref().map(|l| l.collected_at)),
+        ("medium", view.medium.as_ref().map(|l| l.collected_at)),
+        ("slow", view.slow.as_ref().map(|l| l.collected_at)),
+    ] {
+        out.gauge_opt(
+            "proxmox_monitor_sample_timestamp_seconds",
+            "When the agent took the node's newest sample of each kind (Unix time).",
+            &[("node", node), ("kind", kind)],
+            at.map(|t| t as f64),
+        );
+    }
+    if let Some(fast) = view.fast() {
+        host_fast_metrics(out, view, fast, &host_labels);
+    }
+    if let Some(medium) = view.medium() {
+        for pool in &medium.pools {
+            let labels = [("node", node), ("zpool", pool.name.as_str())];
+            let health = pool.health.to_ascii_lowercase();
+            for state in ZPOOL_STATES {
+                out.gauge(
+                    "node_zfs_zpool_state",
+                    "ZFS pool state (1 for the current state).",
+                    &[
+                        ("node", node),
+                        ("zpool", pool.name.as_str()),
+                        ("state", state),
+                    ],
+                    bool_value(health == state),
+                );
+            }
+            out.gauge_opt(
+                "proxmox_monitor_zpool_size_bytes",
+                "ZFS pool size.",
+                &labels,
+                pool.size_bytes.map(to_f64),
+            );
+            out.gauge_opt(
+                "proxmox_monitor_zpool_allocated_bytes",
+                "ZFS pool space allocated.",
+                &labels,
+                pool.alloc_bytes.map(to_f64),
+            );
+            out.gauge_opt(
+                "proxmox_monitor_zpool_free_bytes",
+                "ZFS pool space free.",
+                &labels,
+                pool.free_bytes.map(to_f64),
+            );
+            out.gauge_opt(
+                "proxmox_monitor_zpool_fragmentation_ratio",
+                "ZFS pool free-space fragmentation, 0 to 1.",
+                &labels,
+                pool.frag_percent.map(|p| p / 100.0),
+            );
+        }
+        for storage in &medium.storages {
+            let storage_id = format!("storage/{node}/{}", storage.id);
+            let labels = [("id", storage_id.as_str()), ("node", node)];
+            out.gauge(
+                "pve_storage_info",
+                "Storage information (always 1).",
+                &[
+                    ("id", storage_id.as_str()),
+                    ("node", node),
+                    ("storage", storage.id.as_str()),
+                    ("type", storage.kind.as_str()),
+                    ("content", storage.content.as_deref().unwrap_or("")),
+                    ("shared", if storage.shared { "1" } else { "0" }),
+                ],
+                1.0,
+            );
+            out.gauge_opt(
+                "pve_disk_size_bytes",
+                "Storage size.",
+                &labels,
+                storage.total_bytes.map(to_f64),
+            );
+            out.gauge_opt(
+                "pve_disk_usage_bytes",
+                "Storage space used.",
+                &labels,
+                storage.used_bytes.map(to_f64),
+            );
+            out.gauge_opt(
+                "proxmox_monitor_storage_active",
+                "Storage is active (1) or not (0), as pvesm status says.",
+                &labels,
+                storage.active.map(bool_value),
+            );
+        }
+    }
+}
+
+fn host_fast_metrics(
+    out: &mut Exposition,
+    view: &HostView,
+    fast: &common::sample::FastSample,
+    host_labels: &[(&str, &str)],
+) {
+    let node = view.host.name.as_str();
+    out.gauge_opt(
+        "pve_cpu_usage_ratio",
+        "CPU usage, 0 to 1 (guests: of the guest's own CPUs).",
+        host_labels,
+        fast.cpu_percent.map(|p| p / 100.0),
+    );
+    out.gauge_opt(
+        "pve_cpu_usage_limit",
+        "Number of CPUs available (guests: the CPUs it may use).",
+        host_labels,
+        view.slow().and_then(|s| s.cpu_count).map(f64::from),
+    );
+    out.gauge_opt(
+        "pve_memory_usage_bytes",
+        "Memory used (nodes: total minus available, including the ZFS ARC).",
+        host_labels,
+        fast.mem_used_bytes.map(to_f64),
+    );
+    out.gauge_opt(
+        "pve_memory_size_bytes",
+        "Memory size (guests: the configured or cgroup limit).",
+        host_labels,
+        fast.mem_total_bytes.map(to_f64),
+    );
+    out.gauge_opt(
+        "pve_uptime_seconds",
+        "Uptime.",
+        host_labels,
+        fast.uptime_seconds.map(to_f64),
+    );
+    let node_only = [("node", node)];
+    out.gauge_opt("node_load1", "1m load average.", &node_only, fast.load1);
+    out.gauge_opt("node_load5", "5m load average.", &node_only, fast.load5);
+    out.gauge_opt("node_load15", "15m load average.", &node_only, fast.load15);
+    out.gauge_opt(
+        "node_zfs_arc_size",
+        "ZFS ARC size in bytes.",
+        &node_only,
+        fast.arc.and_then(|a| a.size_bytes).map(to_f64),
+    );
+    out.gauge_opt(
+        "proxmox_monitor_memory_available_bytes",
+        "Memory available (MemAvailable).",
+        &node_only,
+        fast.mem_available_bytes.map(to_f64),
+    );
+    out.gauge_opt(
+        "proxmox_monitor_swap_size_bytes",
+        "Swap size.",
+        &node_only,
+        fast.swap_total_bytes.map(to_f64),
+    );
+    out.gauge_opt(
+        "proxmox_monitor_swap_free_bytes",
+        "Swap free.",
+        &node_only,
+        fast.swap_free_bytes.map(to_f64),
+    );
+    for (mode, value) in [
+        ("user", fast.cpu_user_percent),
+        ("system", fast.cpu_system_percent),
+        ("iowait", fast.cpu_iowait_percent),
+        ("steal", fast.cpu_steal_percent),
+    ] {
+        out.gauge_opt(
+            "proxmox_monitor_cpu_mode_ratio",
+            "Share of all CPU time in each mode since the previous sample, 0 to 1.",
+            &[("node", node), ("mode", mode)],
+            value.map(|p| p / 100.0),
+        );
+    }
+    for iface in &fast.net {
+        let labels = [("node", node), ("device", iface.name.as_str())];
+        out.gauge_opt(
+            "proxmox_monitor_network_receive_bytes_per_second",
+            "Bytes received per second, averaged since the previous sample.",
+            &labels,
+            iface.rx_bytes_per_s,
+        );
+        out.gauge_opt(
+            "proxmox_monitor_network_transmit_bytes_per_second",
+            "Bytes sent per second, averaged since the previous sample.",
+            &labels,
+            iface.tx_bytes_per_s,
+        );
+        out.family(
+            "node_network_receive_errs_total",
+            "counter",
+            "Receive errors since boot.",
+        )
+        .push(&labels, to_f64(iface.rx_errors));
+        out.family(
+            "node_network_transmit_errs_total",
+            "counter",
+            "Transmit errors since boot.",
+        )
+        .push(&labels, to_f64(iface.tx_errors));
+    }
+    for disk in &fast.disks {
+        let labels = [("node", node), ("device", disk.name.as_str())];
+        out.gauge_opt(
+            "proxmox_monitor_disk_read_bytes_per_second",
+            "Bytes read per second, averaged since the previous sample.",
+            &labels,
+            disk.read_bytes_per_s,
+        );
+        out.gauge_opt(
+            "proxmox_monitor_disk_written_bytes_per_second",
+            "Bytes written per second, averaged since the previous sample.",
+            &labels,
+            disk.write_bytes_per_s,
+        );
+        out.gauge_opt(
+            "proxmox_monitor_disk_busy_ratio",
+            "Share of time the device had I/O in flight, 0 to 1.",
+            &labels,
+            disk.busy_percent.map(|p| p / 100.0),
+        );
+    }
+    for guest in &fast.guests {
+        guest_metrics(out, view, guest);
+    }
+}
+
+fn guest_metrics(out: &mut Exposition, view: &HostView, guest: &common::sample::GuestFast) {
+    let node = view.host.name.as_str();
+    let kind = match guest.kind {
+        GuestType::Qemu => "qemu",
+        GuestType::Lxc => "lxc",
+        GuestType::Unknown => "unknown",
+    };
+    let id = format!("{kind}/{}", guest.vmid);
+    let labels = [("id", id.as_str()), ("node", node)];
+    let config = view.guest_config(guest.vmid);
+    let name = guest
+        .name
+        .as_deref()
+        .or(config.map(|c| c.name.as_str()))
+        .unwrap_or("");
+    let tags = config.map(|c| c.tags.join(";")).unwrap_or_default();
+    let template = config.is_some_and(|c| c.template);
+    out.gauge(
+        "pve_guest_info",
+        "Guest information (always 1).",
+        &[
+            ("id", id.as_str()),
+            ("node", node),
+            ("name", name),
+            ("type", kind),
+            ("template", if template { "1" } else { "0" }),
+            ("tags", tags.as_str()),
+        ],
+        1.0,
+    );
+    out.gauge(
+        "pve_up",
+        "Node or guest is up: the agent is connected (node) or the guest runs (qemu/lxc).",
+        &labels,
+        bool_value(matches!(
+            guest.status,
+            GuestStatus::Running | GuestStatus::Paused
+        )),
+    );
+    out.gauge_opt(
+        "pve_cpu_usage_ratio",
+        "CPU usage, 0 to 1 (guests: of the guest's own CPUs).",
+        &labels,
+        guest.cpu_percent.map(|p| p / 100.0),
+    );
+    out.gauge_opt(
+        "pve_cpu_usage_limit",
+        "Number of CPUs available (guests: the CPUs it may use).",
+        &labels,
+        guest.cpus.or(config.and_then(|c| c.cpus)),
+    );
+    out.gauge_opt(
+        "pve_memory_usage_bytes",
+        "Memory used (nodes: total minus available, including the ZFS ARC).",
+        &labels,
+        guest.mem_used_bytes.map(to_f64),
+    );
+    out.gauge_opt(
+        "pve_memory_size_bytes",
+        "Memory size (guests: the configured or cgroup limit).",
+        &labels,
+        guest
+            .mem_limit_bytes
+            .or(config.and_then(|c| c.memory_bytes))
+            .map(to_f64),
+    );
+    out.gauge_opt(
+        "pve_uptime_seconds",
+        "Uptime.",
+        &labels,
+        guest.uptime_seconds.map(to_f64),
+    );
+    for (name, help, value) in [
+        (
+            "proxmox_monitor_guest_disk_read_bytes_per_second",
+            "Guest disk bytes read per second.",
+            guest.disk_read_bytes_per_s,
+        ),
+        (
+            "proxmox_monitor_guest_disk_written_bytes_per_second",
+            "Guest disk bytes written per second.",
+            guest.disk_write_bytes_per_s,
+        ),
+        (
+            "proxmox_monitor_guest_network_receive_bytes_per_second",
+            "Bytes per second received by the guest.",
+            guest.net_in_bytes_per_s,
+        ),
+        (
+            "proxmox_monitor_guest_network_transmit_bytes_per_second",
+            "Bytes per second sent by the guest.",
+            guest.net_out_bytes_per_s,
+        ),
+    ] {
+        out.gauge_opt(name, help, &labels, value);
+    }
+}
+
+fn server_metrics(out: &mut Exposition, ctx: &Context, hosts: &[HostView]) {
+    let stats = &ctx.stats;
+    out.gauge(
+        "proxmox_monitor_connected_agents",
+        "Agents connected now.",
+        &[],
+        to_f64(ctx.registry.connected() as u64),
+    );
+    for status in [
+        HostStatus::Online,
+        HostStatus::Offline,
+        HostStatus::NeverConnected,
+    ] {
+        let n = hosts.iter().filter(|h| h.host.status == status).count();
+        out.gauge(
+            "proxmox_monitor_hosts",
+            "Registered hosts by status.",
+            &[("status", status.as_str())],
+            to_f64(n as u64),
+        );
+    }
+    out.counter(
+        "proxmox_monitor_samples_ingested_total",
+        "Samples stored since the server started.",
+        stats.samples_ingested.load(Ordering::Relaxed),
+    );
+    out.counter(
+        "proxmox_monitor_points_ingested_total",
+        "Series points stored since the server started.",
+        stats.points_ingested.load(Ordering::Relaxed),
+    );
+    out.counter(
+        "proxmox_monitor_connections_accepted_total",
+        "TCP connections accepted since the server started.",
+        stats.connections_accepted.load(Ordering::Relaxed),
+    );
+    out.gauge(
+        "proxmox_monitor_open_connections",
+        "TCP connections open now (agents and browsers).",
+        &[],
+        to_f64(stats.open_connections.load(Ordering::Relaxed)),
+    );
+    out.counter(
+        "proxmox_monitor_joins_rejected_total",
+        "Agent joins refused (unknown host, wrong token, bad payload).",
+        stats.joins_rejected.load(Ordering::Relaxed),
+    );
+    out.counter(
+        "proxmox_monitor_bad_frames_total",
+        "Agent frames that could not be understood.",
+        stats.bad_frames.load(Ordering::Relaxed),
+    );
+    out.gauge(
+        "proxmox_monitor_database_size_bytes",
+        "Size of the SQLite database with its write-ahead log.",
+        &[],
+        to_f64(database_size(ctx.store.path())),
+    );
+}
+
+/// The database file plus its `-wal` and `-shm` companions (missing ones count 0).
+fn database_size(path: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        total += std::fs::metadata(&name).map_or(0, |m| m.len());
+    }
+    total
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_grouped_and_labels_escaped() {
+        let mut out = Exposition::default();
+        out.gauge("a", "A.", &[("x", "1")], 1.0);
+        out.gauge("b", "B.", &[], 2.5);
+        out.gauge("a", "A.", &[("x", "q\"u\\o\nte")], f64::NAN);
+        out.counter("c_total", "C.", 7);
+        assert_eq!(
+            out.render(),
+            "# HELP a A.\n# TYPE a gauge\na{x=\"1\"} 1\na{x=\"q\\\"u\\\\o\\nte\"} NaN\n\
+             # HELP b B.\n# TYPE b gauge\nb 2.5\n\
+             # HELP c_total C.\n# TYPE c_total counter\nc_total 7\n"
+        );
+    }
+
+    #[test]
+    fn values() {
+        assert_eq!(format_value(1e15), "1000000000000000");
+        assert_eq!(format_value(0.185), "0.185");
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret-token", b"secret-token"));
+        assert!(!constant_time_eq(b"secret-token", b"secret-tokeN"));
+        assert!(!constant_time_eq(b"secret", b"secret-token"));
+    }
+}
