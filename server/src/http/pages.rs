@@ -200,16 +200,21 @@ fn host_card(ctx: &Context, out: &mut String, view: &HostView, now: i64) -> Resu
         out,
         "<article class=\"card host {}\" data-host=\"{name}\">\
          <header><h2><a href=\"/hosts/{name}\">{name}</a></h2>{}</header>\
-         <p class=\"sub\" data-k=\"status_line\">{}</p><dl class=\"facts\">",
+         <p class=\"sub\" data-k=\"status_line\">{}</p>",
         card_class(view),
         status_badge(view.host.status),
         status_line(view, now),
     );
+    if view.fast.is_none() && view.medium.is_none() && view.slow.is_none() {
+        out.push_str("</article>");
+        return Ok(());
+    }
+    out.push_str("<dl class=\"facts\">");
     let _ = write!(
         out,
         "<div><dt>CPU</dt><dd><span data-k=\"cpu_percent\" data-f=\"pct\">{}</span>{}{}</dd></div>",
         or_dash(fast.and_then(|f| f.cpu_percent), format_percent),
-        or_dash(cpus, |n| format!(" <small>of {n} CPUs</small>")),
+        cpus.map_or_else(String::new, |n| format!(" <small>of {n} CPUs</small>")),
         sparkline_box(ctx, view, "cpu", now)?,
     );
     let _ = write!(
@@ -562,9 +567,8 @@ fn host_facts(out: &mut String, view: &HostView) {
         format!(
             "<span data-k=\"cpu_percent\" data-f=\"pct\">{}</span>{}",
             or_dash(fast.and_then(|f| f.cpu_percent), format_percent),
-            or_dash(slow.and_then(|s| s.cpu_count), |n| format!(
-                " <small>of {n} CPUs</small>"
-            ))
+            slow.and_then(|s| s.cpu_count)
+                .map_or_else(String::new, |n| format!(" <small>of {n} CPUs</small>"))
         ),
     );
     fact("Memory", memory_text(view));

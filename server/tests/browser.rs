@@ -1,0 +1,357 @@
+//! The dashboard in a real browser: Debian's `chromium --headless`, driven over the Chrome
+//! DevTools Protocol (a WebSocket, spoken with tungstenite), logs in through the login form,
+//! loads `/` and `/hosts/NAME`, checks the rendered DOM (hosts, status badges, chart SVGs,
+//! escaped guest names, sorting, live refresh) and writes screenshots to
+//! `target/screenshots/` (desktop and 390 px phone width) for people to look at.
+//!
+//! Without chromium the test is skipped with a note — unless `PM_REQUIRE_BROWSER=1` (CI),
+//! where that is a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod http_common;
+mod support;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use http_common::*;
+use serde_json::{json, Value};
+use support::{server_bin, wait_until, ChildGuard, Server, TempDir, PATIENCE};
+use tungstenite::{Message, WebSocket};
+
+/// The first of these on `PATH`.
+const BROWSERS: [&str; 3] = ["chromium", "chromium-browser", "google-chrome"];
+
+fn find_browser() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    BROWSERS.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// A headless chromium and a DevTools connection to its page.
+struct Browser {
+    socket: WebSocket<TcpStream>,
+    next_id: u64,
+    // Dropped after the socket: kill the browser, then remove its profile.
+    _process: ChildGuard,
+    _profile: TempDir,
+}
+
+impl Browser {
+    fn launch(binary: &Path) -> Browser {
+        let profile = TempDir::new("chromium-profile");
+        let mut command = Command::new(binary);
+        command
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank");
+        let process = ChildGuard::spawn(command, &profile.path().join("chromium.log"));
+        // Chromium picks a free port and writes it to DevToolsActivePort in the profile.
+        let port_file = profile.path().join("DevToolsActivePort");
+        let mut port = 0u16;
+        let started = wait_until(Duration::from_secs(30), || {
+            port = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|text| text.lines().next().and_then(|l| l.trim().parse().ok()))
+                .unwrap_or(0);
+            port != 0
+        });
+        assert!(
+            started,
+            "chromium did not start; log:\n{}",
+            process.output()
+        );
+        let mut page_url = String::new();
+        let found = wait_until(PATIENCE, || {
+            let (status, body) = support::http_get(port, "/json/list", "");
+            let targets: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            page_url = targets
+                .as_array()
+                .and_then(|list| list.iter().find(|t| t["type"] == "page"))
+                .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            status == 200 && !page_url.is_empty()
+        });
+        assert!(found, "no page target in chromium");
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let (socket, _) = tungstenite::client::client(page_url.as_str(), stream)
+            .unwrap_or_else(|e| panic!("DevTools WebSocket {page_url}: {e}"));
+        let mut browser = Browser {
+            socket,
+            next_id: 0,
+            _process: process,
+            _profile: profile,
+        };
+        browser.call("Page.enable", json!({}));
+        browser.call("Runtime.enable", json!({}));
+        browser
+    }
+
+    /// Sends a DevTools command and returns its `result` (events in between are skipped).
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let message = json!({"id": id, "method": method, "params": params});
+        self.socket
+            .send(Message::text(message.to_string()))
+            .unwrap_or_else(|e| panic!("{method}: {e}"));
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            let text = match self.socket.read() {
+                Ok(Message::Text(text)) => text,
+                Ok(_) => continue,
+                Err(e) => panic!("{method}: DevTools connection: {e}"),
+            };
+            let reply: Value = serde_json::from_str(text.as_str()).unwrap();
+            if reply["id"] == id {
+                assert!(reply["error"].is_null(), "{method} failed: {reply}");
+                return reply["result"].clone();
+            }
+        }
+        panic!("{method}: no reply within {PATIENCE:?}");
+    }
+
+    /// Evaluates `expression` in the page (awaiting a promise) and returns its value.
+    fn eval(&mut self, expression: &str) -> Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+        );
+        assert!(
+            result["exceptionDetails"].is_null(),
+            "{expression} threw: {:#}",
+            result["exceptionDetails"]
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Waits until `expression` is `true` in the page.
+    fn wait_for(&mut self, expression: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.eval(expression) == json!(true) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "page never satisfied {expression}; it shows:\n{}",
+                self.eval("document.body ? document.body.innerText : ''")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Loads `url` and waits until the page is complete at `expected_path`.
+    fn open(&mut self, url: &str, expected_path: &str) {
+        self.call("Page.navigate", json!({"url": url}));
+        self.wait_for(
+            &format!(
+                "document.readyState === 'complete' && location.pathname === {}",
+                json!(expected_path)
+            ),
+            PATIENCE,
+        );
+    }
+
+    /// A PNG of the whole page at `width` CSS pixels (phone-like when `mobile`).
+    fn screenshot(&mut self, path: &Path, width: u32, mobile: bool) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": mobile}),
+        );
+        // Let the layout settle at the new width.
+        self.eval("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))");
+        let height = self
+            .eval("Math.ceil(document.documentElement.scrollHeight)")
+            .as_f64()
+            .unwrap_or(900.0);
+        let shot = self.call(
+            "Page.captureScreenshot",
+            json!({
+                "format": "png",
+                "captureBeyondViewport": true,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            }),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, png).unwrap();
+        eprintln!("screenshot: {}", path.display());
+        self.call("Emulation.clearDeviceMetricsOverride", json!({}));
+    }
+}
+
+/// `target/screenshots/` of the target directory the server binary was built in.
+fn screenshot_dir() -> PathBuf {
+    let bin = server_bin();
+    // target/debug/proxmox-monitor-server → target
+    bin.parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| Path::new("target"))
+        .join("screenshots")
+}
+
+#[test]
+fn dashboard_renders_in_headless_chromium() {
+    let Some(binary) = find_browser() else {
+        assert!(
+            std::env::var("PM_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "PM_REQUIRE_BROWSER=1 but none of {BROWSERS:?} is on PATH (apt-get install chromium)"
+        );
+        eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium to run this test)");
+        return;
+    };
+
+    // Four hosts: a real agent reading the fixture node, an hour of pushed history with a
+    // degraded pool and hostile guest names, one that went offline, one never connected.
+    let server = Server::start("browser");
+    assert!(set_password(&server, PASSWORD).status.success());
+    let token1 = server.register("pve1");
+    let token2 = server.register("pve2");
+    let token3 = server.register("pve3");
+    server.register("pve4");
+    let _agent = start_agent(&server, "pve1", &token1);
+    let _pve2 = push_history(&server, "pve2", &token2, "DEGRADED");
+    push_history(&server, "pve3", &token3, "ONLINE").close();
+    server.expect_status("pve3", "offline");
+    let cookie = login(server.port);
+    wait_for_json(server.port, "/api/hosts/pve1", &cookie, |host| {
+        host["status"] == "online" && !host["medium"].is_null() && !host["slow"].is_null()
+    });
+
+    let mut browser = Browser::launch(&binary);
+    let base = format!("http://127.0.0.1:{}", server.port);
+
+    // Not logged in: the dashboard sends the browser to the login form.
+    browser.open(&format!("{base}/"), "/login");
+    browser.eval(&format!(
+        "document.querySelector('input[name=password]').value = {}; \
+         document.querySelector('form.login').submit(); true",
+        json!(PASSWORD)
+    ));
+    browser.wait_for(
+        "location.pathname === '/' && document.readyState === 'complete' && \
+         document.querySelectorAll('article.host').length > 0",
+        PATIENCE,
+    );
+
+    // The index: every host, its badge, offline and degraded hosts marked.
+    let cards = browser.eval(
+        "Array.from(document.querySelectorAll('article.host')).map(c => ({
+            name: c.getAttribute('data-host'),
+            badge: c.querySelector('.badge').textContent,
+            class: c.className,
+            sparks: c.querySelectorAll('svg.spark').length,
+        }))",
+    );
+    let cards = cards.as_array().unwrap();
+    let card = |name: &str| {
+        cards
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no card for {name}: {cards:#?}"))
+    };
+    assert_eq!(cards.len(), 4, "{cards:#?}");
+    assert_eq!(card("pve1")["badge"], "online");
+    assert_eq!(card("pve2")["badge"], "online");
+    assert_eq!(card("pve3")["badge"], "offline");
+    assert_eq!(card("pve4")["badge"], "never connected");
+    assert!(card("pve2")["class"]
+        .as_str()
+        .unwrap()
+        .contains("is-degraded"));
+    assert!(card("pve3")["class"]
+        .as_str()
+        .unwrap()
+        .contains("is-offline"));
+    assert_eq!(card("pve2")["sparks"], 2);
+    let text = browser.eval("document.querySelector('article.host[data-host=pve3]').innerText");
+    assert!(text.as_str().unwrap().contains("offline since"), "{text}");
+    assert_eq!(
+        browser.eval("document.querySelectorAll('main script').length"),
+        0
+    );
+    let dir = screenshot_dir();
+    browser.screenshot(&dir.join("index.png"), 1280, false);
+    browser.screenshot(&dir.join("index-phone.png"), 390, true);
+
+    // A host page: five charts with axes and tooltips, tables, escaped guest names.
+    browser.open(&format!("{base}/hosts/pve2"), "/hosts/pve2");
+    assert_eq!(
+        browser.eval("document.querySelectorAll('svg.chart').length"),
+        5
+    );
+    assert!(
+        browser
+            .eval("document.querySelectorAll('svg.chart rect.hit title').length")
+            .as_u64()
+            .unwrap()
+            >= 5 * 59
+    );
+    assert_eq!(
+        browser.eval("document.querySelectorAll('table.guests tbody tr').length"),
+        3
+    );
+    assert_eq!(
+        browser.eval("document.querySelector('tr[data-guest=\"100\"] td:nth-child(2)').firstChild.textContent.trim()"),
+        HOSTILE_GUEST_NAME,
+        "the guest name shows as text"
+    );
+    assert_eq!(
+        browser.eval("document.querySelectorAll('main script, main img').length"),
+        0
+    );
+    assert!(browser
+        .eval("document.body.innerText")
+        .as_str()
+        .unwrap()
+        .contains("DEGRADED"));
+    // Sorting by CPU, highest first on the second click.
+    browser.eval("document.querySelectorAll('table.guests th')[4].click(); document.querySelectorAll('table.guests th')[4].click(); true");
+    assert_eq!(
+        browser.eval("Array.from(document.querySelectorAll('table.guests tbody tr')).map(r => r.getAttribute('data-guest'))"),
+        json!(["100", "101", "102"])
+    );
+    browser.screenshot(&dir.join("host.png"), 1280, false);
+    browser.screenshot(&dir.join("host-phone.png"), 390, true);
+
+    // Live: the script rewrites values from the API without reloading the page.
+    browser.open(&format!("{base}/hosts/pve1"), "/hosts/pve1");
+    assert_eq!(
+        browser.eval("document.querySelectorAll('svg.chart').length"),
+        5
+    );
+    browser.eval(
+        "window.notReloaded = true; \
+         document.querySelector('section.hosthead [data-k=load1]').textContent = 'stale'; true",
+    );
+    browser.wait_for(
+        "window.notReloaded === true && \
+         document.querySelector('section.hosthead [data-k=load1]').textContent !== 'stale'",
+        Duration::from_secs(15),
+    );
+    browser.screenshot(&dir.join("host-agent.png"), 1280, false);
+}
