@@ -21,7 +21,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 /// Accepts connections until the shutdown flag is set, then waits (briefly) for the connection
 /// threads and marks every host offline.
 pub fn run(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
+    // A blocking accept that gives up after a tick (SO_RCVTIMEO applies to accept on Linux):
+    // new connections are taken at once, and the shutdown flag is still seen within a tick.
+    let listener = {
+        let socket = socket2::Socket::from(listener);
+        socket.set_nonblocking(false)?;
+        socket.set_read_timeout(Some(TICK))?;
+        TcpListener::from(socket)
+    };
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     let mut next_id: u64 = 0;
     while !ctx.shutting_down() {
@@ -48,9 +55,7 @@ pub fn run(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
                     Err(e) => log::error!("{peer}: cannot start a thread: {e}"),
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
+            Err(e) if http::is_timeout(&e) => {}
             Err(e) => {
                 // Out of file descriptors and the like: say so, back off, keep serving.
                 log::error!("accept failed: {e}");
