@@ -52,8 +52,9 @@ demo:
 demo-stop:
 	./scripts/dev.sh stop
 
-# PM_REQUIRE_INTEROP=1 (set by .ci/run) makes the phoenix JS interop test fail instead of
-# skipping when tests/interop/phoenix-js/node_modules is missing.
+# PM_REQUIRE_INTEROP=1, PM_REQUIRE_BROWSER=1 and PM_REQUIRE_PROMTOOL=1 (set by .ci/run) make
+# the phoenix JS interop test, the chromium dashboard test and the promtool check of /metrics
+# fail instead of skipping when node_modules, chromium or promtool is missing.
 test:
 	$(CARGO) test --workspace
 
