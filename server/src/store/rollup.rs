@@ -221,13 +221,7 @@ impl Store {
             }
             let mut db = self.lock();
             let tx = db.transaction().map_err(|e| self.err(e))?;
-            let ids: Vec<i64> = tx
-                .prepare_cached("SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT ?2")
-                .and_then(|mut stmt| {
-                    stmt.query_map(params![after, SERIES_PER_TRANSACTION], |row| row.get(0))?
-                        .collect()
-                })
-                .map_err(|e| self.err(e))?;
+            let ids = series_chunk(&tx, after).map_err(|e| self.err(e))?;
             let Some(&last) = ids.last() else { break };
             for series_id in ids {
                 if compute_bucket(&tx, tier, series_id, start).map_err(|e| self.err(e))? {
@@ -288,13 +282,7 @@ impl Store {
         while !stop() {
             let mut db = self.lock();
             let tx = db.transaction().map_err(|e| self.err(e))?;
-            let ids: Vec<i64> = tx
-                .prepare_cached("SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT ?2")
-                .and_then(|mut stmt| {
-                    stmt.query_map(params![after, SERIES_PER_TRANSACTION], |row| row.get(0))?
-                        .collect()
-                })
-                .map_err(|e| self.err(e))?;
+            let ids = series_chunk(&tx, after).map_err(|e| self.err(e))?;
             let Some(&last) = ids.last() else { break };
             for series_id in ids {
                 deleted += tx
@@ -315,6 +303,13 @@ impl Store {
         }
         Ok(deleted)
     }
+}
+
+/// The next few hundred series ids after `after`, for work done one chunk per transaction.
+fn series_chunk(tx: &Transaction<'_>, after: i64) -> rusqlite::Result<Vec<i64>> {
+    tx.prepare_cached("SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT ?2")?
+        .query_map(params![after, SERIES_PER_TRANSACTION], |row| row.get(0))?
+        .collect()
 }
 
 /// Computes one bucket of one series from the tier below; false when there was no data.
