@@ -1,0 +1,273 @@
+//! `proxmox-monitor-loadgen`: parse the command line, run one measurement, print its report.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use loadgen::agents::{Mode, RunOptions};
+use loadgen::ceiling::CeilingOptions;
+use loadgen::storm::StormOptions;
+use loadgen::{Error, Result};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "proxmox-monitor-loadgen",
+    version,
+    about = "Load generator for the Proxmox Monitor server (see bench/run.sh)"
+)]
+struct Cli {
+    /// off, error, warn, info, debug or trace
+    #[arg(long, global = true, default_value = "info")]
+    log_level: log::LevelFilter,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Flood,
+    Interval,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SyncArg {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Register hosts PREFIX0001.. straight into the database; write NAME<TAB>TOKEN lines
+    Register {
+        #[arg(long)]
+        database: PathBuf,
+        #[arg(long)]
+        count: usize,
+        /// bcrypt cost of the token hashes
+        #[arg(long, default_value_t = 12)]
+        cost: u32,
+        #[arg(long)]
+        tokens: PathBuf,
+        #[arg(long, default_value = "bench-")]
+        prefix: String,
+        /// One token (and one bcrypt hash) for all hosts: registering is then instant at any cost
+        #[arg(long)]
+        shared_token: bool,
+    },
+    /// Simulated agents push fast samples for a bounded time; prints throughput and latency
+    Run {
+        /// ws://127.0.0.1:PORT/socket/websocket
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        tokens: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        agents: usize,
+        /// Seconds of pushing (after every agent has joined)
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        #[arg(long, value_enum, default_value = "flood")]
+        mode: ModeArg,
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 30)]
+        guests: u32,
+        /// The server's pid, for its RSS and CPU seconds
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// The server's database, to count stored points and bytes per point
+        #[arg(long)]
+        database: Option<PathBuf>,
+        #[arg(long, default_value_t = 128)]
+        stack_kib: usize,
+        /// A name for the summary line
+        #[arg(long, default_value = "run")]
+        label: String,
+    },
+    /// The storage write path alone (no sockets) into a fresh database: points/s
+    Ceiling {
+        #[arg(long)]
+        database: PathBuf,
+        #[arg(long, default_value_t = 20_000)]
+        samples: usize,
+        #[arg(long, default_value_t = 30)]
+        guests: u32,
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        /// Samples per transaction (group commit under load forms batches like this)
+        #[arg(long, default_value_t = 50)]
+        batch: usize,
+        /// The server's default is full
+        #[arg(long, value_enum, default_value = "full")]
+        synchronous: SyncArg,
+        /// Stop after this many seconds even if not all samples are written
+        #[arg(long, default_value_t = 60)]
+        max_seconds: u64,
+        /// Instead of batches: N threads writing one sample at a time through group commit
+        #[arg(long, default_value_t = 0)]
+        writers: usize,
+        /// PRAGMA to set first, NAME=VALUE (repeatable), e.g. cache_size=-65536
+        #[arg(long, value_name = "NAME=VALUE")]
+        pragma: Vec<String>,
+        #[arg(long, default_value = "ceiling")]
+        label: String,
+    },
+    /// Time for N agents to be online again after a server restart (spawns the server itself)
+    Storm {
+        #[arg(long)]
+        server_bin: PathBuf,
+        /// A database where the hosts of --tokens are registered
+        #[arg(long)]
+        database: PathBuf,
+        /// 127.0.0.1:PORT, a free port
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        tokens: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+        /// Give up on a phase after this many seconds
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        #[arg(long, default_value_t = 128)]
+        stack_kib: usize,
+        #[arg(long, default_value = "storm")]
+        label: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let config = simplelog::ConfigBuilder::new()
+        .set_target_level(log::LevelFilter::Off)
+        .set_thread_level(log::LevelFilter::Off)
+        .build();
+    let _ = simplelog::WriteLogger::init(cli.log_level, config, std::io::stderr());
+    if let Err(e) = run(cli.command) {
+        eprintln!("proxmox-monitor-loadgen: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn hosts(tokens: &std::path::Path, n: usize) -> Result<Vec<(String, String)>> {
+    let all = loadgen::read_tokens(tokens)?;
+    if all.len() < n {
+        return Err(Error::Setup(format!(
+            "{} holds {} hosts; {n} asked for",
+            tokens.display(),
+            all.len()
+        )));
+    }
+    Ok(all.into_iter().take(n).collect())
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Register {
+            database,
+            count,
+            cost,
+            tokens,
+            prefix,
+            shared_token,
+        } => {
+            let started = std::time::Instant::now();
+            loadgen::register::register(&database, count, cost, &prefix, &tokens, shared_token)?;
+            println!(
+                "registered {count} hosts at bcrypt cost {cost}{} in {:.1} s; tokens in {}",
+                if shared_token {
+                    " (one shared token)"
+                } else {
+                    ""
+                },
+                started.elapsed().as_secs_f64(),
+                tokens.display()
+            );
+        }
+        Command::Run {
+            url,
+            tokens,
+            agents,
+            duration,
+            mode,
+            interval_ms,
+            guests,
+            server_pid,
+            database,
+            stack_kib,
+            label,
+        } => {
+            let options = RunOptions {
+                url,
+                hosts: hosts(&tokens, agents)?,
+                duration: Duration::from_secs(duration),
+                mode: match mode {
+                    ModeArg::Flood => Mode::Flood,
+                    ModeArg::Interval => Mode::Interval(Duration::from_millis(interval_ms.max(1))),
+                },
+                guests,
+                server_pid,
+                database,
+                stack_kib,
+            };
+            loadgen::agents::run(&options)?.print(&label);
+        }
+        Command::Ceiling {
+            database,
+            samples,
+            guests,
+            hosts,
+            batch,
+            synchronous,
+            max_seconds,
+            writers,
+            pragma,
+            label,
+        } => {
+            let pragmas = pragma
+                .iter()
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+                        .ok_or_else(|| Error::Setup(format!("--pragma {p:?}: expected NAME=VALUE")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let options = CeilingOptions {
+                writers,
+                pragmas,
+                samples,
+                guests,
+                hosts,
+                batch,
+                synchronous: match synchronous {
+                    SyncArg::Full => server::store::Synchronous::Full,
+                    SyncArg::Normal => server::store::Synchronous::Normal,
+                },
+                max_time: Duration::from_secs(max_seconds),
+            };
+            loadgen::ceiling::ceiling(&database, &options)?.print(&label);
+        }
+        Command::Storm {
+            server_bin,
+            database,
+            listen,
+            tokens,
+            agents,
+            timeout,
+            stack_kib,
+            label,
+        } => {
+            let options = StormOptions {
+                server_bin,
+                database,
+                listen,
+                hosts: hosts(&tokens, agents)?,
+                timeout: Duration::from_secs(timeout),
+                stack_kib,
+            };
+            loadgen::storm::storm(&options)?.print(&label);
+        }
+    }
+    Ok(())
+}
