@@ -1,11 +1,11 @@
 //! Metric history: writing samples (group commit) and reading series back.
 //!
-//! Every connection thread hands its sample to `write_sample`, which queues it and takes the
-//! database lock; whoever holds the lock commits everything queued so far in one transaction and
-//! marks each job done. Under load, one fsync then covers many agents' samples, and every
-//! caller still returns only after its own sample is committed.
+//! Every connection thread hands its sample to `write_sample`, which queues it; the thread whose
+//! sample found the queue empty takes the database lock and commits everything queued by then in
+//! one transaction, then wakes the others. Under load, one fsync then covers many agents'
+//! samples, and every caller still returns only after its own sample is committed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
@@ -50,66 +50,106 @@ pub struct Point {
 
 pub(super) struct Job {
     write: SampleWrite,
-    result: Mutex<Option<std::result::Result<(), String>>>,
+    outcome: Mutex<Option<std::result::Result<(), String>>>,
+    done: Condvar,
 }
 
 impl Job {
-    fn finish(&self, outcome: std::result::Result<(), String>) {
-        *self
-            .result
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(outcome);
+    fn new(write: SampleWrite) -> Arc<Job> {
+        Arc::new(Job {
+            write,
+            outcome: Mutex::new(None),
+            done: Condvar::new(),
+        })
     }
 
-    fn outcome(&self) -> Option<std::result::Result<(), String>> {
-        self.result
+    fn finish(&self, outcome: std::result::Result<(), String>) {
+        let mut slot = self
+            .outcome
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(outcome);
+        }
+        drop(slot);
+        self.done.notify_one();
+    }
+
+    /// Blocks until the writer that took this job along has committed it.
+    fn wait(&self) -> std::result::Result<(), String> {
+        let mut slot = self
+            .outcome
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if let Some(outcome) = slot.as_ref() {
+                return outcome.clone();
+            }
+            slot = self
+                .done
+                .wait(slot)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+/// Fails the jobs of a batch that a panicking writer could not finish, so that their threads
+/// do not wait forever. Finishing a finished job changes nothing.
+struct FinishOnUnwind<'a>(&'a [Arc<Job>]);
+
+impl Drop for FinishOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for job in self.0 {
+                job.finish(Err("the writing thread panicked".into()));
+            }
+        }
     }
 }
 
 impl Store {
     /// Stores one sample; returns once it is committed (possibly by another thread, together
     /// with other samples).
+    ///
+    /// Group commit with a leader: the thread whose sample finds the queue empty becomes the
+    /// writer; it takes the database lock, commits everything queued by then in one
+    /// transaction and wakes each of those samples' threads. The others wait on their own
+    /// sample, never on the database lock: when they all queued on the lock, every commit was
+    /// followed by the lock passing through each thread just committed for (woken in turn only
+    /// to see it was done) before the next batch could start, a convoy that under load cost
+    /// more than the inserts. A sample queued behind a leader is always in that leader's batch
+    /// (taking the batch empties the queue, so the next sample starts a new leader).
     pub fn write_sample(&self, write: SampleWrite) -> Result<()> {
-        let job = Arc::new(Job {
-            write,
-            result: Mutex::new(None),
-        });
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(job.clone());
-        let mut db = self.lock();
-        if let Some(outcome) = job.outcome() {
-            return outcome.map_err(Error::Store);
+        let job = Job::new(write);
+        let leader = {
+            let mut queue = self.queue();
+            queue.push(job.clone());
+            queue.len() == 1
+        };
+        if !leader {
+            return job.wait().map_err(Error::Store);
         }
-        let batch = std::mem::take(
-            &mut *self
-                .pending
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let mut db = self.lock();
+        let batch = std::mem::take(&mut *self.queue());
+        let guard = FinishOnUnwind(&batch);
         let outcome = write_batch(&mut db, &batch).map_err(|e| e.to_string());
+        drop(db);
         for queued in &batch {
             queued.finish(outcome.clone());
         }
-        drop(db);
+        drop(guard);
         outcome.map_err(Error::Store)
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Vec<Arc<Job>>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Stores samples straight through the same code without the queue (benchmarks, imports).
     pub fn write_samples_direct(&self, writes: Vec<SampleWrite>) -> Result<()> {
-        let batch: Vec<Arc<Job>> = writes
-            .into_iter()
-            .map(|write| {
-                Arc::new(Job {
-                    write,
-                    result: Mutex::new(None),
-                })
-            })
-            .collect();
+        let batch: Vec<Arc<Job>> = writes.into_iter().map(Job::new).collect();
         let mut db = self.lock();
         write_batch(&mut db, &batch).map_err(|e| self.err(e))
     }
@@ -580,6 +620,16 @@ mod tests {
         for table in ["points", "series", "latest"] {
             assert_eq!(count(&store, table), 0, "{table}");
         }
+    }
+
+    #[test]
+    fn a_failed_commit_is_reported_to_its_writer_and_the_next_one_succeeds() {
+        let dir = TempDir::new("series-fail");
+        let (store, host) = setup(&dir);
+        // No such host: the new series violates its foreign key and the batch rolls back.
+        assert!(store.write_sample(write(host + 99, T0, &[("x", 1.0)])).is_err());
+        store.write_sample(write(host, T0, &[("x", 1.0)])).unwrap();
+        assert_eq!(count(&store, "points"), 1);
     }
 
     #[test]
