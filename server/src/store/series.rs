@@ -627,7 +627,9 @@ mod tests {
         let dir = TempDir::new("series-fail");
         let (store, host) = setup(&dir);
         // No such host: the new series violates its foreign key and the batch rolls back.
-        assert!(store.write_sample(write(host + 99, T0, &[("x", 1.0)])).is_err());
+        assert!(store
+            .write_sample(write(host + 99, T0, &[("x", 1.0)]))
+            .is_err());
         store.write_sample(write(host, T0, &[("x", 1.0)])).unwrap();
         assert_eq!(count(&store, "points"), 1);
     }
