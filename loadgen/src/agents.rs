@@ -450,9 +450,10 @@ impl RunReport {
             );
         }
         println!(
-            "summary label={label} agents={} joined={} samples_per_s={:.1} points_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} join_all_s={:.2} join_p99_ms={:.1} server_cpu_s={:.2} server_rss_mib={:.1} server_peak_rss_mib={:.1} loadgen_cpu_s={:.2} bytes_per_point={:.1} bytes_per_point_checkpointed={:.1} stored_points={} late={} refused={}",
+            "summary label={label} agents={} joined={} pushed={} samples_per_s={:.1} points_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} join_all_s={:.2} join_p99_ms={:.1} server_cpu_s={:.2} server_rss_mib={:.1} server_peak_rss_mib={:.1} loadgen_cpu_s={:.2} bytes_per_point={:.1} bytes_per_point_checkpointed={:.1} stored_points={} late={} refused={}",
             self.agents,
             self.joined,
+            self.samples_ok,
             self.samples_per_second(),
             self.points_per_second(),
             crate::stats::ms(self.latency.p50_us),

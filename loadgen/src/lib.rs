@@ -8,6 +8,7 @@ pub mod agents;
 pub mod ceiling;
 pub mod client;
 pub mod error;
+pub mod layout;
 pub mod proc_stat;
 pub mod register;
 pub mod sample;

@@ -113,6 +113,23 @@ enum Command {
         #[arg(long, default_value = "ceiling")]
         label: String,
     },
+    /// Experiment: raw points keyed (series, time) as today vs. a time-ordered buffer moved
+    /// into place periodically; two fresh databases in DIR
+    Layout {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 30_000)]
+        samples: usize,
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        #[arg(long, default_value_t = 30)]
+        guests: u32,
+        #[arg(long, default_value_t = 50)]
+        batch: usize,
+        /// Seconds of data buffered before a move
+        #[arg(long, default_value_t = 60)]
+        move_every: i64,
+    },
     /// Time for N agents to be online again after a server restart (spawns the server itself)
     Storm {
         #[arg(long)]
@@ -247,6 +264,23 @@ fn run(command: Command) -> Result<()> {
                 max_time: Duration::from_secs(max_seconds),
             };
             loadgen::ceiling::ceiling(&database, &options)?.print(&label);
+        }
+        Command::Layout {
+            dir,
+            samples,
+            hosts,
+            guests,
+            batch,
+            move_every,
+        } => {
+            let options = loadgen::layout::LayoutOptions {
+                samples,
+                hosts,
+                guests,
+                batch,
+                move_every,
+            };
+            loadgen::layout::layout(&dir, &options)?.print();
         }
         Command::Storm {
             server_bin,
