@@ -109,6 +109,13 @@ demo() {
     done
     grep -q 'listening on' "$VAR/server.log" || { echo "server not listening after 20 s" >&2; stop; exit 1; }
 
+    # The dashboard needs a password: make one for the demo (kept in ./var, readable by you only).
+    local password_file="$VAR/dashboard-password"
+    if [[ ! -s $password_file ]]; then
+        (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' | cut -c1-20 >"$password_file")
+    fi
+    server_admin set-password <"$password_file" >/dev/null
+
     : >"$VAR/agent.log"
     nohup "$AGENT" --config "$VAR/agent.toml" run >>"$VAR/agent.log" 2>&1 </dev/null &
     echo $! >"$VAR/agent.pid"
@@ -134,7 +141,7 @@ Proxmox Monitor demo is running: host '$name' is online.
 Hosts table:   $SERVER --database $DB hosts
 $(server_admin hosts | sed 's/^/    /')
 
-Dashboard:     http://$LISTEN/
+Dashboard:     http://$LISTEN/   (user admin, password: $(cat "$password_file"), kept in $password_file)
 Health:        http://$LISTEN/healthz
 Logs:          tail -f $VAR/server.log $VAR/agent.log
 Stop:          make demo-stop   (pids in $VAR/server.pid, $VAR/agent.pid)
