@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# Proxmox Monitor benchmarks (`make bench`): agent cost on a big synthetic node, node_exporter
+# side by side, the server under 1000 simulated agents, the storage ceiling without sockets,
+# and reconnect storms at bcrypt cost 12 and 10. Prints a summary table at the end.
+#
+# Everything runs on 127.0.0.1 in a scratch directory (BENCH_DIR, default a new /tmp dir, kept
+# for its logs); every process it starts is stopped by pid on exit. Each load run is bounded
+# (<= 60 s); the whole bench takes about 8 minutes on a 2-core machine.
+#
+# Knobs (environment): BENCH_AGENTS (1000), BENCH_SECONDS (30), BENCH_FLOOD_SECONDS (20),
+# BENCH_STORM_AGENTS_10 (1000), BENCH_STORM_AGENTS_12 (300), BENCH_SKIP_BUILD=1.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$PWD
+OUT=${BENCH_DIR:-$(mktemp -d /tmp/pm-bench.XXXXXX)}
+mkdir -p "$OUT"
+AGENTS=${BENCH_AGENTS:-1000}
+SECONDS_RUN=${BENCH_SECONDS:-30}
+FLOOD_SECONDS=${BENCH_FLOOD_SECONDS:-20}
+STORM_AGENTS_10=${BENCH_STORM_AGENTS_10:-1000}
+STORM_AGENTS_12=${BENCH_STORM_AGENTS_12:-300}
+REL=$REPO/target/release
+SERVER=$REL/proxmox-monitor-server
+AGENT=$REL/proxmox-monitor-agent
+LOADGEN=$REL/proxmox-monitor-loadgen
+
+# Two ends of 1000+ sockets in one machine, plus the server's database files.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+STARTED=()
+cleanup() {
+	local pid
+	for pid in "${STARTED[@]}"; do
+		kill -INT "$pid" 2>/dev/null || true
+	done
+	sleep 0.5
+	for pid in "${STARTED[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+}
+trap cleanup EXIT
+
+say() { printf '\n### %s\n' "$*" >&2; }
+
+# A TCP port on 127.0.0.1 nobody listens on.
+free_port() {
+	local port
+	for _ in $(seq 200); do
+		port=$((20000 + RANDOM % 20000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			echo "$port"
+			return
+		fi
+	done
+	echo "no free port found" >&2
+	exit 1
+}
+
+wait_port() {
+	for _ in $(seq 300); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "nothing listens on port $1" >&2
+	exit 1
+}
+
+# The value of KEY in the last `summary ...` / `key=value` line of FILE.
+kv() {
+	grep -oE "(^| )$2=[^ ]+" "$1" | tail -1 | sed 's/^ //; s/^[^=]*=//'
+}
+
+# VmRSS (KiB) and utime+stime (seconds) of a pid.
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+cpu_s() { awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); printf "%.2f\n", (f[12] + f[13]) / 100 }' "/proc/$1/stat"; }
+
+# Starts the release server on DB and a free port, --log-level warn; sets SERVER_PID, PORT.
+start_server() {
+	PORT=$(free_port)
+	"$SERVER" --database "$1" --listen "127.0.0.1:$PORT" --log-level warn serve 2>>"$1.log" &
+	SERVER_PID=$!
+	STARTED+=("$SERVER_PID")
+	wait_port "$PORT"
+}
+
+stop_server() {
+	kill -INT "$SERVER_PID" 2>/dev/null || true
+	wait "$SERVER_PID" 2>/dev/null || true
+}
+
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+	say "build (release)"
+	cargo build --release --workspace --bins >&2
+	cargo build --release -p proxmox-monitor-agent --examples >&2
+fi
+echo "bench directory: $OUT (cores: $(nproc), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo))" >&2
+
+# ---------------------------------------------------------------- agent
+say "agent: collector cost on a synthetic node (200 guests, 24 disks, 8 pools)"
+NODE=$OUT/bignode
+"$REL/examples/gen_node" "$NODE" --guests 200 --disks 24 --pools 8 >&2
+"$REL/examples/collect_bench" "$NODE" --cycles 200 | tee "$OUT/collect-bignode.txt" >&2
+say "agent: collector cost on this machine's own /proc and /sys"
+"$REL/examples/collect_bench" / --cycles 200 | tee "$OUT/collect-local.txt" >&2
+
+# Usage: agent_steady LABEL ROOT: runs the release agent (fast every 1 s) with ROOT against a
+# local server for 15 s; sets AGENT_RSS, AGENT_RSS_MAX (KiB) and AGENT_CPU_PER_CYCLE_MS.
+agent_steady() {
+	local label=$1 root=$2 dir=$OUT/agent-$1
+	say "agent: steady state of the release binary on $label (fast every 1 s, 15 s)"
+	mkdir -p "$dir"
+	# Register before serving: the server listens before it has migrated a new database, and
+	# two processes migrating one at the same time can collide.
+	local token
+	token=$("$SERVER" --database "$dir/server.db" --bcrypt-cost 4 register-host bench-agent | sed -n 's/^TOKEN: //p')
+	start_server "$dir/server.db"
+	cat >"$dir/agent.toml" <<EOF
+server_url = "ws://127.0.0.1:$PORT/socket/websocket"
+token = "$token"
+host_id = "bench-agent"
+state_dir = "$dir/state"
+root = "$root"
+log_level = "warn"
+
+[intervals]
+fast_seconds = 1
+EOF
+	"$AGENT" --config "$dir/agent.toml" run 2>"$dir/agent.log" &
+	local pid=$! cpu0 cpu1 r samples
+	STARTED+=("$pid")
+	sleep 3 # connected, first medium/slow samples done, guest configs cached
+	cpu0=$(cpu_s "$pid")
+	AGENT_RSS_MAX=0
+	for _ in $(seq 12); do
+		sleep 1
+		r=$(rss_kib "$pid")
+		[ "$r" -gt "$AGENT_RSS_MAX" ] && AGENT_RSS_MAX=$r
+	done
+	cpu1=$(cpu_s "$pid")
+	AGENT_RSS=$(rss_kib "$pid")
+	kill -INT "$pid"
+	wait "$pid" || true
+	samples=$("$SERVER" --database "$dir/server.db" query bench-agent load1 --from 10m --json | grep -o '"t"' | wc -l)
+	stop_server
+	# CPU of the whole process per fast cycle (collect, serialize, spool + fsync, send), over 12 s.
+	AGENT_CPU_PER_CYCLE_MS=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", (b - a) * 1000 / 12 }')
+	echo "agent on $label: RSS ${AGENT_RSS} KiB (max ${AGENT_RSS_MAX} KiB), ${AGENT_CPU_PER_CYCLE_MS} ms CPU per 1 s cycle, ${samples} samples stored" >&2
+}
+agent_steady local /
+LOCAL_AGENT_RSS=$AGENT_RSS
+LOCAL_AGENT_CPU_MS=$AGENT_CPU_PER_CYCLE_MS
+agent_steady bignode "$NODE"
+
+# ---------------------------------------------------------------- node_exporter
+say "node_exporter side by side (default collectors, 20 scrapes)"
+NE_BIN=$(command -v prometheus-node-exporter || command -v node_exporter || true)
+if [ -z "$NE_BIN" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+	apt-get install -y -qq prometheus-node-exporter >&2 || true
+	NE_BIN=$(command -v prometheus-node-exporter || true)
+fi
+NE_RSS=-
+NE_CPU_PER_SCRAPE_MS=-
+NE_BYTES=-
+if [ -n "$NE_BIN" ]; then
+	NE_PORT=$(free_port)
+	"$NE_BIN" --web.listen-address="127.0.0.1:$NE_PORT" 2>"$OUT/node_exporter.log" &
+	NE_PID=$!
+	STARTED+=("$NE_PID")
+	wait_port "$NE_PORT"
+	curl -s -o /dev/null "http://127.0.0.1:$NE_PORT/metrics" # warm-up
+	NE_CPU0=$(cpu_s "$NE_PID")
+	for _ in $(seq 20); do
+		curl -s -o "$OUT/node_exporter.metrics" "http://127.0.0.1:$NE_PORT/metrics"
+	done
+	NE_CPU1=$(cpu_s "$NE_PID")
+	NE_RSS=$(rss_kib "$NE_PID")
+	NE_BYTES=$(wc -c <"$OUT/node_exporter.metrics")
+	NE_CPU_PER_SCRAPE_MS=$(awk -v a="$NE_CPU0" -v b="$NE_CPU1" 'BEGIN { printf "%.2f", (b - a) * 1000 / 20 }')
+	kill -TERM "$NE_PID" # a background job of a script starts with SIGINT ignored
+	wait "$NE_PID" 2>/dev/null || true
+	echo "node_exporter: RSS ${NE_RSS} KiB, ${NE_CPU_PER_SCRAPE_MS} ms CPU per scrape, ${NE_BYTES} bytes per scrape" >&2
+else
+	echo "node_exporter not installed and cannot be installed here; skipped" >&2
+fi
+
+# ---------------------------------------------------------------- server
+# One load run against a fresh database; then the ceiling for the same shape (same hosts,
+# same number of samples: the cost of an insert grows with the history per series).
+# Usage: server_run LABEL MODE AGENTS SECONDS
+server_run() {
+	local label=$1 mode=$2 n=$3 secs=$4 dir=$OUT/$1
+	say "server: $label ($n agents, $mode, ${secs} s)"
+	mkdir -p "$dir"
+	"$LOADGEN" --log-level warn register --database "$dir/server.db" --count "$n" --cost 4 --tokens "$dir/tokens.txt" >&2
+	start_server "$dir/server.db"
+	"$LOADGEN" --log-level warn run --url "ws://127.0.0.1:$PORT/socket/websocket" --tokens "$dir/tokens.txt" \
+		--agents "$n" --duration "$secs" --mode "$mode" --interval-ms 1000 --guests 30 \
+		--server-pid "$SERVER_PID" --database "$dir/server.db" --label "$label" | tee "$dir/run.txt" >&2
+	stop_server
+	local samples
+	samples=$(awk -v p="$(kv "$dir/run.txt" samples_per_s)" -v s="$secs" 'BEGIN { printf "%d", p * s }')
+	"$LOADGEN" --log-level warn ceiling --database "$dir/ceiling.db" --samples "$samples" --hosts "$n" \
+		--guests 30 --batch 50 --label "$label-ceiling" | tee "$dir/ceiling.txt" >&2
+	rm -f "$dir"/*.db "$dir"/*.db-wal "$dir"/*.db-shm
+}
+
+server_run interval-$AGENTS interval "$AGENTS" "$SECONDS_RUN"
+server_run flood-$AGENTS flood "$AGENTS" "$FLOOD_SECONDS"
+server_run flood-100 flood 100 "$FLOOD_SECONDS"
+
+say "ceiling: one sample per transaction (no group commit), $AGENTS hosts, 20 s"
+"$LOADGEN" --log-level warn ceiling --database "$OUT/ceiling-1.db" --samples 1000000 --hosts "$AGENTS" \
+	--guests 30 --batch 1 --max-seconds 20 --label ceiling-batch-1 | tee "$OUT/ceiling-1.txt" >&2
+rm -f "$OUT"/ceiling-1.db*
+
+# ---------------------------------------------------------------- storms
+# Usage: storm COST AGENTS
+storm() {
+	local cost=$1 n=$2 dir=$OUT/storm-$1
+	say "storm: $n agents, bcrypt cost $cost"
+	mkdir -p "$dir"
+	"$LOADGEN" --log-level warn register --database "$dir/server.db" --count "$n" --cost "$cost" \
+		--shared-token --tokens "$dir/tokens.txt" >&2
+	"$LOADGEN" --log-level warn storm --server-bin "$SERVER" --database "$dir/server.db" \
+		--listen "127.0.0.1:$(free_port)" --tokens "$dir/tokens.txt" --agents "$n" --timeout 90 \
+		--label "storm-cost-$cost" | tee "$dir/storm.txt" >&2
+	rm -f "$dir"/server.db*
+}
+storm 10 "$STORM_AGENTS_10"
+storm 12 "$STORM_AGENTS_12"
+
+# ---------------------------------------------------------------- summary
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.0f %%", 100 * a / b; else print "-" }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f", a / b; else print "-" }'; }
+
+{
+	echo
+	echo "================================================================ summary ($(nproc) cores)"
+	echo "AGENT (synthetic node: 200 guests, 24 disks, 8 pools; $(kv "$OUT/collect-bignode.txt" fast_series_points) series points, $(kv "$OUT/collect-bignode.txt" fast_payload_bytes) bytes per fast sample)"
+	printf '  %-52s %s\n' "fast cycle CPU, collector only (collect_bench)" "$(kv "$OUT/collect-bignode.txt" fast_cycle_cpu_us) us"
+	printf '  %-52s %s\n' "fast cycle CPU on this machine's own /proc" "$(kv "$OUT/collect-local.txt" fast_cycle_cpu_us) us"
+	printf '  %-52s %s\n' "whole agent process CPU per 1 s cycle" "$AGENT_CPU_PER_CYCLE_MS ms (this machine: $LOCAL_AGENT_CPU_MS ms)"
+	printf '  %-52s %s\n' "agent RSS, steady state (target < 4096 KiB)" "$AGENT_RSS KiB (max $AGENT_RSS_MAX KiB; this machine: $LOCAL_AGENT_RSS KiB)"
+	echo "NODE_EXPORTER ($NE_BIN, this machine, default collectors)"
+	printf '  %-52s %s\n' "CPU per scrape" "$NE_CPU_PER_SCRAPE_MS ms ($NE_BYTES bytes)"
+	printf '  %-52s %s\n' "RSS" "$NE_RSS KiB"
+	printf '  %-52s %s\n' "agent / node_exporter RSS, same machine" "$(ratio "$LOCAL_AGENT_RSS" "$NE_RSS")"
+	printf '  %-52s %s\n' "agent cycle / node_exporter scrape CPU, same machine" "$(ratio "$LOCAL_AGENT_CPU_MS" "$NE_CPU_PER_SCRAPE_MS")"
+	printf '  %-52s %s\n' "agent cycle on the 200-guest node / scrape CPU" "$(ratio "$AGENT_CPU_PER_CYCLE_MS" "$NE_CPU_PER_SCRAPE_MS")"
+	echo "SERVER (release, --log-level warn, synchronous=full; 30 guests per agent -> 395 points per sample)"
+	printf '  %-16s %8s %9s %10s %9s %9s %9s %8s %9s %8s %7s %8s\n' run samples/s points/s ceiling e2e/ceil p50_ms p99_ms max_ms srv_cpu_s rss_MiB B/point join_s
+	for label in "interval-$AGENTS" "flood-$AGENTS" flood-100; do
+		r=$OUT/$label/run.txt
+		c=$OUT/$label/ceiling.txt
+		printf '  %-16s %8s %9s %10s %9s %9s %9s %8s %9s %8s %7s %8s\n' "$label" \
+			"$(kv "$r" samples_per_s)" "$(kv "$r" points_per_s)" "$(kv "$c" points_per_s)" \
+			"$(ratio "$(kv "$r" points_per_s)" "$(kv "$c" points_per_s)")" \
+			"$(kv "$r" p50_ms)" "$(kv "$r" p99_ms)" "$(kv "$r" max_ms)" "$(kv "$r" server_cpu_s)" \
+			"$(kv "$r" server_rss_mib)" "$(kv "$r" bytes_per_point_checkpointed)" "$(kv "$r" join_all_s)"
+	done
+	printf '  %-52s %s\n' "ceiling, 1 sample per transaction ($AGENTS hosts)" "$(kv "$OUT/ceiling-1.txt" points_per_s) points/s"
+	echo "RECONNECT STORM (server restart with SIGINT; every rejoin pays one bcrypt verification)"
+	for cost in 10 12; do
+		s=$OUT/storm-$cost/storm.txt
+		n=$(kv "$s" agents)
+		rate=$(kv "$s" rejoins_per_s)
+		printf '  cost %-3s %5s agents: all rejoined in %6s s (%s of %s), %s joins/s -> 1000 agents in ~%s s\n' \
+			"$cost" "$n" "$(kv "$s" rejoin_s)" "$(kv "$s" rejoined)" "$n" "$rate" "$(div 1000 "$rate")"
+	done
+	echo "TARGETS"
+	r=$OUT/interval-$AGENTS/run.txt
+	printf '  %-52s %s\n' "$AGENTS agents at 1 s: pushes answered / offered" "$(kv "$r" pushed) / $((AGENTS * SECONDS_RUN))"
+	printf '  %-52s %s\n' "$AGENTS agents at 1 s: p99 push->reply (target < 50 ms)" "$(kv "$r" p99_ms) ms"
+	for label in "interval-$AGENTS" "flood-$AGENTS" flood-100; do
+		printf '  %-52s %s\n' "$label: end-to-end / ceiling (target >= 50 %)" \
+			"$(ratio "$(kv "$OUT/$label/run.txt" points_per_s)" "$(kv "$OUT/$label/ceiling.txt" points_per_s)")"
+	done
+	printf '  %-52s %s\n' "agent RSS (target < 4 MiB), 200-guest node / here" "$AGENT_RSS KiB / $LOCAL_AGENT_RSS KiB"
+	echo "logs and raw reports: $OUT"
+} | tee "$OUT/summary.txt"
