@@ -5,7 +5,7 @@
 #
 # Everything runs on 127.0.0.1 in a scratch directory (BENCH_DIR, default a new /tmp dir, kept
 # for its logs); every process it starts is stopped by pid on exit. Each load run is bounded
-# (<= 60 s); the whole bench takes about 8 minutes on a 2-core machine.
+# (<= 60 s); the whole bench takes about 6 minutes on a 2-core machine, plus the build.
 #
 # Knobs (environment): BENCH_AGENTS (1000), BENCH_SECONDS (30), BENCH_FLOOD_SECONDS (20),
 # BENCH_STORM_AGENTS_10 (1000), BENCH_STORM_AGENTS_12 (300), BENCH_SKIP_BUILD=1.
