@@ -162,6 +162,7 @@ fn open_store(config: &ServerConfig) -> Result<Store> {
 }
 
 fn run_server(config: ServerConfig) -> Result<()> {
+    let store = open_store(&config)?;
     let listener = TcpListener::bind(&config.listen).map_err(|source| Error::Listen {
         addr: config.listen.clone(),
         source,
@@ -176,7 +177,7 @@ fn run_server(config: ServerConfig) -> Result<()> {
         log::info!("signal received; stopping");
     })
     .map_err(|e| Error::Usage(format!("cannot install the signal handler: {e}")))?;
-    serve(config, listener, shutdown)
+    serve(config, store, listener, shutdown)
 }
 
 fn register_host(config: &ServerConfig, name: &str) -> Result<()> {

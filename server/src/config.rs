@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub synchronous: Synchronous,
     pub retention: Retention,
+    /// How often the maintenance thread rolls up finished buckets.
+    pub maintenance_interval: Duration,
     pub http: HttpConfig,
 }
 
@@ -62,6 +64,7 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             synchronous: Synchronous::Full,
             retention: Retention::default(),
+            maintenance_interval: Duration::from_secs(60),
             http: HttpConfig::default(),
         }
     }
@@ -80,6 +83,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     synchronous: Option<Synchronous>,
     retention: Option<RetentionDays>,
+    maintenance_interval_seconds: Option<u64>,
     http: Option<HttpConfig>,
 }
 
@@ -178,6 +182,15 @@ impl ServerConfig {
         }
         if let Some(sync) = file.synchronous {
             self.synchronous = sync;
+        }
+        if let Some(seconds) = file.maintenance_interval_seconds {
+            if !(1..=3600).contains(&seconds) {
+                return Err(bad(
+                    "maintenance_interval_seconds",
+                    format!("{seconds} is outside 1..=3600"),
+                ));
+            }
+            self.maintenance_interval = Duration::from_secs(seconds);
         }
         if let Some(days) = &file.retention {
             self.retention

@@ -30,8 +30,15 @@ use store::Store;
 
 /// Serves on `listener` until `shutdown` is set: marks every host offline on the way in (nobody
 /// is connected to a server that just started) and on the way out.
-pub fn serve(config: ServerConfig, listener: TcpListener, shutdown: Arc<AtomicBool>) -> Result<()> {
-    let store = Store::open(&config.database, config.synchronous)?;
+///
+/// The store is opened (and migrated) by the caller before it binds the listener, so that no
+/// agent or admin command can meet a half-migrated database.
+pub fn serve(
+    config: ServerConfig,
+    store: Store,
+    listener: TcpListener,
+    shutdown: Arc<AtomicBool>,
+) -> Result<()> {
     let stale = store.mark_all_offline(common::time::now_unix())?;
     if stale > 0 {
         log::info!("marked {stale} hosts offline that were online when the server last stopped");
@@ -46,10 +53,17 @@ pub fn serve(config: ServerConfig, listener: TcpListener, shutdown: Arc<AtomicBo
         config.database.display()
     );
     let ctx = Arc::new(Context::new(config, store, shutdown));
-    listener::run(ctx.clone(), listener).map_err(|source| Error::Listen {
+    let maintenance = maintenance::spawn(ctx.clone())
+        .map_err(|e| Error::Usage(format!("cannot start the maintenance thread: {e}")))?;
+    let served = listener::run(ctx.clone(), listener).map_err(|source| Error::Listen {
         addr: addr.clone(),
         source,
-    })?;
+    });
+    // The flag is already set when the listener returns normally; on an error too.
+    ctx.shutdown
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = maintenance.join();
+    served?;
     let offline = ctx.store.mark_all_offline(common::time::now_unix())?;
     log::info!("stopped; {offline} hosts marked offline");
     Ok(())

@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::context::Context;
 
-/// How often finished buckets are rolled up.
-const ROLLUP_EVERY: Duration = Duration::from_secs(60);
 /// How often aged-out data is deleted.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Buckets per tier per pass: catching up after a long stop happens over several passes.
@@ -23,12 +21,13 @@ pub fn spawn(ctx: Arc<Context>) -> std::io::Result<JoinHandle<()>> {
 
 fn run(ctx: &Context) {
     let stop = || ctx.shutting_down();
-    let mut next_rollup = Instant::now() + Duration::from_secs(5);
+    let mut next_rollup =
+        Instant::now() + Duration::from_secs(5).min(ctx.config.maintenance_interval);
     let mut next_retention = Instant::now() + Duration::from_secs(30);
     while !stop() {
         let now = Instant::now();
         if now >= next_rollup {
-            next_rollup = now + ROLLUP_EVERY;
+            next_rollup = now + ctx.config.maintenance_interval;
             let started = Instant::now();
             match ctx
                 .store

@@ -2,7 +2,7 @@
 //!
 //! Migrations are append-only: never edit one that has shipped, add the next.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 const MIGRATIONS: &[&str] = &[
     // 1: hosts, as in the seed plan, plus when the status last changed ("offline since …").
@@ -78,14 +78,18 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-/// Applies every migration newer than the database, each in its own transaction.
+/// Applies every migration newer than the database, each in its own transaction. The version
+/// is read inside a write transaction (`BEGIN IMMEDIATE`), so two processes opening a fresh
+/// database at once (the server and an admin command) cannot both apply the same migration.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let current: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: usize = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let Some(sql) = MIGRATIONS.get(current) else {
+            return tx.commit();
+        };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.pragma_update(None, "user_version", current + 1)?;
         tx.commit()?;
     }
-    Ok(())
 }

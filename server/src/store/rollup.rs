@@ -181,7 +181,8 @@ impl Store {
     fn first_bucket(&self, tier: usize) -> Result<Option<i64>> {
         let db = self.lock();
         let first: Option<i64> = if tier == 0 {
-            db.query_row("SELECT min(inserted_at) FROM hosts", [], |row| row.get(0))
+            // Runs until the first bucket is done; a full scan then is cheap (little data yet).
+            db.query_row("SELECT min(t) FROM points", [], |row| row.get(0))
         } else {
             db.query_row(
                 "SELECT min(t) FROM rollups WHERE tier = ?1",
