@@ -22,6 +22,9 @@ STORM_AGENTS_10=${BENCH_STORM_AGENTS_10:-1000}
 STORM_AGENTS_12=${BENCH_STORM_AGENTS_12:-300}
 REL=$REPO/target/release
 SERVER=$REL/proxmox-monitor-server
+# The agent measured is the one that ships: the static musl build (its allocator keeps far
+# less resident than glibc's per-thread arenas), or the glibc release build without musl-gcc.
+MUSL_AGENT=$REPO/target/x86_64-unknown-linux-musl/release/proxmox-monitor-agent
 AGENT=$REL/proxmox-monitor-agent
 LOADGEN=$REL/proxmox-monitor-loadgen
 
@@ -93,7 +96,14 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 	say "build (release)"
 	cargo build --release --workspace --bins >&2
 	cargo build --release -p proxmox-monitor-agent --examples >&2
+	if command -v musl-gcc >/dev/null && rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+		cargo build --release --target x86_64-unknown-linux-musl -p proxmox-monitor-agent >&2
+	fi
 fi
+if [ -x "$MUSL_AGENT" ]; then
+	AGENT=$MUSL_AGENT
+fi
+echo "agent binary: $AGENT" >&2
 echo "bench directory: $OUT (cores: $(nproc), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo))" >&2
 
 # ---------------------------------------------------------------- agent

@@ -233,13 +233,21 @@ impl Connection {
     /// Pushes `event` with a payload given as JSON text; returns the message ref to match the
     /// reply against.
     pub fn push(&mut self, event: &str, payload_json: &str) -> Result<String> {
-        let payload: Value = serde_json::from_str(payload_json).map_err(|e| {
-            Error::Connection(format!("refusing to send a corrupt {event} payload: {e}"))
-        })?;
         let msg_ref = self.next_ref();
-        let join_ref = self.join_ref.clone();
-        let frame = Frame::new(Some(&join_ref), Some(&msg_ref), &self.topic, event, payload);
-        self.send_frame(&frame)?;
+        let text = Frame::encode_raw(
+            Some(&self.join_ref),
+            Some(&msg_ref),
+            &self.topic,
+            event,
+            payload_json,
+        )
+        .map_err(|e| Error::Parse {
+            path: std::path::PathBuf::from("spool"),
+            message: format!("corrupt {event} payload: {e}"),
+        })?;
+        self.socket
+            .send(Message::text(text))
+            .map_err(|e| Error::Connection(format!("sending to {}: {e}", self.url)))?;
         Ok(msg_ref)
     }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::events::{reason, MetricKind, MetricPush};
+use common::events::{reason, MetricKind};
 
 use crate::collect::Collector;
 use crate::config::AgentConfig;
@@ -99,18 +99,14 @@ struct Agent<'a> {
 impl Agent<'_> {
     fn collect_due(&mut self, now: Instant) {
         for kind in self.schedule.due(now) {
-            let data = match kind {
-                MetricKind::Fast => serde_json::to_value(self.collector.fast()),
-                MetricKind::Medium => serde_json::to_value(self.collector.medium()),
-                MetricKind::Slow => serde_json::to_value(self.collector.slow()),
+            let collected_at =
+                common::time::format_rfc3339(self.stamps.next(kind, SystemTime::now()));
+            // Straight from the typed sample to text: no JSON tree of a big sample in memory.
+            let payload = match kind {
+                MetricKind::Fast => push_text(&collected_at, &self.collector.fast()),
+                MetricKind::Medium => push_text(&collected_at, &self.collector.medium()),
+                MetricKind::Slow => push_text(&collected_at, &self.collector.slow()),
             };
-            let push = MetricPush {
-                collected_at: common::time::format_rfc3339(
-                    self.stamps.next(kind, SystemTime::now()),
-                ),
-                data: data.unwrap_or_default(),
-            };
-            let payload = serde_json::to_string(&push).unwrap_or_default();
             let before = self.spool.dropped_total();
             match self.spool.append(kind.event(), &payload) {
                 Ok(seq) => {
@@ -270,10 +266,17 @@ impl Agent<'_> {
                 .collect();
             for seq in to_send {
                 match self.spool.read(seq) {
-                    Ok(entry) => {
-                        let msg_ref = conn.push(&entry.event, &entry.payload)?;
-                        self.in_flight.insert(msg_ref, (seq, now));
-                    }
+                    Ok(entry) => match conn.push(&entry.event, &entry.payload) {
+                        Ok(msg_ref) => {
+                            self.in_flight.insert(msg_ref, (seq, now));
+                        }
+                        // Not JSON: sending it again would never work; do not block the queue.
+                        Err(Error::Parse { message, .. }) => {
+                            log::error!("dropping spooled sample {seq}: {message}");
+                            let _ = self.spool.ack(seq);
+                        }
+                        Err(e) => return Err(e),
+                    },
                     Err(e) => {
                         log::error!("dropping spooled sample {seq}: {e}");
                         let _ = self.spool.ack(seq);
@@ -360,6 +363,17 @@ impl Agent<'_> {
         conn.close(Duration::from_millis(500));
         log::info!("stopped ({} samples kept in the spool)", self.spool.len());
     }
+}
+
+/// The JSON text of a `MetricPush` carrying `data`.
+fn push_text<T: serde::Serialize>(collected_at: &str, data: &T) -> String {
+    #[derive(serde::Serialize)]
+    struct Push<'a, T> {
+        collected_at: &'a str,
+        data: &'a T,
+    }
+    // Serializing plain structs of numbers, strings and options cannot fail.
+    serde_json::to_string(&Push { collected_at, data }).unwrap_or_default()
 }
 
 /// When each kind of sample and the heartbeat are next due, on the monotonic clock. Deadlines

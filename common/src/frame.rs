@@ -99,6 +99,38 @@ impl Frame {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// The wire text of a frame whose payload is already JSON text (a spooled sample), without
+    /// parsing it into a tree first: a big sample is then never held in memory twice. The
+    /// payload is checked to be one well-formed JSON object.
+    pub fn encode_raw(
+        join_ref: Option<&str>,
+        msg_ref: Option<&str>,
+        topic: &str,
+        event: &str,
+        payload_json: &str,
+    ) -> Result<String, FrameError> {
+        serde_json::from_str::<serde::de::IgnoredAny>(payload_json)
+            .map_err(|e| FrameError::Json(e.to_string()))?;
+        if !payload_json.trim_start().starts_with('{') {
+            return Err(FrameError::Shape("payload must be a JSON object"));
+        }
+        // Encoding strings and options cannot fail.
+        let text = |v: Option<&str>| serde_json::to_string(&v).unwrap_or_default();
+        let mut out = String::with_capacity(payload_json.len() + topic.len() + event.len() + 40);
+        out.push('[');
+        out.push_str(&text(join_ref));
+        out.push(',');
+        out.push_str(&text(msg_ref));
+        out.push(',');
+        out.push_str(&text(Some(topic)));
+        out.push(',');
+        out.push_str(&text(Some(event)));
+        out.push(',');
+        out.push_str(payload_json.trim());
+        out.push(']');
+        Ok(out)
+    }
+
     /// The `phx_reply` answering `self` with status `ok`.
     pub fn reply_ok(&self, response: Value) -> Frame {
         self.reply("ok", response)
@@ -201,6 +233,26 @@ mod tests {
         let err = push.reply_error("invalid_token");
         assert_eq!(err.error_reason(), Some("invalid_token"));
         assert_eq!(err.as_reply().map(|r| r.0), Some("error"));
+    }
+
+    #[test]
+    fn raw_encoding_matches_the_tree_encoding() {
+        let payload =
+            r#"{"collected_at":"2026-11-25T12:00:00Z","data":{"load1":0.5,"name":"a\"b"}}"#;
+        let raw =
+            Frame::encode_raw(Some("1"), Some("2"), "host:pve1", "metric:fast", payload).unwrap();
+        let tree = Frame::new(
+            Some("1"),
+            Some("2"),
+            "host:pve1",
+            "metric:fast",
+            serde_json::from_str(payload).unwrap(),
+        );
+        assert_eq!(raw, tree.encode());
+        assert_eq!(Frame::decode(&raw).unwrap(), tree);
+        assert!(Frame::encode_raw(None, None, "t", "e", "{broken").is_err());
+        assert!(Frame::encode_raw(None, None, "t", "e", "[1]").is_err());
+        assert!(Frame::encode_raw(None, None, "t", "e", "{} {}").is_err());
     }
 
     #[test]
