@@ -118,41 +118,55 @@ impl Authenticator {
     }
 }
 
-/// A counting semaphore: at most `width` closures run at once.
+/// A first-come, first-served counting semaphore: at most `width` closures run at once, and
+/// they start in the order they asked. In a reconnect storm every agent then waits its turn
+/// instead of some being passed over until their join times out.
 struct Pool {
-    busy: std::sync::Mutex<usize>,
-    freed: std::sync::Condvar,
+    state: std::sync::Mutex<PoolState>,
+    changed: std::sync::Condvar,
     width: usize,
+}
+
+#[derive(Default)]
+struct PoolState {
+    next_ticket: u64,
+    admitted: u64,
+    busy: usize,
 }
 
 impl Pool {
     fn new(width: usize) -> Pool {
         Pool {
-            busy: std::sync::Mutex::new(0),
-            freed: std::sync::Condvar::new(),
+            state: std::sync::Mutex::new(PoolState::default()),
+            changed: std::sync::Condvar::new(),
             width: width.max(1),
         }
     }
 
-    fn run<T>(&self, work: impl FnOnce() -> T) -> T {
-        let mut busy = self
-            .busy
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while *busy >= self.width {
-            busy = self
-                .freed
-                .wait(busy)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn run<T>(&self, work: impl FnOnce() -> T) -> T {
+        let mut state = self.lock();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        while ticket != state.admitted || state.busy >= self.width {
+            state = self
+                .changed
+                .wait(state)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        *busy += 1;
-        drop(busy);
+        state.admitted += 1;
+        state.busy += 1;
+        drop(state);
+        // The next ticket may be able to start too.
+        self.changed.notify_all();
         let result = work();
-        *self
-            .busy
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) -= 1;
-        self.freed.notify_one();
+        self.lock().busy -= 1;
+        self.changed.notify_all();
         result
     }
 }
@@ -209,6 +223,32 @@ mod tests {
             auth.authenticate(&store, "pve1", "new").unwrap(),
             Ok(host.id)
         );
+    }
+
+    #[test]
+    fn pool_runs_at_most_width_at_once_in_arrival_order() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let pool = std::sync::Arc::new(Pool::new(2));
+        let running = std::sync::Arc::new(AtomicUsize::new(0));
+        let most = std::sync::Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (pool, running, most) = (pool.clone(), running.clone(), most.clone());
+                std::thread::spawn(move || {
+                    pool.run(|| {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(most.load(Ordering::SeqCst) <= 2);
+        assert_eq!(pool.lock().admitted, 8);
     }
 
     #[test]
