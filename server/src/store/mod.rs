@@ -47,12 +47,14 @@ pub struct Store {
 pub struct Db {
     conn: Connection,
     /// (host id, series name) → series id, so that ingestion does not look them up every time.
-    series_ids: HashMap<(i64, String), i64>,
+    series_ids: series::SeriesIds,
     /// Per rollup tier, the time up to which its buckets are computed; points older than this
     /// arriving late mark their bucket dirty.
     rollup_done_until: [i64; rollup::TIER_COUNT],
     /// Samples older than this are late: their 30-minute bucket is (being) rolled up already.
     late_before: i64,
+    /// The oldest `collected_at` stored since the server started, where rolling up begins.
+    oldest_point: Option<i64>,
 }
 
 impl Deref for Db {
@@ -109,6 +111,7 @@ impl Store {
             conn,
             series_ids: HashMap::new(),
             late_before: rollup_done_until[0],
+            oldest_point: None,
             rollup_done_until,
         };
         Ok(Store {

@@ -153,6 +153,13 @@ impl Store {
                     Some(first) => first,
                     None => continue,
                 };
+                // Remember the start at once: finding it scans the table, which must not
+                // happen again every pass until the first bucket is finished.
+                self.save_progress(tier, done)?;
+                if tier == 0 {
+                    let mut db = self.lock();
+                    db.late_before = db.late_before.max(done);
+                }
             }
             let mut buckets = 0;
             while done + width <= target && buckets < max_buckets && !stop() {
@@ -181,8 +188,15 @@ impl Store {
     fn first_bucket(&self, tier: usize) -> Result<Option<i64>> {
         let db = self.lock();
         let first: Option<i64> = if tier == 0 {
-            // Runs until the first bucket is done; a full scan then is cheap (little data yet).
-            db.query_row("SELECT min(t) FROM points", [], |row| row.get(0))
+            // No index on time alone (a scan would stall ingestion): the oldest registration
+            // or the oldest sample this process stored, whichever is older.
+            db.query_row("SELECT min(inserted_at) FROM hosts", [], |row| {
+                row.get::<_, Option<i64>>(0)
+            })
+            .map(|registered| match (registered, db.oldest_point) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            })
         } else {
             db.query_row(
                 "SELECT min(t) FROM rollups WHERE tier = ?1",

@@ -299,14 +299,21 @@ pub fn downsample(points: Vec<Point>, from: i64, to: i64, max_points: usize) -> 
     out
 }
 
+/// Series ids by host, then by name.
+pub(super) type SeriesIds = std::collections::HashMap<i64, std::collections::HashMap<String, i64>>;
+
 /// Commits a batch of samples in one transaction.
 fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<()> {
     let Db {
         conn,
         series_ids,
         late_before,
+        oldest_point,
         ..
     } = db;
+    if let Some(oldest) = batch.iter().map(|job| job.write.collected_at).min() {
+        *oldest_point = Some(oldest_point.map_or(oldest, |o| o.min(oldest)));
+    }
     let mut new_ids = Vec::new();
     let result = conn.transaction().and_then(|tx| {
         for job in batch {
@@ -316,8 +323,10 @@ fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<()> {
     });
     if result.is_err() {
         // Rolled back: forget the ids of series that were never committed.
-        for key in new_ids {
-            series_ids.remove(&key);
+        for (host_id, name) in new_ids {
+            if let Some(names) = series_ids.get_mut(&host_id) {
+                names.remove(&name);
+            }
         }
     }
     result
@@ -326,21 +335,22 @@ fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<()> {
 fn write_one(
     tx: &Transaction<'_>,
     w: &SampleWrite,
-    series_ids: &mut std::collections::HashMap<(i64, String), i64>,
+    series_ids: &mut SeriesIds,
     rolled_up_until: i64,
     new_ids: &mut Vec<(i64, String)>,
 ) -> rusqlite::Result<()> {
     let late = w.collected_at < rolled_up_until;
     let mut insert =
         tx.prepare_cached("INSERT OR IGNORE INTO points (series_id, t, v) VALUES (?1, ?2, ?3)")?;
+    // Looked up by &str: no allocation per point on the writer's hot path.
+    let names = series_ids.entry(w.host_id).or_default();
     for (name, value) in &w.points {
-        let key = (w.host_id, name.clone());
-        let series_id = match series_ids.get(&key) {
+        let series_id = match names.get(name.as_str()) {
             Some(id) => *id,
             None => {
                 let id = series_id(tx, w.host_id, name)?;
-                series_ids.insert(key.clone(), id);
-                new_ids.push(key);
+                names.insert(name.clone(), id);
+                new_ids.push((w.host_id, name.clone()));
                 id
             }
         };
