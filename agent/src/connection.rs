@@ -255,13 +255,7 @@ impl Connection {
     /// Sends a heartbeat; returns its ref.
     pub fn heartbeat(&mut self) -> Result<String> {
         let msg_ref = self.next_ref();
-        let frame = Frame::new(
-            None,
-            Some(&msg_ref),
-            events::PHOENIX_TOPIC,
-            events::HEARTBEAT,
-            json!({}),
-        );
+        let frame = Frame::heartbeat(&msg_ref);
         self.send_frame(&frame)?;
         Ok(msg_ref)
     }

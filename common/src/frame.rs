@@ -61,6 +61,17 @@ impl Frame {
         }
     }
 
+    /// A client heartbeat (`[null, ref, "phoenix", "heartbeat", {}]`).
+    pub fn heartbeat(msg_ref: &str) -> Frame {
+        Frame::new(
+            None,
+            Some(msg_ref),
+            events::PHOENIX_TOPIC,
+            events::HEARTBEAT,
+            Value::Object(Map::new()),
+        )
+    }
+
     /// Parses one WebSocket text frame.
     pub fn decode(text: &str) -> Result<Frame, FrameError> {
         let value: Value =
@@ -219,7 +230,7 @@ mod tests {
 
     #[test]
     fn encodes_nulls_and_payload_in_order() {
-        let frame = Frame::new(None, Some("8"), "phoenix", "heartbeat", json!({}));
+        let frame = Frame::heartbeat("8");
         assert_eq!(frame.encode(), r#"[null,"8","phoenix","heartbeat",{}]"#);
     }
 

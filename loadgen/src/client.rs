@@ -98,13 +98,7 @@ impl Client {
     /// Sends a heartbeat; its reply is skipped by `wait_reply`.
     pub fn heartbeat(&mut self) -> Result<()> {
         let msg_ref = self.next_ref();
-        let frame = Frame::new(
-            None,
-            Some(&msg_ref),
-            events::PHOENIX_TOPIC,
-            events::HEARTBEAT,
-            json!({}),
-        );
+        let frame = Frame::heartbeat(&msg_ref);
         self.send_text(frame.encode())
     }
 

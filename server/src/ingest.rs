@@ -3,6 +3,7 @@
 
 use common::events::{MetricKind, MetricPush};
 use common::sample::{FastSample, MediumSample, SlowSample};
+use serde::Deserialize;
 
 use crate::context::{Context, Stats};
 use crate::error::Result;
@@ -23,15 +24,18 @@ pub fn ingest(
 ) -> Result<()> {
     let write = sample_write(host_id, kind, collected_at, push, host_name);
     let points = write.points.len() as u64;
+    // Cut from the JSON text the store keeps anyway, rather than serializing the sample again.
+    let excerpt = log::log_enabled!(log::Level::Info).then(|| {
+        let data = &write.data_json;
+        match data.char_indices().nth(LOG_EXCERPT_CHARS) {
+            Some((cut, _)) => format!("{}… ({} bytes)", &data[..cut], data.len()),
+            None => data.clone(),
+        }
+    });
     ctx.store.write_sample(write)?;
     Stats::add(&ctx.stats.samples_ingested, 1);
     Stats::add(&ctx.stats.points_ingested, points);
-    if log::log_enabled!(log::Level::Info) {
-        let data = push.data.to_string();
-        let excerpt = match data.char_indices().nth(LOG_EXCERPT_CHARS) {
-            Some((cut, _)) => format!("{}… ({} bytes)", &data[..cut], data.len()),
-            None => data,
-        };
+    if let Some(excerpt) = excerpt {
         log::info!(
             "{} host={host_name} collected_at={} data={excerpt}",
             kind.event(),
@@ -51,14 +55,11 @@ pub fn sample_write(
     host_name: &str,
 ) -> SampleWrite {
     let mut versions = None;
+    // Deserialized from the borrowed tree: a 400-point sample is not copied first.
     let parsed = match kind {
-        MetricKind::Fast => {
-            serde_json::from_value::<FastSample>(push.data.clone()).map(|s| s.series_points())
-        }
-        MetricKind::Medium => {
-            serde_json::from_value::<MediumSample>(push.data.clone()).map(|s| s.series_points())
-        }
-        MetricKind::Slow => serde_json::from_value::<SlowSample>(push.data.clone()).map(|s| {
+        MetricKind::Fast => FastSample::deserialize(&push.data).map(|s| s.series_points()),
+        MetricKind::Medium => MediumSample::deserialize(&push.data).map(|s| s.series_points()),
+        MetricKind::Slow => SlowSample::deserialize(&push.data).map(|s| {
             versions = Some((s.pve_version.clone(), s.zfs_version.clone()));
             s.series_points()
         }),
