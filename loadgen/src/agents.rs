@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use server::store::{history_path, Store, Synchronous};
+
 use crate::client::{Client, Reply};
 use crate::error::{Error, Result};
 use crate::proc_stat::{self, Usage};
@@ -39,6 +41,9 @@ pub struct RunOptions {
     /// The server's database, to count stored points and measure the file.
     pub database: Option<PathBuf>,
     pub stack_kib: usize,
+    /// Replies to pushes sent this early in the run are reported apart: the first sample of a
+    /// newly registered host creates its ~400 series, once in the host's life.
+    pub warmup: Duration,
 }
 
 /// Everything `run` measured.
@@ -56,7 +61,11 @@ pub struct RunReport {
     pub late: u64,
     pub points_per_sample: usize,
     pub sample_bytes: usize,
+    /// Push→reply after the warm-up.
     pub latency: Summary,
+    /// Push→reply during the warm-up.
+    pub warmup_latency: Summary,
+    pub warmup: Duration,
     pub server_before: Option<Usage>,
     pub server_after: Option<Usage>,
     pub own_cpu_seconds: f64,
@@ -72,6 +81,7 @@ struct AgentResult {
     join_us: Option<u64>,
     error: Option<String>,
     latencies: Vec<u64>,
+    warmup_latencies: Vec<u64>,
     ok: u64,
     refused: u64,
     late: u64,
@@ -131,7 +141,7 @@ pub fn run(options: &RunOptions) -> Result<RunReport> {
     let mut threads = Vec::with_capacity(agents);
     for (index, (name, token)) in options.hosts.iter().cloned().enumerate() {
         let (start, templates, url) = (start.clone(), templates.clone(), options.url.clone());
-        let (mode, duration, n) = (options.mode, options.duration, agents);
+        let (mode, duration, warmup, n) = (options.mode, options.duration, options.warmup, agents);
         let thread = std::thread::Builder::new()
             .name(format!("agent-{index}"))
             .stack_size(options.stack_kib * 1024)
@@ -144,6 +154,7 @@ pub fn run(options: &RunOptions) -> Result<RunReport> {
                     token: &token,
                     mode,
                     duration,
+                    warmup,
                     t0,
                     templates: &templates,
                     start: &start,
@@ -194,6 +205,7 @@ pub fn run(options: &RunOptions) -> Result<RunReport> {
     };
     let mut joins = Vec::new();
     let mut latencies = Vec::new();
+    let mut warmup_latencies = Vec::new();
     for r in results {
         if let Some(us) = r.join_us {
             report.joined += 1;
@@ -206,14 +218,18 @@ pub fn run(options: &RunOptions) -> Result<RunReport> {
         report.samples_refused += r.refused;
         report.late += r.late;
         latencies.extend(r.latencies);
+        warmup_latencies.extend(r.warmup_latencies);
     }
     report.join = Summary::of(&mut joins);
     report.latency = Summary::of(&mut latencies);
+    report.warmup_latency = Summary::of(&mut warmup_latencies);
+    report.warmup = options.warmup;
     if let Some(db) = options.database.as_deref() {
         report.db_points_after = count_points(db);
         report.db_bytes = Some(db_bytes(db));
-        if checkpoint(db).is_ok() {
-            report.db_bytes_checkpointed = Some(db_bytes(db));
+        match settle(db) {
+            Ok(bytes) => report.db_bytes_checkpointed = Some(bytes),
+            Err(e) => log::warn!("moving and checkpointing {}: {e}", db.display()),
         }
     }
     Ok(report)
@@ -227,6 +243,7 @@ struct AgentSpec<'a> {
     token: &'a str,
     mode: Mode,
     duration: Duration,
+    warmup: Duration,
     t0: i64,
     templates: &'a Templates,
     start: &'a Start,
@@ -290,7 +307,12 @@ fn agent(spec: &AgentSpec<'_>) -> AgentResult {
         match reply {
             Ok(Reply::Ok) => {
                 result.ok += 1;
-                result.latencies.push(micros(sent.elapsed()));
+                let latency = micros(sent.elapsed());
+                if sent < started + spec.warmup {
+                    result.warmup_latencies.push(latency);
+                } else {
+                    result.latencies.push(latency);
+                }
             }
             Ok(Reply::Error(reason)) => {
                 result.refused += 1;
@@ -309,49 +331,38 @@ fn agent(spec: &AgentSpec<'_>) -> AgentResult {
     result
 }
 
-/// Rows in `points`, or `None` if the database cannot be read.
+/// Raw points stored, or `None` if the database cannot be read.
 pub fn count_points(db: &Path) -> Option<u64> {
-    let conn = open(db).ok()?;
-    conn.query_row("SELECT count(*) FROM points", [], |row| {
-        row.get::<_, i64>(0)
-    })
-    .ok()
-    .and_then(|n| u64::try_from(n).ok())
+    Store::open(db, Synchronous::Normal)
+        .ok()?
+        .raw_point_count()
+        .ok()
 }
 
-/// The database file plus its WAL.
+/// Both database files plus their WALs.
 pub fn db_bytes(db: &Path) -> u64 {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    [db.to_owned(), PathBuf::from(wal)]
+    [db.to_owned(), history_path(db)]
         .iter()
+        .flat_map(|file| {
+            let mut wal = file.as_os_str().to_owned();
+            wal.push("-wal");
+            [file.clone(), PathBuf::from(wal)]
+        })
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum()
 }
 
-/// Moves the WAL into the database file and truncates it, so the file size is the data's.
-pub fn checkpoint(db: &Path) -> Result<()> {
-    let conn = open(db)?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        .map_err(|source| Error::Database {
-            path: db.to_owned(),
-            source,
-        })
-}
-
-fn open(db: &Path) -> Result<rusqlite::Connection> {
-    let err = |source| Error::Database {
-        path: db.to_owned(),
-        source,
-    };
-    let conn = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(err)?;
-    conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
-    Ok(conn)
+/// Moves every raw point into the history file and checkpoints both files; returns the
+/// history file's size, which is then the size of the raw points at rest.
+pub fn settle(db: &Path) -> Result<u64> {
+    let store = Store::open(db, Synchronous::Normal)?;
+    store.move_to_history(i64::MAX, &|| false)?;
+    store.checkpoint()?;
+    let history = history_path(db);
+    std::fs::metadata(&history)
+        .map(|m| m.len())
+        .map_err(|e| Error::Setup(format!("{}: {e}", history.display())))
 }
 
 impl RunReport {
@@ -409,7 +420,19 @@ impl RunReport {
             self.samples_per_second(),
             self.points_per_second()
         );
-        println!("push->reply:       {}", self.latency.describe());
+        if self.warmup > Duration::ZERO {
+            println!(
+                "push->reply:       {} (first {} s, while hosts create their series)",
+                self.warmup_latency.describe(),
+                self.warmup.as_secs()
+            );
+            println!(
+                "push->reply:       {} (after that)",
+                self.latency.describe()
+            );
+        } else {
+            println!("push->reply:       {}", self.latency.describe());
+        }
         if let (Some(stored), Some(_)) = (self.points_stored(), self.db_points_after) {
             let expected = self.samples_ok * self.points_per_sample as u64;
             println!(
@@ -436,7 +459,7 @@ impl RunReport {
         );
         if let (Some(bytes), Some(points)) = (self.db_bytes, self.db_points_after) {
             println!(
-                "database:          {:.1} MiB with WAL, {:.1} bytes/point; {} after checkpoint",
+                "database:          {:.1} MiB with WALs, {:.1} bytes/point; history file when all is moved and checkpointed: {}",
                 bytes as f64 / 1_048_576.0,
                 per(bytes, points),
                 self.db_bytes_checkpointed.map_or_else(
@@ -450,7 +473,7 @@ impl RunReport {
             );
         }
         println!(
-            "summary label={label} agents={} joined={} pushed={} samples_per_s={:.1} points_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} join_all_s={:.2} join_p99_ms={:.1} server_cpu_s={:.2} server_rss_mib={:.1} server_peak_rss_mib={:.1} loadgen_cpu_s={:.2} bytes_per_point={:.1} bytes_per_point_checkpointed={:.1} stored_points={} late={} refused={}",
+            "summary label={label} agents={} joined={} pushed={} samples_per_s={:.1} points_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} warmup_p99_ms={:.2} join_all_s={:.2} join_p99_ms={:.1} server_cpu_s={:.2} server_rss_mib={:.1} server_peak_rss_mib={:.1} loadgen_cpu_s={:.2} bytes_per_point={:.1} bytes_per_point_checkpointed={:.1} stored_points={} late={} refused={}",
             self.agents,
             self.joined,
             self.samples_ok,
@@ -459,6 +482,7 @@ impl RunReport {
             crate::stats::ms(self.latency.p50_us),
             crate::stats::ms(self.latency.p99_us),
             crate::stats::ms(self.latency.max_us),
+            crate::stats::ms(self.warmup_latency.p99_us),
             self.join_all.as_secs_f64(),
             crate::stats::ms(self.join.p99_us),
             self.server_cpu_seconds().unwrap_or(f64::NAN),

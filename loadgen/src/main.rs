@@ -81,6 +81,10 @@ enum Command {
         database: Option<PathBuf>,
         #[arg(long, default_value_t = 128)]
         stack_kib: usize,
+        /// Seconds at the start whose push→reply times are reported apart (a new host's
+        /// first sample creates its series)
+        #[arg(long, default_value_t = 0)]
+        warmup: u64,
         /// A name for the summary line
         #[arg(long, default_value = "run")]
         label: String,
@@ -213,6 +217,7 @@ fn run(command: Command) -> Result<()> {
             server_pid,
             database,
             stack_kib,
+            warmup,
             label,
         } => {
             let options = RunOptions {
@@ -227,6 +232,7 @@ fn run(command: Command) -> Result<()> {
                 server_pid,
                 database,
                 stack_kib,
+                warmup: Duration::from_secs(warmup),
             };
             loadgen::agents::run(&options)?.print(&label);
         }

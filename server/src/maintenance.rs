@@ -1,5 +1,5 @@
-//! The background thread that rolls up history and enforces retention, in small transactions
-//! between which ingestion gets the database lock.
+//! The background thread that moves raw points into the history file, rolls them up and
+//! enforces retention, in small steps between which ingestion gets the database lock.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -11,6 +11,9 @@ use crate::context::Context;
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Buckets per tier per pass: catching up after a long stop happens over several passes.
 const MAX_BUCKETS_PER_PASS: usize = 48;
+/// Raw points stay in `recent` at least this long, so that the samples still arriving for
+/// the last seconds do not disturb their host's move.
+const MOVE_AFTER_SECONDS: i64 = 30;
 
 /// Starts the thread; it ends when the server's shutdown flag is set.
 pub fn spawn(ctx: Arc<Context>) -> std::io::Result<JoinHandle<()>> {
@@ -20,6 +23,7 @@ pub fn spawn(ctx: Arc<Context>) -> std::io::Result<JoinHandle<()>> {
 }
 
 fn run(ctx: &Context) {
+    lower_priority();
     let stop = || ctx.shutting_down();
     let mut next_rollup =
         Instant::now() + Duration::from_secs(5).min(ctx.config.maintenance_interval);
@@ -28,6 +32,23 @@ fn run(ctx: &Context) {
         let now = Instant::now();
         if now >= next_rollup {
             next_rollup = now + ctx.config.maintenance_interval;
+            let started = Instant::now();
+            match ctx
+                .store
+                .move_to_history(common::time::now_unix() - MOVE_AFTER_SECONDS, &stop)
+            {
+                Ok(report) if report.copied + report.deleted > 0 => log::info!(
+                    "moved {} points of {} hosts into the history file in {} ms \
+                     ({} deleted from recent, {} hosts postponed by late samples)",
+                    report.copied,
+                    report.hosts,
+                    started.elapsed().as_millis(),
+                    report.deleted,
+                    report.postponed
+                ),
+                Ok(_) => {}
+                Err(e) => log::error!("moving points into the history file: {e}"),
+            }
             let started = Instant::now();
             match ctx
                 .store
@@ -57,5 +78,27 @@ fn run(ctx: &Context) {
             }
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Lowers this thread's CPU priority (nice 10): ingestion must win the CPU whenever it wants it,
+/// and the background work catches up in the gaps. Failing is harmless, so it is only logged.
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours; on
+    // Linux, PRIO_PROCESS with a thread id sets that one thread's nice value.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::id_t::try_from(tid).unwrap_or(0),
+            10,
+        )
+    };
+    if rc != 0 {
+        log::debug!(
+            "could not lower the maintenance thread's priority: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! ranges.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod inspect;
 mod support;
 
 use serde_json::{json, Value};
@@ -53,6 +54,19 @@ fn the_running_server_rolls_up_history_and_recomputes_late_buckets() {
         server.log()
     );
     assert_eq!(rollup(&server, bucket), Some((2.0, 1.0, 3.0, 2)));
+    // The same pass moved those raw points (older than 30 s) into the history file.
+    let raw_where = |table: &str| -> i64 {
+        inspect::open_database(&server.database())
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    assert!(
+        wait_until(PATIENCE, || raw_where("history.points") == 2),
+        "points not moved: {} in history, {} in recent",
+        raw_where("history.points"),
+        raw_where("recent")
+    );
+    assert_eq!(raw_where("recent"), 0);
 
     // A sample replayed into that finished bucket makes the next pass recompute it.
     push_load(&mut client, bucket + 180, 5.0);

@@ -640,9 +640,9 @@ fn server_metrics(out: &mut Exposition, ctx: &Context, hosts: &[HostView]) {
     );
     out.gauge(
         "proxmox_monitor_database_size_bytes",
-        "Size of the SQLite database with its write-ahead log.",
+        "Size of the SQLite database (main and history files) with their write-ahead logs.",
         &[],
-        to_f64(database_size(ctx.store.path())),
+        to_f64(database_size(ctx.store.path()) + database_size(ctx.store.history_path())),
     );
 }
 

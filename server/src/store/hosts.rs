@@ -130,7 +130,7 @@ impl Store {
         let mut db = self.lock();
         db.series_ids.clear();
         let tx = db.transaction().map_err(|e| self.err(e))?;
-        for table in ["points", "rollups", "rollup_dirty"] {
+        for table in ["history.points", "rollups", "rollup_dirty"] {
             tx.execute(
                 &format!(
                     "DELETE FROM {table} WHERE series_id IN
@@ -140,6 +140,11 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         }
+        tx.execute(
+            "DELETE FROM recent WHERE host_id = (SELECT id FROM hosts WHERE name = ?1)",
+            [name],
+        )
+        .map_err(|e| self.err(e))?;
         // series and latest go with the host through their foreign keys.
         let removed = tx
             .execute("DELETE FROM hosts WHERE name = ?1", [name])

@@ -76,20 +76,133 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
     );",
+    // 4: raw points leave this file. Ingestion appends to `recent`, keyed (host, time, series)
+    // so that a sample's points are neighbours (a few pages per sample instead of one page per
+    // point); the maintenance thread moves them into `history.points`, keyed (series, time) for
+    // reading. Series ids are never reused (AUTOINCREMENT), so a history row of a removed host
+    // that a concurrent move left behind can never be taken for another host's.
+    "CREATE TABLE recent (
+        host_id INTEGER NOT NULL,
+        t INTEGER NOT NULL,
+        series_id INTEGER NOT NULL,
+        v REAL NOT NULL,
+        PRIMARY KEY (host_id, t, series_id)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO history.points (series_id, t, v) SELECT series_id, t, v FROM main.points;
+    DROP TABLE main.points;
+    CREATE TABLE series_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        host_id INTEGER NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        UNIQUE (host_id, name)
+    );
+    INSERT INTO series_new (id, host_id, name) SELECT id, host_id, name FROM series;
+    DROP TABLE series;
+    ALTER TABLE series_new RENAME TO series;",
+];
+
+/// The history file's schema, attached as `history` (migrated before the main file, whose
+/// migration 4 moves old points into it).
+const HISTORY_MIGRATIONS: &[&str] = &[
+    // 1: raw points by series, then time: one series over a range is one index range scan, and
+    // a repeated (series, time) is the same row.
+    "CREATE TABLE history.points (
+        series_id INTEGER NOT NULL,
+        t INTEGER NOT NULL,
+        v REAL NOT NULL,
+        PRIMARY KEY (series_id, t)
+    ) WITHOUT ROWID;",
 ];
 
 /// Applies every migration newer than the database, each in its own transaction. The version
 /// is read inside a write transaction (`BEGIN IMMEDIATE`), so two processes opening a fresh
 /// database at once (the server and an admin command) cannot both apply the same migration.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    migrate_schema(conn, "main", MIGRATIONS)
+}
+
+/// Migrates the history file, attached as `history`.
+pub fn migrate_history(conn: &mut Connection) -> rusqlite::Result<()> {
+    migrate_schema(conn, "history", HISTORY_MIGRATIONS)
+}
+
+fn migrate_schema(
+    conn: &mut Connection,
+    schema: &str,
+    migrations: &[&str],
+) -> rusqlite::Result<()> {
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: usize = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-        let Some(sql) = MIGRATIONS.get(current) else {
+        let current: usize = tx.query_row(&format!("PRAGMA {schema}.user_version"), [], |row| {
+            row.get(0)
+        })?;
+        let Some(sql) = migrations.get(current) else {
             return tx.commit();
         };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", current + 1)?;
+        tx.pragma_update(Some(schema), "user_version", current + 1)?;
         tx.commit()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{history_path, Retention, SeriesQuery, Store, Synchronous};
+    use crate::testutil::TempDir;
+
+    #[test]
+    fn points_of_a_version_3_database_move_into_the_history_file() {
+        let dir = TempDir::new("migrate-points");
+        let path = dir.path().join("monitor.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 3;
+                 INSERT INTO hosts (id, name, token_hash, inserted_at, updated_at)
+                     VALUES (1, 'pve1', 'h', 0, 0);
+                 INSERT INTO series (id, host_id, name) VALUES (7, 1, 'load1');
+                 INSERT INTO points (series_id, t, v) VALUES (7, 100, 0.5), (7, 200, 1.5);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path, Synchronous::Normal).unwrap();
+        assert!(history_path(&path).ends_with("monitor-history.db"));
+        let points = store
+            .query_series(
+                &SeriesQuery {
+                    host_id: 1,
+                    name: "load1",
+                    from: 0,
+                    to: 300,
+                    max_points: 10,
+                },
+                &Retention::default(),
+                300,
+            )
+            .unwrap();
+        assert_eq!(
+            points.iter().map(|p| (p.t, p.avg)).collect::<Vec<_>>(),
+            [(100, 0.5), (200, 1.5)]
+        );
+        let db = store.lock();
+        let main_points: i64 = db
+            .query_row(
+                "SELECT count(*) FROM main.sqlite_master WHERE name = 'points'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(main_points, 0);
+        // Series ids are never handed out twice, even after the newest series is deleted.
+        db.execute("DELETE FROM series WHERE id = 7", []).unwrap();
+        db.execute("INSERT INTO series (host_id, name) VALUES (1, 'x')", [])
+            .unwrap();
+        assert_eq!(db.last_insert_rowid(), 8);
+        drop(db);
+        assert_eq!(store.integrity_check().unwrap(), ["ok"]);
     }
 }

@@ -1,14 +1,23 @@
-//! The SQLite database: one connection behind a mutex, shared by all threads.
+//! The SQLite database: two files, and two connections.
 //!
-//! The mutex is held for short, whole transactions and never across network I/O or bcrypt.
+//! The main file holds hosts, series names, the newest samples (`recent`, time-ordered so a
+//! sample's points are neighbours on disk), rollups and users. The history file holds raw
+//! points in series order (`points`), so one series over a range is one index range scan.
+//! Ingestion appends to `recent` through the shared connection (behind a mutex, held for
+//! short, whole transactions and never across network I/O or bcrypt); the maintenance thread
+//! moves rows from `recent` into `points` through a second connection that writes only the
+//! history file. SQLite allows one writer per file, so the move never waits for ingestion's
+//! lock and ingestion never waits for the move.
 
 mod hosts;
 mod migrations;
+mod mover;
 pub mod rollup;
 mod series;
 mod users;
 
 pub use hosts::{Host, HostStatus};
+pub use mover::MoveReport;
 pub use rollup::Retention;
 pub use series::{Point, SampleWrite, SeriesQuery};
 pub use users::ADMIN_USER;
@@ -38,9 +47,13 @@ pub enum Synchronous {
 
 pub struct Store {
     path: PathBuf,
+    history_path: PathBuf,
     db: Mutex<Db>,
     /// Samples waiting to be committed by whichever writer holds the lock next (group commit).
     pending: Mutex<Vec<Arc<series::Job>>>,
+    /// The maintenance thread's connection, set up like `db`'s. Through it the thread writes
+    /// only the history file; it reads both, computing rollups outside `db`'s lock.
+    background: Mutex<Connection>,
 }
 
 /// The connection and what we remember about its content, guarded together.
@@ -55,6 +68,13 @@ pub struct Db {
     late_before: i64,
     /// The oldest `collected_at` stored since the server started, where rolling up begins.
     oldest_point: Option<i64>,
+    /// The host whose `recent` rows are being copied into the history file right now.
+    move_claim: Option<mover::MoveClaim>,
+    /// Counts samples that marked a rolled-up bucket dirty, so that a recompute that raced
+    /// with one keeps its marks for the next pass.
+    dirty_generation: u64,
+    /// The `synchronous` setting ingestion commits with ("FULL" or "NORMAL").
+    synchronous: &'static str,
 }
 
 impl Deref for Db {
@@ -71,7 +91,8 @@ impl DerefMut for Db {
 }
 
 impl Store {
-    /// Opens (creating with mode 0600 if needed) and migrates the database at `path`.
+    /// Opens (creating with mode 0600 if needed) and migrates the database at `path` and its
+    /// history file beside it (see [`history_path`]).
     pub fn open(path: &Path, synchronous: Synchronous) -> Result<Store> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| Error::Io {
@@ -79,45 +100,53 @@ impl Store {
                 source,
             })?;
         }
-        // Create the file ourselves so that it is never world-readable: it holds token hashes.
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|source| Error::Io {
-                path: path.to_owned(),
-                source,
-            })?;
+        let history = history_path(path);
+        // Create the files ourselves so that they are never world-readable: the main file holds
+        // token hashes, and neither is anybody else's business.
+        for file in [path, history.as_path()] {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(file)
+                .map_err(|source| Error::Io {
+                    path: file.to_owned(),
+                    source,
+                })?;
+        }
         let db_err = |source| Error::Database {
             path: path.to_owned(),
             source,
         };
-        let mut conn = Connection::open(path).map_err(db_err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err)?;
+        let history_err = |source| Error::Database {
+            path: history.clone(),
+            source,
+        };
         let sync = match synchronous {
             Synchronous::Full => "FULL",
             Synchronous::Normal => "NORMAL",
         };
-        conn.pragma_update(None, "synchronous", sync)
-            .map_err(db_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(db_err)?;
+        let mut conn = open_connection(path, &history, sync)?;
+        migrations::migrate_history(&mut conn).map_err(history_err)?;
         migrations::migrate(&mut conn).map_err(db_err)?;
         let rollup_done_until = rollup::load_progress(&conn).map_err(db_err)?;
+        let background = open_connection(path, &history, sync)?;
         let db = Db {
             conn,
             series_ids: HashMap::new(),
             late_before: rollup_done_until[0],
             oldest_point: None,
             rollup_done_until,
+            move_claim: None,
+            dirty_generation: 0,
+            synchronous: sync,
         };
         Ok(Store {
             path: path.to_owned(),
+            history_path: history,
             db: Mutex::new(db),
             pending: Mutex::new(Vec::new()),
+            background: Mutex::new(background),
         })
     }
 
@@ -125,11 +154,37 @@ impl Store {
         &self.path
     }
 
+    pub fn history_path(&self) -> &Path {
+        &self.history_path
+    }
+
     /// The connection, for one short piece of work. A thread that panicked while holding the
     /// lock left no half-done transaction behind (rusqlite rolls back on drop), so a poisoned
     /// lock is safe to take over.
     pub fn lock(&self) -> MutexGuard<'_, Db> {
         self.db
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection, for background work (rollups, moves, retention): first lets samples
+    /// already waiting for the lock go ahead (for a bounded time, so background work still
+    /// progresses under constant load). A thread that loops taking and releasing a mutex
+    /// otherwise tends to take it again before a woken waiter runs, starving ingestion.
+    pub(crate) fn lock_for_background(&self) -> MutexGuard<'_, Db> {
+        const PATIENCE: Duration = Duration::from_millis(20);
+        const STEP: Duration = Duration::from_micros(250);
+        let started = std::time::Instant::now();
+        while !self.queue().is_empty() && started.elapsed() < PATIENCE {
+            std::thread::sleep(STEP);
+        }
+        self.lock()
+    }
+
+    /// The maintenance thread's connection (see [`Store`]). Taken only by one thread at a time
+    /// in practice; never while holding [`Store::lock`] for longer than a statement.
+    fn background(&self) -> MutexGuard<'_, Connection> {
+        self.background
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -142,7 +197,29 @@ impl Store {
         }
     }
 
-    /// Runs `PRAGMA integrity_check`; `Ok(())` when the answer is "ok".
+    /// Wraps a rusqlite error from work on the history file with that file's path.
+    fn history_err(&self, source: rusqlite::Error) -> Error {
+        Error::Database {
+            path: self.history_path.clone(),
+            source,
+        }
+    }
+
+    /// Copies both write-ahead logs into their files and truncates them (benchmarks, backups).
+    pub fn checkpoint(&self) -> Result<()> {
+        let db = self.lock();
+        for schema in ["main", "history"] {
+            db.query_row(
+                &format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)"),
+                [],
+                |_| Ok(()),
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `PRAGMA integrity_check` over both files; the answer is `["ok"]` when all is well.
     pub fn integrity_check(&self) -> Result<Vec<String>> {
         let conn = self.lock();
         let mut stmt = conn
@@ -155,4 +232,46 @@ impl Store {
             .map_err(|e| self.err(e))?;
         Ok(rows)
     }
+}
+
+/// The history file of the database at `main`: `monitor.db` → `monitor-history.db`. Back both
+/// files up together.
+pub fn history_path(main: &Path) -> PathBuf {
+    let stem = main
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match main.extension() {
+        Some(ext) => format!("{stem}-history.{}", ext.to_string_lossy()),
+        None => format!("{stem}-history"),
+    };
+    main.with_file_name(name)
+}
+
+/// A connection to the main file with the history file attached as `history`.
+fn open_connection(path: &Path, history: &Path, synchronous: &str) -> Result<Connection> {
+    let main_err = |source| Error::Database {
+        path: path.to_owned(),
+        source,
+    };
+    let history_err = |source| Error::Database {
+        path: history.to_owned(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(main_err)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
+        .and_then(|()| conn.pragma_update(None, "synchronous", synchronous))
+        .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
+        .map_err(main_err)?;
+    let file = history
+        .to_str()
+        .ok_or_else(|| history_err(rusqlite::Error::InvalidPath(history.to_owned())))?;
+    // The history file always syncs fully: a row leaves `recent` only once its copy is
+    // committed there, and that copy must survive a power cut.
+    conn.execute("ATTACH DATABASE ?1 AS history", [file])
+        .and_then(|_| conn.pragma_update(Some("history"), "journal_mode", "WAL"))
+        .and_then(|()| conn.pragma_update(Some("history"), "synchronous", "FULL"))
+        .map_err(history_err)?;
+    Ok(conn)
 }

@@ -3,9 +3,10 @@
 //! coarser tiers average correctly).
 //!
 //! A background thread (`crate::maintenance`) rolls finished buckets up in order and deletes
-//! what has aged out, in small transactions so that ingestion never waits long for the lock.
-//! Samples replayed by an agent after an outage can land in a bucket that is already rolled up;
-//! ingestion marks such buckets dirty and they are recomputed here.
+//! what has aged out. Buckets are computed on the background connection, outside the ingestion
+//! lock; only writing the results (a few hundred rows per host) takes it. Samples replayed by
+//! an agent after an outage can land in a bucket that is already rolled up; ingestion marks
+//! such buckets dirty and they are recomputed here.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Deserialize;
@@ -22,6 +23,9 @@ pub const TIERS: [i64; TIER_COUNT] = [1800, 6 * 3600, 7 * 86400];
 const GRACE_SECONDS: i64 = 300;
 /// Series per rollup or deletion transaction.
 const SERIES_PER_TRANSACTION: i64 = 500;
+/// Series per transaction of the hourly rollup retention sweep under the ingestion lock: three
+/// index seeks each, so a hold stays well under a millisecond even when nothing expires.
+const SERIES_PER_SWEEP: i64 = 50;
 const DAY: i64 = 86400;
 
 /// How long each tier is kept, in seconds.
@@ -210,7 +214,7 @@ impl Store {
     }
 
     fn save_progress(&self, tier: usize, done: i64) -> Result<()> {
-        let mut db = self.lock();
+        let mut db = self.lock_for_background();
         db.execute(
             "INSERT INTO rollup_progress (tier, done_until) VALUES (?1, ?2)
              ON CONFLICT (tier) DO UPDATE SET done_until = excluded.done_until",
@@ -221,7 +225,8 @@ impl Store {
         Ok(())
     }
 
-    /// Computes bucket `start` of `tier` for every series, a few hundred series per transaction.
+    /// Computes bucket `start` of `tier` for every series, host by host: computed on the
+    /// background connection, written under the lock in one short transaction per host.
     fn roll_bucket(
         &self,
         tier: usize,
@@ -229,58 +234,100 @@ impl Store {
         stop: &dyn Fn() -> bool,
     ) -> Result<Option<usize>> {
         let mut rows = 0;
-        let mut after = 0i64;
+        let mut after = i64::MIN;
         loop {
             if stop() {
                 return Ok(None);
             }
-            let mut db = self.lock();
+            let (host_id, computed) = {
+                let bg = self.background();
+                let next: Option<i64> = bg
+                    .prepare_cached(
+                        "SELECT host_id FROM series WHERE host_id > ?1 ORDER BY host_id LIMIT 1",
+                    )
+                    .and_then(|mut stmt| stmt.query_row([after], |row| row.get(0)).optional())
+                    .map_err(|e| self.err(e))?;
+                let Some(host_id) = next else { break };
+                let computed =
+                    aggregate(&bg, tier, host_id, None, start).map_err(|e| self.err(e))?;
+                (host_id, computed)
+            };
+            after = host_id;
+            if computed.is_empty() {
+                continue;
+            }
+            let mut db = self.lock_for_background();
             let tx = db.transaction().map_err(|e| self.err(e))?;
-            let ids = series_chunk(&tx, after).map_err(|e| self.err(e))?;
-            let Some(&last) = ids.last() else { break };
-            for series_id in ids {
-                if compute_bucket(&tx, tier, series_id, start).map_err(|e| self.err(e))? {
-                    rows += 1;
-                }
+            for bucket in &computed {
+                store_bucket(&tx, tier, bucket, start).map_err(|e| self.err(e))?;
             }
             tx.commit().map_err(|e| self.err(e))?;
-            after = last;
+            rows += computed.len();
         }
         Ok(Some(rows))
     }
 
+    /// Recomputes buckets marked dirty by late samples, a few hundred per round. A round that
+    /// raced with a new late sample keeps its marks (the snapshot it computed from may have
+    /// missed that sample) and the rest waits for the next pass.
     fn recompute_dirty(&self, tier: usize, stop: &dyn Fn() -> bool) -> Result<usize> {
         let width = TIERS[tier];
         let mut recomputed = 0;
         while !stop() {
-            let mut db = self.lock();
-            let next_done = db.rollup_done_until.get(tier + 1).copied().unwrap_or(0);
-            let tx = db.transaction().map_err(|e| self.err(e))?;
-            let dirty: Vec<(i64, i64)> = tx
-                .prepare_cached("SELECT series_id, t FROM rollup_dirty WHERE tier = ?1 LIMIT ?2")
-                .and_then(|mut stmt| {
-                    stmt.query_map(params![width, SERIES_PER_TRANSACTION], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?
-                    .collect()
-                })
-                .map_err(|e| self.err(e))?;
+            let (generation, dirty) = {
+                let db = self.lock_for_background();
+                let dirty: Vec<(i64, i64, Option<i64>)> = db
+                    .prepare_cached(
+                        "SELECT d.series_id, d.t, s.host_id FROM rollup_dirty d
+                         LEFT JOIN series s ON s.id = d.series_id WHERE d.tier = ?1 LIMIT ?2",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_map(params![width, SERIES_PER_TRANSACTION], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })?
+                        .collect()
+                    })
+                    .map_err(|e| self.err(e))?;
+                (db.dirty_generation, dirty)
+            };
             if dirty.is_empty() {
                 break;
             }
-            for (series_id, t) in &dirty {
-                compute_bucket(&tx, tier, *series_id, *t).map_err(|e| self.err(e))?;
+            let mut computed = Vec::with_capacity(dirty.len());
+            {
+                let bg = self.background();
+                for &(series_id, t, host_id) in &dirty {
+                    // A mark whose series is gone (its host was removed) is just dropped.
+                    let Some(host_id) = host_id else { continue };
+                    let bucket = aggregate(&bg, tier, host_id, Some(series_id), t)
+                        .map_err(|e| self.err(e))?;
+                    computed.extend(bucket.into_iter().map(|b| (t, b)));
+                }
+            }
+            let mut db = self.lock_for_background();
+            let raced = tier == 0 && db.dirty_generation != generation;
+            let next_done = db.rollup_done_until.get(tier + 1).copied().unwrap_or(0);
+            let tx = db.transaction().map_err(|e| self.err(e))?;
+            for (t, bucket) in &computed {
+                store_bucket(&tx, tier, bucket, *t).map_err(|e| self.err(e))?;
+            }
+            for (series_id, t, _) in &dirty {
                 if tier + 1 < TIER_COUNT && *t < next_done {
                     mark_dirty(&tx, tier + 1, *series_id, *t).map_err(|e| self.err(e))?;
                 }
-                tx.prepare_cached(
-                    "DELETE FROM rollup_dirty WHERE tier = ?1 AND series_id = ?2 AND t = ?3",
-                )
-                .and_then(|mut stmt| stmt.execute(params![width, series_id, t]))
-                .map_err(|e| self.err(e))?;
+                if !raced {
+                    tx.prepare_cached(
+                        "DELETE FROM rollup_dirty WHERE tier = ?1 AND series_id = ?2 AND t = ?3",
+                    )
+                    .and_then(|mut stmt| stmt.execute(params![width, series_id, t]))
+                    .map_err(|e| self.err(e))?;
+                }
             }
             tx.commit().map_err(|e| self.err(e))?;
             recomputed += dirty.len();
+            if raced {
+                break;
+            }
         }
         Ok(recomputed)
     }
@@ -292,18 +339,14 @@ impl Store {
         now: i64,
         stop: &dyn Fn() -> bool,
     ) -> Result<usize> {
-        let mut deleted = 0;
+        let mut deleted = self.expire_history(now - retention.raw, stop)?;
         let mut after = 0i64;
         while !stop() {
-            let mut db = self.lock();
+            let mut db = self.lock_for_background();
             let tx = db.transaction().map_err(|e| self.err(e))?;
-            let ids = series_chunk(&tx, after).map_err(|e| self.err(e))?;
+            let ids = series_chunk(&tx, after, SERIES_PER_SWEEP).map_err(|e| self.err(e))?;
             let Some(&last) = ids.last() else { break };
             for series_id in ids {
-                deleted += tx
-                    .prepare_cached("DELETE FROM points WHERE series_id = ?1 AND t < ?2")
-                    .and_then(|mut stmt| stmt.execute(params![series_id, now - retention.raw]))
-                    .map_err(|e| self.err(e))?;
                 for (width, keep) in TIERS.iter().zip(retention.tiers) {
                     deleted += tx
                         .prepare_cached(
@@ -318,47 +361,141 @@ impl Store {
         }
         Ok(deleted)
     }
+
+    /// Deletes raw points older than `before` from the history file, through the background
+    /// connection (the ingestion lock is not needed). Walks the series ids found in the file
+    /// itself, so that points of removed hosts age out too.
+    fn expire_history(&self, before: i64, stop: &dyn Fn() -> bool) -> Result<usize> {
+        let mut deleted = 0;
+        let mut after = i64::MIN;
+        while !stop() {
+            let mut bg = self.background();
+            let tx = bg.transaction().map_err(|e| self.history_err(e))?;
+            let mut chunk = 0;
+            while chunk < SERIES_PER_TRANSACTION {
+                let next: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT series_id FROM history.points WHERE series_id > ?1
+                         ORDER BY series_id LIMIT 1",
+                    )
+                    .and_then(|mut stmt| stmt.query_row([after], |row| row.get(0)).optional())
+                    .map_err(|e| self.history_err(e))?;
+                let Some(series_id) = next else { break };
+                deleted += tx
+                    .prepare_cached("DELETE FROM history.points WHERE series_id = ?1 AND t < ?2")
+                    .and_then(|mut stmt| stmt.execute(params![series_id, before]))
+                    .map_err(|e| self.history_err(e))?;
+                after = series_id;
+                chunk += 1;
+            }
+            tx.commit().map_err(|e| self.history_err(e))?;
+            if chunk < SERIES_PER_TRANSACTION {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
 }
 
 /// The next few hundred series ids after `after`, for work done one chunk per transaction.
-fn series_chunk(tx: &Transaction<'_>, after: i64) -> rusqlite::Result<Vec<i64>> {
+fn series_chunk(tx: &Transaction<'_>, after: i64, count: i64) -> rusqlite::Result<Vec<i64>> {
     tx.prepare_cached("SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT ?2")?
-        .query_map(params![after, SERIES_PER_TRANSACTION], |row| row.get(0))?
+        .query_map(params![after, count], |row| row.get(0))?
         .collect()
 }
 
-/// Computes one bucket of one series from the tier below; false when there was no data.
-fn compute_bucket(
+/// One series' bucket as computed from the tier below.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    series_id: i64,
+    avg: f64,
+    min: f64,
+    max: f64,
+    n: i64,
+}
+
+/// Computes bucket `start` of `tier` from the tier below, for every series of a host (or only
+/// `series`); series without data in the bucket are left out. Raw points are read from both
+/// the history file and `recent`, a row in both counted once.
+fn aggregate(
+    conn: &Connection,
+    tier: usize,
+    host_id: i64,
+    series: Option<i64>,
+    start: i64,
+) -> rusqlite::Result<Vec<Bucket>> {
+    let end = start + TIERS[tier];
+    let raw_or_rollups = if tier == 0 {
+        "SELECT series_id, avg(v), min(v), max(v), count(*) FROM (
+             SELECT p.series_id, p.v FROM history.points p
+             WHERE p.series_id IN
+                 (SELECT id FROM series WHERE host_id = ?1 AND (?4 IS NULL OR id = ?4))
+               AND p.t >= ?2 AND p.t < ?3
+             UNION ALL
+             SELECT r.series_id, r.v FROM recent r
+             WHERE r.host_id = ?1 AND r.t >= ?2 AND r.t < ?3
+               AND (?4 IS NULL OR r.series_id = ?4)
+               AND NOT EXISTS
+                 (SELECT 1 FROM history.points p WHERE p.series_id = r.series_id AND p.t = r.t)
+         ) GROUP BY series_id"
+    } else {
+        "SELECT series_id, sum(avg * n) / sum(n), min(min), max(max), sum(n) FROM rollups
+         WHERE tier = ?5 AND series_id IN
+             (SELECT id FROM series WHERE host_id = ?1 AND (?4 IS NULL OR id = ?4))
+           AND t >= ?2 AND t < ?3
+         GROUP BY series_id"
+    };
+    let mut stmt = conn.prepare_cached(raw_or_rollups)?;
+    let read = |row: &rusqlite::Row<'_>| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, Option<f64>>(1)?,
+            row.get::<_, Option<f64>>(2)?,
+            row.get::<_, Option<f64>>(3)?,
+            row.get::<_, i64>(4)?,
+        ))
+    };
+    let rows: Vec<_> = if tier == 0 {
+        stmt.query_map(params![host_id, start, end, series], read)?
+            .collect::<rusqlite::Result<_>>()?
+    } else {
+        stmt.query_map(params![host_id, start, end, series, TIERS[tier - 1]], read)?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut buckets = Vec::new();
+    for row in rows {
+        if let (series_id, Some(avg), Some(min), Some(max), n) = row {
+            if n > 0 {
+                buckets.push(Bucket {
+                    series_id,
+                    avg,
+                    min,
+                    max,
+                    n,
+                });
+            }
+        }
+    }
+    Ok(buckets)
+}
+
+fn store_bucket(
     tx: &Transaction<'_>,
     tier: usize,
-    series_id: i64,
+    bucket: &Bucket,
     start: i64,
-) -> rusqlite::Result<bool> {
-    let width = TIERS[tier];
-    let (avg, min, max, n): (Option<f64>, Option<f64>, Option<f64>, i64) = if tier == 0 {
-        tx.prepare_cached("SELECT avg(v), min(v), max(v), count(*) FROM points WHERE series_id = ?1 AND t >= ?2 AND t < ?3")?
-            .query_row(params![series_id, start, start + width], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-            })?
-    } else {
-        tx.prepare_cached(
-            "SELECT sum(avg * n) / sum(n), min(min), max(max), coalesce(sum(n), 0) FROM rollups
-             WHERE tier = ?1 AND series_id = ?2 AND t >= ?3 AND t < ?4",
-        )?
-        .query_row(
-            params![TIERS[tier - 1], series_id, start, start + width],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-        )?
-    };
-    let (Some(avg), Some(min), Some(max)) = (avg, min, max) else {
-        return Ok(false);
-    };
-    if n == 0 {
-        return Ok(false);
-    }
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO rollups (tier, series_id, t, avg, min, max, n) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![width, series_id, start, avg, min, max, n])?;
-    Ok(true)
+    .execute(params![
+        TIERS[tier],
+        bucket.series_id,
+        start,
+        bucket.avg,
+        bucket.min,
+        bucket.max,
+        bucket.n
+    ])?;
+    Ok(())
 }

@@ -1,5 +1,10 @@
 //! Metric history: writing samples (group commit) and reading series back.
 //!
+//! Samples are written to `recent` (keyed host, time, series: a sample's points are neighbours,
+//! so a commit touches a few pages per sample); `mover` later moves them into `history.points`.
+//! Reads take both: a row can be in both for a moment (copied, not yet deleted, or resent after
+//! its move), and the history copy wins.
+//!
 //! Every connection thread hands its sample to `write_sample`, which queues it; the thread whose
 //! sample found the queue empty takes the database lock and commits everything queued by then in
 //! one transaction, then wakes the others. Under load, one fsync then covers many agents'
@@ -141,7 +146,7 @@ impl Store {
         outcome.map_err(Error::Store)
     }
 
-    fn queue(&self) -> MutexGuard<'_, Vec<Arc<Job>>> {
+    pub(super) fn queue(&self) -> MutexGuard<'_, Vec<Arc<Job>>> {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -152,6 +157,21 @@ impl Store {
         let batch: Vec<Arc<Job>> = writes.into_iter().map(Job::new).collect();
         let mut db = self.lock();
         write_batch(&mut db, &batch).map_err(|e| self.err(e))
+    }
+
+    /// How many raw points are stored (in the history file or still only in `recent`).
+    pub fn raw_point_count(&self) -> Result<u64> {
+        let n: i64 = self
+            .lock()
+            .query_row(
+                "SELECT (SELECT count(*) FROM history.points) + (SELECT count(*) FROM recent r
+                 WHERE NOT EXISTS
+                     (SELECT 1 FROM history.points p WHERE p.series_id = r.series_id AND p.t = r.t))",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// The names of a host's series, sorted.
@@ -249,26 +269,41 @@ impl Store {
             }
         };
         if raw_from <= to {
-            let mut stmt = db
-                .prepare_cached("SELECT t, v FROM points WHERE series_id = ?1 AND t >= ?2 AND t <= ?3 ORDER BY t")
-                .map_err(|e| self.err(e))?;
-            let rows = stmt
-                .query_map(params![series_id, raw_from, to], |row| {
-                    let v: f64 = row.get(1)?;
-                    Ok(Point {
-                        t: row.get(0)?,
-                        avg: v,
-                        min: v,
-                        max: v,
-                    })
-                })
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                .map_err(|e| self.err(e))?;
-            points.extend(rows);
+            let rows =
+                raw_points(&db, host_id, series_id, raw_from, to).map_err(|e| self.err(e))?;
+            points.extend(rows.into_iter().map(|(t, v)| Point {
+                t,
+                avg: v,
+                min: v,
+                max: v,
+            }));
         }
         drop(db);
         Ok(downsample(points, from, to, max_points))
     }
+}
+
+/// Raw points of one series in `[from, to]`, ordered by time: the history file's, plus those
+/// still only in `recent`. Works on either connection (both attach the history file the same).
+pub(super) fn raw_points(
+    conn: &rusqlite::Connection,
+    host_id: i64,
+    series_id: i64,
+    from: i64,
+    to: i64,
+) -> rusqlite::Result<Vec<(i64, f64)>> {
+    conn.prepare_cached(
+        "SELECT t, v FROM history.points WHERE series_id = ?1 AND t >= ?2 AND t <= ?3
+         UNION ALL
+         SELECT r.t, r.v FROM recent r
+         WHERE r.host_id = ?4 AND r.t >= ?2 AND r.t <= ?3 AND r.series_id = ?1
+           AND NOT EXISTS (SELECT 1 FROM history.points p WHERE p.series_id = ?1 AND p.t = r.t)
+         ORDER BY 1",
+    )?
+    .query_map(params![series_id, from, to, host_id], |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })?
+    .collect()
 }
 
 /// Merges points into at most `max_points` equal-width buckets over `[from, to]`.
@@ -309,6 +344,8 @@ fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<()> {
         series_ids,
         late_before,
         oldest_point,
+        move_claim,
+        dirty_generation,
         ..
     } = db;
     if let Some(oldest) = batch.iter().map(|job| job.write.collected_at).min() {
@@ -317,7 +354,14 @@ fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<()> {
     let mut new_ids = Vec::new();
     let result = conn.transaction().and_then(|tx| {
         for job in batch {
-            write_one(&tx, &job.write, series_ids, *late_before, &mut new_ids)?;
+            let w = &job.write;
+            write_one(&tx, w, series_ids, *late_before, &mut new_ids)?;
+            if w.collected_at < *late_before && !w.points.is_empty() {
+                *dirty_generation += 1;
+            }
+            if let Some(claim) = move_claim.as_mut() {
+                claim.observe(w.host_id, w.collected_at);
+            }
         }
         tx.commit()
     });
@@ -340,8 +384,9 @@ fn write_one(
     new_ids: &mut Vec<(i64, String)>,
 ) -> rusqlite::Result<()> {
     let late = w.collected_at < rolled_up_until;
-    let mut insert =
-        tx.prepare_cached("INSERT OR IGNORE INTO points (series_id, t, v) VALUES (?1, ?2, ?3)")?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO recent (host_id, t, series_id, v) VALUES (?1, ?2, ?3, ?4)",
+    )?;
     // Looked up by &str: no allocation per point on the writer's hot path.
     let names = series_ids.entry(w.host_id).or_default();
     for (name, value) in &w.points {
@@ -354,7 +399,7 @@ fn write_one(
                 id
             }
         };
-        insert.execute(params![series_id, w.collected_at, value])?;
+        insert.execute(params![w.host_id, w.collected_at, series_id, value])?;
         if late {
             // A replayed sample for a bucket already rolled up: recompute that bucket.
             rollup::mark_dirty(tx, 0, series_id, w.collected_at)?;
@@ -394,20 +439,20 @@ fn series_id(tx: &Transaction<'_>, host_id: i64, name: &str) -> rusqlite::Result
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::store::{Retention, Synchronous};
     use crate::testutil::TempDir;
 
-    const T0: i64 = 1_764_000_000; // 2025-11-24T16:00:00Z, a 30-minute boundary
+    pub(in crate::store) const T0: i64 = 1_764_000_000; // 2025-11-24T16:00:00Z, a 30-minute boundary
 
-    fn setup(dir: &TempDir) -> (Store, i64) {
+    pub(in crate::store) fn setup(dir: &TempDir) -> (Store, i64) {
         let store = Store::open(&dir.path().join("t.db"), Synchronous::Normal).unwrap();
         let host = store.create_host("pve1", "hash", T0 - 86400).unwrap();
         (store, host.id)
     }
 
-    fn write(host_id: i64, t: i64, points: &[(&str, f64)]) -> SampleWrite {
+    pub(in crate::store) fn write(host_id: i64, t: i64, points: &[(&str, f64)]) -> SampleWrite {
         SampleWrite {
             host_id,
             kind: "fast",
@@ -420,7 +465,7 @@ mod tests {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn query(
+    pub(in crate::store) fn query(
         store: &Store,
         host_id: i64,
         name: &str,
@@ -445,7 +490,7 @@ mod tests {
             .unwrap()
     }
 
-    fn count(store: &Store, table: &str) -> i64 {
+    pub(in crate::store) fn count(store: &Store, table: &str) -> i64 {
         store
             .lock()
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
@@ -462,8 +507,19 @@ mod tests {
         store
             .write_sample(write(host, T0, &[("load1", 0.5), ("cpu_percent", 10.0)]))
             .unwrap();
-        assert_eq!(count(&store, "points"), 2);
+        assert_eq!(store.raw_point_count().unwrap(), 2);
         assert_eq!(store.series_names(host).unwrap(), ["cpu_percent", "load1"]);
+        // Resent again after the first copy moved into the history file: still one point.
+        store.move_to_history(T0 + 1, &|| false).unwrap();
+        store
+            .write_sample(write(host, T0, &[("load1", 0.5), ("cpu_percent", 10.0)]))
+            .unwrap();
+        assert_eq!(store.raw_point_count().unwrap(), 2);
+        let r = Retention::default();
+        assert_eq!(query(&store, host, "load1", T0, T0, 10, &r, T0).len(), 1);
+        store.move_to_history(T0 + 1, &|| false).unwrap();
+        assert_eq!(count(&store, "history.points"), 2);
+        assert_eq!(count(&store, "recent"), 0);
     }
 
     #[test]
@@ -614,11 +670,14 @@ mod tests {
         store
             .write_sample(write(host, T0 + 8 * 86400, &[("x", 2.0)]))
             .unwrap();
+        store
+            .move_to_history(T0 + 8 * 86400 + 1, &|| false)
+            .unwrap();
         let deleted = store
             .enforce_retention(&Retention::default(), T0 + 8 * 86400, &|| false)
             .unwrap();
         assert_eq!(deleted, 1);
-        assert_eq!(count(&store, "points"), 1);
+        assert_eq!(store.raw_point_count().unwrap(), 1);
     }
 
     #[test]
@@ -626,8 +685,12 @@ mod tests {
         let dir = TempDir::new("series-remove");
         let (store, host) = setup(&dir);
         store.write_sample(write(host, T0, &[("x", 1.0)])).unwrap();
+        store.move_to_history(T0 + 1, &|| false).unwrap();
+        store
+            .write_sample(write(host, T0 + 10, &[("x", 1.0)]))
+            .unwrap();
         store.remove_host("pve1").unwrap();
-        for table in ["points", "series", "latest"] {
+        for table in ["history.points", "recent", "series", "latest"] {
             assert_eq!(count(&store, table), 0, "{table}");
         }
     }
@@ -641,7 +704,7 @@ mod tests {
             .write_sample(write(host + 99, T0, &[("x", 1.0)]))
             .is_err());
         store.write_sample(write(host, T0, &[("x", 1.0)])).unwrap();
-        assert_eq!(count(&store, "points"), 1);
+        assert_eq!(store.raw_point_count().unwrap(), 1);
     }
 
     #[test]
@@ -664,6 +727,39 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(count(&store, "points"), 400);
+        assert_eq!(store.raw_point_count().unwrap(), 400);
+    }
+
+    #[test]
+    fn moved_points_read_the_same_and_leave_recent() {
+        let dir = TempDir::new("series-move");
+        let (store, host) = setup(&dir);
+        let writes = (0..100)
+            .map(|i| write(host, T0 + i * 10, &[("a", i as f64), ("b", -(i as f64))]))
+            .collect();
+        store.write_samples_direct(writes).unwrap();
+        let r = Retention::default();
+        let now = T0 + 1000;
+        let before = query(&store, host, "b", T0, now, 1000, &r, now);
+        assert_eq!(before.len(), 100);
+        // Only what is older than the bound moves.
+        let report = store.move_to_history(T0 + 500, &|| false).unwrap();
+        assert_eq!((report.hosts, report.copied, report.deleted), (1, 100, 100));
+        assert_eq!(count(&store, "recent"), 100);
+        assert_eq!(query(&store, host, "b", T0, now, 1000, &r, now), before);
+        store.move_to_history(now, &|| false).unwrap();
+        assert_eq!(count(&store, "recent"), 0);
+        assert_eq!(count(&store, "history.points"), 200);
+        assert_eq!(query(&store, host, "b", T0, now, 1000, &r, now), before);
+        // A row in both files (copied, deletion not done) is read once.
+        store
+            .lock()
+            .execute(
+                "INSERT INTO recent SELECT ?1, t, series_id, v FROM history.points",
+                [host],
+            )
+            .unwrap();
+        assert_eq!(query(&store, host, "b", T0, now, 1000, &r, now), before);
+        assert_eq!(store.raw_point_count().unwrap(), 200);
     }
 }
