@@ -288,7 +288,9 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f
 	r=$OUT/interval-$AGENTS/run.txt
 	printf '  %-52s %s\n' "$AGENTS agents at 1 s: pushes answered / offered" "$(kv "$r" pushed) / $((AGENTS * SECONDS_RUN))"
 	printf '  %-52s %s\n' "$AGENTS agents at 1 s: p99 push->reply (target < 50 ms)" "$(kv "$r" p99_ms) ms after the first $WARMUP_SECONDS s (max $(kv "$r" max_ms) ms); first $WARMUP_SECONDS s, while hosts create their series: $(kv "$r" warmup_p99_ms) ms"
-	for label in "interval-$AGENTS" "flood-$AGENTS" flood-100; do
+	# The interval run is bounded by the load offered (one sample per agent per second), so
+	# its ratio to the ceiling says nothing about the server's limit; the flood runs do.
+	for label in "flood-$AGENTS" flood-100; do
 		printf '  %-52s %s\n' "$label: end-to-end / ceiling (target >= 50 %)" \
 			"$(ratio "$(kv "$OUT/$label/run.txt" points_per_s)" "$(kv "$OUT/$label/ceiling.txt" points_per_s)")"
 	done

@@ -110,13 +110,14 @@ impl Store {
     /// Picks this step's bound (at most [`COPY_ROWS`] rows of the host below it, and at most
     /// `before`) and claims it; `None` when the host has nothing older than `before`.
     fn claim_step(&self, host_id: i64, before: i64) -> Result<Option<i64>> {
-        let mut db = self.lock_for_background();
-        let Some(bound) =
-            nth_time_bound(&db, host_id, before, COPY_ROWS).map_err(|e| self.err(e))?
-        else {
+        // Counting up to COPY_ROWS rows takes a few milliseconds: done on the background
+        // connection, not under the lock. A bound is a bound even if more rows arrive.
+        let bound = nth_time_bound(&self.background(), host_id, before, COPY_ROWS)
+            .map_err(|e| self.err(e))?;
+        let Some(bound) = bound else {
             return Ok(None);
         };
-        db.move_claim = Some(MoveClaim {
+        self.lock_for_background().move_claim = Some(MoveClaim {
             host_id,
             before: bound,
             disturbed: false,

@@ -388,7 +388,18 @@ fn write_one(
         "INSERT OR IGNORE INTO recent (host_id, t, series_id, v) VALUES (?1, ?2, ?3, ?4)",
     )?;
     // Looked up by &str: no allocation per point on the writer's hot path.
-    let names = series_ids.entry(w.host_id).or_default();
+    let names = match series_ids.entry(w.host_id) {
+        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+        std::collections::hash_map::Entry::Vacant(entry) => {
+            // The host's first sample since the server started: all its series ids in one
+            // range scan rather than one lookup per point.
+            let known = tx
+                .prepare_cached("SELECT name, id FROM series WHERE host_id = ?1")?
+                .query_map([w.host_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<std::collections::HashMap<String, i64>>>()?;
+            entry.insert(known)
+        }
+    };
     for (name, value) in &w.points {
         let series_id = match names.get(name.as_str()) {
             Some(id) => *id,
@@ -425,17 +436,21 @@ fn write_one(
     Ok(())
 }
 
+/// Creates a series the writer's cache does not know. The cache holds all of a host's series
+/// once it has an entry for the host, so the name should be new; should it exist all the same,
+/// its id is looked up rather than failing every batch with this host's samples.
 fn series_id(tx: &Transaction<'_>, host_id: i64, name: &str) -> rusqlite::Result<i64> {
-    if let Some(id) = tx
-        .prepare_cached("SELECT id FROM series WHERE host_id = ?1 AND name = ?2")?
-        .query_row(params![host_id, name], |row| row.get(0))
-        .optional()?
-    {
-        return Ok(id);
-    }
-    tx.prepare_cached("INSERT INTO series (host_id, name) VALUES (?1, ?2)")?
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO series (host_id, name) VALUES (?1, ?2)
+             ON CONFLICT (host_id, name) DO NOTHING",
+        )?
         .execute(params![host_id, name])?;
-    Ok(tx.last_insert_rowid())
+    if inserted == 1 {
+        return Ok(tx.last_insert_rowid());
+    }
+    tx.prepare_cached("SELECT id FROM series WHERE host_id = ?1 AND name = ?2")?
+        .query_row(params![host_id, name], |row| row.get(0))
 }
 
 #[cfg(test)]
@@ -728,6 +743,39 @@ pub(super) mod tests {
             t.join().unwrap();
         }
         assert_eq!(store.raw_point_count().unwrap(), 400);
+    }
+
+    #[test]
+    fn series_ids_survive_a_restart_and_a_stale_cache() {
+        let dir = TempDir::new("series-ids");
+        let (store, host) = setup(&dir);
+        store.write_sample(write(host, T0, &[("a", 1.0)])).unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("t.db"), Synchronous::Normal).unwrap();
+        store
+            .write_sample(write(host, T0 + 1, &[("a", 2.0), ("b", 3.0)]))
+            .unwrap();
+        // A series the writer's cache does not know yet exists: found, not a failed batch.
+        store
+            .lock()
+            .execute(
+                "INSERT INTO series (host_id, name) VALUES (?1, 'c')",
+                [host],
+            )
+            .unwrap();
+        store
+            .write_sample(write(host, T0 + 2, &[("c", 4.0)]))
+            .unwrap();
+        assert_eq!(store.series_names(host).unwrap(), ["a", "b", "c"]);
+        let r = Retention::default();
+        assert_eq!(
+            query(&store, host, "a", T0, T0 + 2, 10, &r, T0 + 2).len(),
+            2
+        );
+        assert_eq!(
+            query(&store, host, "c", T0, T0 + 2, 10, &r, T0 + 2).len(),
+            1
+        );
     }
 
     #[test]
