@@ -114,14 +114,8 @@ impl Store {
                     source,
                 })?;
         }
-        let db_err = |source| Error::Database {
-            path: path.to_owned(),
-            source,
-        };
-        let history_err = |source| Error::Database {
-            path: history.clone(),
-            source,
-        };
+        let db_err = database_error(path);
+        let history_err = database_error(&history);
         let sync = match synchronous {
             Synchronous::Full => "FULL",
             Synchronous::Normal => "NORMAL",
@@ -248,16 +242,18 @@ pub fn history_path(main: &Path) -> PathBuf {
     main.with_file_name(name)
 }
 
-/// A connection to the main file with the history file attached as `history`.
-fn open_connection(path: &Path, history: &Path, synchronous: &str) -> Result<Connection> {
-    let main_err = |source| Error::Database {
+/// Wraps rusqlite errors with the file they concern.
+fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ {
+    move |source| Error::Database {
         path: path.to_owned(),
         source,
-    };
-    let history_err = |source| Error::Database {
-        path: history.to_owned(),
-        source,
-    };
+    }
+}
+
+/// A connection to the main file with the history file attached as `history`.
+fn open_connection(path: &Path, history: &Path, synchronous: &str) -> Result<Connection> {
+    let main_err = database_error(path);
+    let history_err = database_error(history);
     let conn = Connection::open(path).map_err(main_err)?;
     conn.busy_timeout(Duration::from_secs(5))
         .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
