@@ -17,6 +17,11 @@ pub enum Error {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// The history file beside the database belongs to another database.
+    MismatchedHistory {
+        main: PathBuf,
+        history: PathBuf,
+    },
     /// A database file or directory could not be created.
     Io {
         path: PathBuf,
@@ -47,6 +52,16 @@ impl fmt::Display for Error {
                 message,
             } => write!(f, "config {source_name}: {message}"),
             Error::Database { path, source } => write!(f, "database {}: {source}", path.display()),
+            Error::MismatchedHistory { main, history } => write!(
+                f,
+                "database {}: the history file {} belongs to another database (the two files \
+                 were not created together, e.g. the main file was deleted or restored alone); \
+                 its points would be read as this database's. Restore the matching pair, or \
+                 move {} away to start the raw history afresh",
+                main.display(),
+                history.display(),
+                history.display()
+            ),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::InvalidHostName(reason) => write!(f, "invalid host name: {reason}"),
             Error::HostExists(name) => write!(f, "host '{name}' is already registered"),

@@ -2,7 +2,7 @@
 //!
 //! Migrations are append-only: never edit one that has shipped, add the next.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 const MIGRATIONS: &[&str] = &[
     // 1: hosts, as in the seed plan, plus when the status last changed ("offline since …").
@@ -80,7 +80,8 @@ const MIGRATIONS: &[&str] = &[
     // so that a sample's points are neighbours (a few pages per sample instead of one page per
     // point); the maintenance thread moves them into `history.points`, keyed (series, time) for
     // reading. Series ids are never reused (AUTOINCREMENT), so a history row of a removed host
-    // that a concurrent move left behind can never be taken for another host's.
+    // that a concurrent move left behind can never be taken for another host's. `pairing`
+    // holds a random id that the history file must carry too (see `check_pairing`).
     "CREATE TABLE recent (
         host_id INTEGER NOT NULL,
         t INTEGER NOT NULL,
@@ -98,7 +99,9 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO series_new (id, host_id, name) SELECT id, host_id, name FROM series;
     DROP TABLE series;
-    ALTER TABLE series_new RENAME TO series;",
+    ALTER TABLE series_new RENAME TO series;
+    CREATE TABLE pairing (id TEXT NOT NULL);
+    INSERT INTO pairing (id) SELECT lower(hex(randomblob(16)));",
 ];
 
 /// The history file's schema, attached as `history` (migrated before the main file, whose
@@ -111,8 +114,34 @@ const HISTORY_MIGRATIONS: &[&str] = &[
         t INTEGER NOT NULL,
         v REAL NOT NULL,
         PRIMARY KEY (series_id, t)
-    ) WITHOUT ROWID;",
+    ) WITHOUT ROWID;
+    CREATE TABLE history.pairing (id TEXT NOT NULL);",
 ];
+
+/// Whether the history file belongs to this main file: both carry the main file's random
+/// pairing id. A history file left over from another database (say the main file was deleted
+/// to start afresh) would have its points read under the new database's series ids, so it is
+/// refused. A new, empty history file takes the main file's id. `Ok(false)` when they differ.
+pub fn check_pairing(conn: &Connection) -> rusqlite::Result<bool> {
+    let main: String = conn.query_row("SELECT id FROM main.pairing", [], |row| row.get(0))?;
+    let history: Option<String> = conn
+        .query_row("SELECT id FROM history.pairing", [], |row| row.get(0))
+        .optional()?;
+    match history {
+        Some(id) => Ok(id == main),
+        None => {
+            let has_points: bool =
+                conn.query_row("SELECT EXISTS (SELECT 1 FROM history.points)", [], |row| {
+                    row.get(0)
+                })?;
+            if has_points {
+                return Ok(false);
+            }
+            conn.execute("INSERT INTO history.pairing (id) VALUES (?1)", [main])?;
+            Ok(true)
+        }
+    }
+}
 
 /// Applies every migration newer than the database, each in its own transaction. The version
 /// is read inside a write transaction (`BEGIN IMMEDIATE`), so two processes opening a fresh
@@ -204,5 +233,57 @@ mod tests {
         assert_eq!(db.last_insert_rowid(), 8);
         drop(db);
         assert_eq!(store.integrity_check().unwrap(), ["ok"]);
+    }
+}
+
+#[cfg(test)]
+mod pairing_tests {
+    use crate::error::Error;
+    use crate::store::series::tests::{write, T0};
+    use crate::store::{history_path, Store, Synchronous};
+    use crate::testutil::TempDir;
+
+    fn remove_with_wal(path: &std::path::Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let _ = std::fs::remove_file(name);
+        }
+    }
+
+    #[test]
+    fn a_history_file_of_another_database_is_refused() {
+        let dir = TempDir::new("pairing-refused");
+        let path = dir.path().join("server.db");
+        let store = Store::open(&path, Synchronous::Normal).unwrap();
+        let host = store.create_host("pve1", "hash", T0).unwrap();
+        store
+            .write_sample(write(host.id, T0, &[("x", 1.0)]))
+            .unwrap();
+        store.move_to_history(T0 + 1, &|| false).unwrap();
+        drop(store);
+        // The main file deleted to start afresh, its history file left behind.
+        remove_with_wal(&path);
+        let err = Store::open(&path, Synchronous::Normal).err().unwrap();
+        assert!(matches!(err, Error::MismatchedHistory { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("server-history.db"), "{message}");
+        // Moving the history file away is the way out.
+        remove_with_wal(&history_path(&path));
+        Store::open(&path, Synchronous::Normal).unwrap();
+    }
+
+    #[test]
+    fn a_lost_history_file_is_started_afresh() {
+        let dir = TempDir::new("pairing-fresh");
+        let path = dir.path().join("server.db");
+        let store = Store::open(&path, Synchronous::Normal).unwrap();
+        store.create_host("pve1", "hash", T0).unwrap();
+        drop(store);
+        remove_with_wal(&history_path(&path));
+        let store = Store::open(&path, Synchronous::Normal).unwrap();
+        drop(store);
+        // And from then on the two belong together.
+        Store::open(&path, Synchronous::Normal).unwrap();
     }
 }

@@ -123,6 +123,12 @@ impl Store {
         let mut conn = open_connection(path, &history, sync)?;
         migrations::migrate_history(&mut conn).map_err(history_err)?;
         migrations::migrate(&mut conn).map_err(db_err)?;
+        if !migrations::check_pairing(&conn).map_err(history_err)? {
+            return Err(Error::MismatchedHistory {
+                main: path.to_owned(),
+                history,
+            });
+        }
         let rollup_done_until = rollup::load_progress(&conn).map_err(db_err)?;
         let background = open_connection(path, &history, sync)?;
         let db = Db {
