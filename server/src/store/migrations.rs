@@ -101,7 +101,9 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE series;
     ALTER TABLE series_new RENAME TO series;
     CREATE TABLE pairing (id TEXT NOT NULL);
-    INSERT INTO pairing (id) SELECT lower(hex(randomblob(16)));",
+    INSERT INTO pairing (id) SELECT lower(hex(randomblob(16)));
+    INSERT INTO history.pairing (id) SELECT id FROM main.pairing
+        WHERE NOT EXISTS (SELECT 1 FROM history.pairing);",
 ];
 
 /// The history file's schema, attached as `history` (migrated before the main file, whose
@@ -119,28 +121,28 @@ const HISTORY_MIGRATIONS: &[&str] = &[
 ];
 
 /// Whether the history file belongs to this main file: both carry the main file's random
-/// pairing id. A history file left over from another database (say the main file was deleted
-/// to start afresh) would have its points read under the new database's series ids, so it is
-/// refused. A new, empty history file takes the main file's id. `Ok(false)` when they differ.
+/// pairing id. A history file with points left over from another database (say the main file
+/// was deleted to start afresh) would have its points read under the new database's series
+/// ids, so it is refused. A history file without points takes the main file's id.
+/// `Ok(false)` when it must be refused.
 pub fn check_pairing(conn: &Connection) -> rusqlite::Result<bool> {
     let main: String = conn.query_row("SELECT id FROM main.pairing", [], |row| row.get(0))?;
     let history: Option<String> = conn
         .query_row("SELECT id FROM history.pairing", [], |row| row.get(0))
         .optional()?;
-    match history {
-        Some(id) => Ok(id == main),
-        None => {
-            let has_points: bool =
-                conn.query_row("SELECT EXISTS (SELECT 1 FROM history.points)", [], |row| {
-                    row.get(0)
-                })?;
-            if has_points {
-                return Ok(false);
-            }
-            conn.execute("INSERT INTO history.pairing (id) VALUES (?1)", [main])?;
-            Ok(true)
-        }
+    if history.as_deref() == Some(main.as_str()) {
+        return Ok(true);
     }
+    let has_points: bool =
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM history.points)", [], |row| {
+            row.get(0)
+        })?;
+    if has_points {
+        return Ok(false);
+    }
+    conn.execute_batch("DELETE FROM history.pairing")?;
+    conn.execute("INSERT INTO history.pairing (id) VALUES (?1)", [main])?;
+    Ok(true)
 }
 
 /// Applies every migration newer than the database, each in its own transaction. The version
@@ -270,6 +272,16 @@ mod pairing_tests {
         assert!(message.contains("server-history.db"), "{message}");
         // Moving the history file away is the way out.
         remove_with_wal(&history_path(&path));
+        Store::open(&path, Synchronous::Normal).unwrap();
+    }
+
+    #[test]
+    fn an_empty_history_file_of_another_database_is_adopted() {
+        let dir = TempDir::new("pairing-adopted");
+        let path = dir.path().join("server.db");
+        drop(Store::open(&path, Synchronous::Normal).unwrap());
+        remove_with_wal(&path);
+        drop(Store::open(&path, Synchronous::Normal).unwrap());
         Store::open(&path, Synchronous::Normal).unwrap();
     }
 
