@@ -38,8 +38,8 @@ fn run(ctx: &Context) {
                 .move_to_history(common::time::now_unix() - MOVE_AFTER_SECONDS, &stop)
             {
                 Ok(report) if report.copied + report.deleted > 0 => log::info!(
-                    "moved {} points of {} hosts into the history file in {} ms \
-                     ({} deleted from recent, {} hosts postponed by late samples)",
+                    "moved {} points of {} host(s) into the history file in {} ms \
+                     ({} deleted from recent, {} host(s) postponed by late samples)",
                     report.copied,
                     report.hosts,
                     started.elapsed().as_millis(),
