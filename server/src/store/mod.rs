@@ -172,13 +172,24 @@ impl Store {
     /// progresses under constant load). A thread that loops taking and releasing a mutex
     /// otherwise tends to take it again before a woken waiter runs, starving ingestion.
     pub(crate) fn lock_for_background(&self) -> MutexGuard<'_, Db> {
+        self.lock_giving_way().0
+    }
+
+    /// [`Store::lock_for_background`], also telling whether samples were still waiting when
+    /// its patience ran out (ingestion is saturated: background work should take bigger bites).
+    pub(crate) fn lock_giving_way(&self) -> (MutexGuard<'_, Db>, bool) {
         const PATIENCE: Duration = Duration::from_millis(20);
         const STEP: Duration = Duration::from_micros(250);
         let started = std::time::Instant::now();
-        while !self.queue().is_empty() && started.elapsed() < PATIENCE {
+        let mut saturated = false;
+        while !self.queue().is_empty() {
+            if started.elapsed() >= PATIENCE {
+                saturated = true;
+                break;
+            }
             std::thread::sleep(STEP);
         }
-        self.lock()
+        (self.lock(), saturated)
     }
 
     /// The maintenance thread's connection (see [`Store`]). Taken only by one thread at a time
@@ -256,6 +267,34 @@ fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ 
     }
 }
 
+/// How much background work to do per hold of the ingestion lock: `normal`, doubling up to
+/// `max` while ingestion is saturated (samples still waiting after the background's patience),
+/// so that fewer, bigger holds keep background work from falling behind.
+pub(crate) struct Bite {
+    normal: i64,
+    max: i64,
+    current: i64,
+}
+
+impl Bite {
+    pub(crate) fn new(normal: i64, max: i64) -> Bite {
+        Bite {
+            normal,
+            max,
+            current: normal,
+        }
+    }
+
+    pub(crate) fn next(&mut self, saturated: bool) -> i64 {
+        self.current = if saturated {
+            (self.current * 2).min(self.max)
+        } else {
+            self.normal
+        };
+        self.current
+    }
+}
+
 /// A connection to the main file with the history file attached as `history`.
 fn open_connection(path: &Path, history: &Path, synchronous: &str) -> Result<Connection> {
     let main_err = database_error(path);
@@ -276,4 +315,20 @@ fn open_connection(path: &Path, history: &Path, synchronous: &str) -> Result<Con
         .and_then(|()| conn.pragma_update(Some("history"), "synchronous", "FULL"))
         .map_err(history_err)?;
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bite;
+
+    #[test]
+    fn bites_grow_under_saturation_and_shrink_back() {
+        let mut bite = Bite::new(50, 300);
+        assert_eq!(bite.next(false), 50);
+        assert_eq!(bite.next(true), 100);
+        assert_eq!(bite.next(true), 200);
+        assert_eq!(bite.next(true), 300);
+        assert_eq!(bite.next(true), 300);
+        assert_eq!(bite.next(false), 50);
+    }
 }

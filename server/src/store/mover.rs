@@ -11,15 +11,18 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::Store;
+use super::{Bite, Store};
 use crate::error::Result;
 
 /// Rows copied per history transaction: bounds the sort and the transaction, while a host's
 /// whole minute at a 1 s interval (~24k rows at 400 series) still goes in one.
 const COPY_ROWS: i64 = 100_000;
 /// Rows deleted from `recent` per hold of the ingestion lock (well under a millisecond when its
-/// pages are cached).
+/// pages are cached)...
 const DELETE_ROWS: i64 = 2_000;
+/// ...and at most this many while ingestion is saturated (samples still waiting after the
+/// background's patience): then fewer, bigger holds keep the move from falling behind.
+const DELETE_ROWS_SATURATED: i64 = 32_000;
 
 /// The move in progress, seen by the ingestion writer.
 #[derive(Debug, Clone, Copy)]
@@ -143,19 +146,21 @@ impl Store {
     }
 
     /// Deletes the host's rows older than `bound` from `recent`, [`DELETE_ROWS`] per hold of
-    /// the lock, unless a sample the copy did not see arrived meanwhile.
+    /// the lock (up to [`DELETE_ROWS_SATURATED`] under saturation), unless a sample the copy
+    /// did not see arrived meanwhile.
     fn delete_step(&self, host_id: i64, bound: i64, stop: &dyn Fn() -> bool) -> Result<Deleted> {
         let mut deleted = 0;
+        let mut bite = Bite::new(DELETE_ROWS, DELETE_ROWS_SATURATED);
         loop {
             if stop() {
                 return Ok(Deleted::Stopped(deleted));
             }
-            let db = self.lock_for_background();
+            let (db, saturated) = self.lock_giving_way();
+            let rows = bite.next(saturated);
             if !db.move_claim.is_some_and(|claim| !claim.disturbed) {
                 return Ok(Deleted::Disturbed(deleted));
             }
-            let Some(chunk) =
-                nth_time_bound(&db, host_id, bound, DELETE_ROWS).map_err(|e| self.err(e))?
+            let Some(chunk) = nth_time_bound(&db, host_id, bound, rows).map_err(|e| self.err(e))?
             else {
                 return Ok(Deleted::All(deleted));
             };

@@ -11,7 +11,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Deserialize;
 
-use super::Store;
+use super::{Bite, Store};
 use crate::error::Result;
 
 pub const TIER_COUNT: usize = 3;
@@ -24,8 +24,10 @@ const GRACE_SECONDS: i64 = 300;
 /// Series per rollup or deletion transaction.
 const SERIES_PER_TRANSACTION: i64 = 500;
 /// Series per transaction of the hourly rollup retention sweep under the ingestion lock: three
-/// index seeks each, so a hold stays well under a millisecond even when nothing expires.
+/// index seeks each, so a hold stays well under a millisecond even when nothing expires; up to
+/// the larger number while ingestion is saturated.
 const SERIES_PER_SWEEP: i64 = 50;
+const SERIES_PER_SWEEP_SATURATED: i64 = 1600;
 const DAY: i64 = 86400;
 
 /// How long each tier is kept, in seconds.
@@ -341,10 +343,11 @@ impl Store {
     ) -> Result<usize> {
         let mut deleted = self.expire_history(now - retention.raw, stop)?;
         let mut after = 0i64;
+        let mut bite = Bite::new(SERIES_PER_SWEEP, SERIES_PER_SWEEP_SATURATED);
         while !stop() {
-            let mut db = self.lock_for_background();
+            let (mut db, saturated) = self.lock_giving_way();
             let tx = db.transaction().map_err(|e| self.err(e))?;
-            let ids = series_chunk(&tx, after, SERIES_PER_SWEEP).map_err(|e| self.err(e))?;
+            let ids = series_chunk(&tx, after, bite.next(saturated)).map_err(|e| self.err(e))?;
             let Some(&last) = ids.last() else { break };
             for series_id in ids {
                 for (width, keep) in TIERS.iter().zip(retention.tiers) {
