@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 
@@ -265,6 +265,15 @@ fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ 
         path: path.to_owned(),
         source,
     }
+}
+
+/// The smallest value of an indexed integer column above `after` (`sql` selects it with
+/// `> ?1 ORDER BY … LIMIT 1`): one index seek per distinct value, so walking the distinct hosts
+/// or series of a big table never scans it.
+pub(crate) fn next_key(conn: &Connection, sql: &str, after: i64) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(sql)?
+        .query_row([after], |row| row.get(0))
+        .optional()
 }
 
 /// How much background work to do per hold of the ingestion lock: `normal`, doubling up to

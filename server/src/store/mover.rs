@@ -11,7 +11,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Bite, Store};
+use super::{next_key, Bite, Store};
 use crate::error::Result;
 
 /// Rows copied per history transaction: bounds the sort and the transaction, while a host's
@@ -60,13 +60,12 @@ impl Store {
         let mut report = MoveReport::default();
         let mut after = i64::MIN;
         while !stop() {
-            let next: Option<i64> = self
-                .background()
-                .prepare_cached(
-                    "SELECT host_id FROM recent WHERE host_id > ?1 ORDER BY host_id LIMIT 1",
-                )
-                .and_then(|mut stmt| stmt.query_row([after], |row| row.get(0)).optional())
-                .map_err(|e| self.err(e))?;
+            let next = next_key(
+                &self.background(),
+                "SELECT host_id FROM recent WHERE host_id > ?1 ORDER BY host_id LIMIT 1",
+                after,
+            )
+            .map_err(|e| self.err(e))?;
             let Some(host_id) = next else { break };
             after = host_id;
             report.hosts += 1;

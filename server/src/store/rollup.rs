@@ -11,7 +11,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Deserialize;
 
-use super::{Bite, Store};
+use super::{next_key, Bite, Store};
 use crate::error::Result;
 
 pub const TIER_COUNT: usize = 3;
@@ -243,12 +243,12 @@ impl Store {
             }
             let (host_id, computed) = {
                 let bg = self.background();
-                let next: Option<i64> = bg
-                    .prepare_cached(
-                        "SELECT host_id FROM series WHERE host_id > ?1 ORDER BY host_id LIMIT 1",
-                    )
-                    .and_then(|mut stmt| stmt.query_row([after], |row| row.get(0)).optional())
-                    .map_err(|e| self.err(e))?;
+                let next = next_key(
+                    &bg,
+                    "SELECT host_id FROM series WHERE host_id > ?1 ORDER BY host_id LIMIT 1",
+                    after,
+                )
+                .map_err(|e| self.err(e))?;
                 let Some(host_id) = next else { break };
                 let computed =
                     aggregate(&bg, tier, host_id, None, start).map_err(|e| self.err(e))?;
@@ -376,13 +376,13 @@ impl Store {
             let tx = bg.transaction().map_err(|e| self.history_err(e))?;
             let mut chunk = 0;
             while chunk < SERIES_PER_TRANSACTION {
-                let next: Option<i64> = tx
-                    .prepare_cached(
-                        "SELECT series_id FROM history.points WHERE series_id > ?1
-                         ORDER BY series_id LIMIT 1",
-                    )
-                    .and_then(|mut stmt| stmt.query_row([after], |row| row.get(0)).optional())
-                    .map_err(|e| self.history_err(e))?;
+                let next = next_key(
+                    &tx,
+                    "SELECT series_id FROM history.points WHERE series_id > ?1
+                     ORDER BY series_id LIMIT 1",
+                    after,
+                )
+                .map_err(|e| self.history_err(e))?;
                 let Some(series_id) = next else { break };
                 deleted += tx
                     .prepare_cached("DELETE FROM history.points WHERE series_id = ?1 AND t < ?2")
