@@ -1,8 +1,9 @@
 //! `make demo` end to end: `scripts/dev.sh demo` in a temp dir on a free port (the real server,
 //! an agent for this machine, and two simulators each read by an agent of its own), then the
-//! JSON API must show the simulated nodes' guests (running and stopped VMs and containers),
-//! pools (one ONLINE, one DEGRADED) and storages, with rates that move, and their charts'
-//! series must have points; `scripts/dev.sh stop` must end every process it started.
+//! JSON API and the dashboard's pages must show the simulated nodes' guests (running and
+//! stopped VMs and containers), pools (one ONLINE, one DEGRADED) and storages, with rates that
+//! move, and their charts' series must have points; `scripts/dev.sh stop` must end every
+//! process it started.
 //!
 //! The binaries are this test's own (`proxmox-monitor-simnode`) and its siblings in the target
 //! directory (built first when `cargo test -p proxmox-monitor-simnode` did not build them).
@@ -335,6 +336,22 @@ fn make_demo_shows_simulated_proxmox_nodes_with_guests_pools_and_moving_counters
         );
     }
     let rates = started.elapsed();
+
+    // The dashboard's pages show them too.
+    for (path, words) in [
+        ("/", &["pve-sim1", "pve-sim2"][..]),
+        (
+            "/hosts/pve-sim1",
+            &["web01", "win-test", "build-runner", "rpool", "backup-nfs"][..],
+        ),
+        ("/hosts/pve-sim2", &["nextcloud", "tank", "DEGRADED"][..]),
+    ] {
+        let (status, _, page) = http(port, "GET", path, &[("Cookie", &cookie)], "");
+        assert_eq!(status, 200, "{path}");
+        for word in words {
+            assert!(page.contains(word), "{path} does not show {word}");
+        }
+    }
 
     // The charts: the host's and a guest's history have points, and the counters keep moving
     // (a later sample differs).
