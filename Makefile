@@ -14,7 +14,7 @@ AGENT_CONFIG ?= $(VAR)/agent.toml
 MUSL_TARGET := x86_64-unknown-linux-musl
 DIST := ./dist
 
-.PHONY: help build server agent register demo demo-stop test lint musl bench clean
+.PHONY: help build server agent register demo demo-stop test lint musl deb bench clean
 
 help:
 	@echo "make build              build both binaries (debug)"
@@ -25,6 +25,7 @@ help:
 	@echo "make test               all tests (cargo test --workspace)"
 	@echo "make lint               rustfmt check and clippy -D warnings"
 	@echo "make musl               static release binaries in $(DIST)/"
+	@echo "make deb                proxmox-monitor-{agent,server}_VERSION_amd64.deb in $(DIST)/ (from make musl)"
 	@echo "make bench              run ./bench/run.sh"
 	@echo "make clean              cargo clean and remove $(DIST)/ ($(VAR)/ is kept)"
 
@@ -54,9 +55,13 @@ demo-stop:
 
 # PM_REQUIRE_INTEROP=1, PM_REQUIRE_BROWSER=1 and PM_REQUIRE_PROMTOOL=1 (set by .ci/run) make
 # the phoenix JS interop test, the chromium dashboard test and the promtool check of /metrics
-# fail instead of skipping when node_modules, chromium or promtool is missing.
+# fail instead of skipping when node_modules, chromium or promtool is missing; likewise
+# PM_REQUIRE_DEB=1 / PM_REQUIRE_LINTIAN=1 for the .deb test and PM_REQUIRE_PROMETHEUS=1 for
+# the test with a real Prometheus. The .deb test packages the static binaries of $(DIST)/:
+# they are built once (make musl) when missing, and reused after that.
 test:
-	$(CARGO) test --workspace
+	@[ -x $(DIST)/proxmox-monitor-agent ] && [ -x $(DIST)/proxmox-monitor-server ] || $(MAKE) musl
+	PM_DEB_BIN_DIR=$(abspath $(DIST)) $(CARGO) test --workspace
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -75,6 +80,9 @@ musl:
 			*) echo "$$bin is not statically linked"; exit 1 ;; \
 		esac; \
 	done
+
+deb: musl
+	./packaging/deb/build.sh --bin-dir $(DIST) --out $(DIST)
 
 bench:
 	@if [ -x ./bench/run.sh ]; then ./bench/run.sh; \

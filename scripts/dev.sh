@@ -2,19 +2,28 @@
 # Local development helpers behind `make register`, `make demo` and `make demo-stop`.
 #
 #   scripts/dev.sh register NAME   register NAME in ./var/server.db, write ./var/agent.toml
-#   scripts/dev.sh demo            (re)start server + agent for this machine in the background
+#   scripts/dev.sh demo            (re)start the server, an agent for this machine, and two
+#                                  simulated Proxmox VE nodes (pve-sim1, pve-sim2: a fixture
+#                                  tree each, whose counters proxmox-monitor-simnode moves every
+#                                  second, read by an agent of its own) in the background
 #   scripts/dev.sh stop            stop what `demo` started (pids in ./var/*.pid)
 #
 # Everything lives in ./var; re-running `demo` stops the previous demo first, so nothing is
 # left behind. Only processes whose pid file we wrote and whose command line is ours are killed.
+# Environment: LISTEN (127.0.0.1:4000), VAR (./var), BIN_DIR (./target/debug: the binaries),
+# DEMO_BUILD=0 (use BIN_DIR as it is instead of running cargo build first).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-VAR=./var
-SERVER=./target/debug/proxmox-monitor-server
-AGENT=./target/debug/proxmox-monitor-agent
+VAR=${VAR:-./var}
+BIN_DIR=${BIN_DIR:-./target/debug}
+SERVER=$BIN_DIR/proxmox-monitor-server
+AGENT=$BIN_DIR/proxmox-monitor-agent
+SIMNODE=$BIN_DIR/proxmox-monitor-simnode
 LISTEN=${LISTEN:-127.0.0.1:4000}
 DB=$VAR/server.db
+# The simulated nodes of the demo (see simnode/src/scenario.rs).
+SIM_NODES=(pve-sim1 pve-sim2)
 
 server_admin() {
     local config=()
@@ -22,26 +31,32 @@ server_admin() {
     "$SERVER" "${config[@]}" --database "$DB" "$@"
 }
 
-# write_agent_config NAME TOKEN
+# write_agent_config NAME TOKEN FILE STATE_DIR [ROOT]
 write_agent_config() {
-    local name=$1 token=$2
-    umask 077
-    cat >"$VAR/agent.toml" <<EOF
+    local name=$1 token=$2 file=$3 state=$4 root_line=
+    [[ -z ${5:-} ]] || root_line="root = \"$5\""
+    (
+        umask 077
+        cat >"$file" <<EOF
 # Written by scripts/dev.sh for local development.
 server_url = "ws://$LISTEN/socket/websocket"
 token = "$token"
 host_id = "$name"
-state_dir = "$VAR/agent-state"
+state_dir = "$state"
+$root_line
 
 [intervals]
 fast_seconds = 5
+medium_seconds = 60
 EOF
-    echo "wrote $VAR/agent.toml for host '$name'"
+    )
+    echo "wrote $file for host '$name'"
 }
 
-# Registers NAME (or gives it a new token if it exists) and writes the agent config.
+# Registers NAME (or gives it a new token if it exists) and writes its agent config to FILE
+# (default $VAR/agent.toml), reading the node under ROOT when given.
 register() {
-    local name=$1 out token
+    local name=$1 file=${2:-$VAR/agent.toml} state=${3:-$VAR/agent-state} root=${4:-} out token
     mkdir -p "$VAR"
     if server_admin hosts | awk 'NR > 1 { print $1 }' | grep -qxF -- "$name"; then
         out=$(server_admin rotate-token "$name")
@@ -51,7 +66,7 @@ register() {
     echo "$out" | grep -v '^TOKEN: '
     token=$(echo "$out" | sed -n 's/^TOKEN: //p')
     [[ -n $token ]] || { echo "no token in the output above" >&2; exit 1; }
-    write_agent_config "$name" "$token"
+    write_agent_config "$name" "$token" "$file" "$state" "$root"
 }
 
 is_ours() {
@@ -79,24 +94,46 @@ stop_pidfile() {
 }
 
 stop() {
+    local sim
     stop_pidfile "$VAR/agent.pid"
+    for sim in "${SIM_NODES[@]}"; do
+        stop_pidfile "$VAR/agent-$sim.pid"
+        stop_pidfile "$VAR/simnode-$sim.pid"
+    done
     stop_pidfile "$VAR/server.pid"
 }
 
+# start NAME LOG COMMAND...: runs COMMAND in the background, pid in $VAR/NAME.pid.
+start() {
+    local name=$1 log=$2
+    shift 2
+    : >"$log"
+    nohup "$@" >>"$log" 2>&1 </dev/null &
+    echo $! >"$VAR/$name.pid"
+}
+
+# The hosts table says NAME is online.
+online() {
+    server_admin hosts | awk -v n="$1" '$1 == n && $2 == "online" { found = 1 } END { exit !found }'
+}
+
 demo() {
-    cargo build --workspace --bins
+    if [[ ${DEMO_BUILD:-1} != 0 ]]; then
+        cargo build --workspace --bins
+    fi
     mkdir -p "$VAR"
     stop
-    local name
+    local name sim i
     name=$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname)
     name=$(printf '%s' "$name" | tr -c 'A-Za-z0-9._-' '-' | cut -c1-100)
     register "$name"
+    # The simulated nodes: a fresh tree each (an older run's files could describe other guests).
+    rm -rf "$VAR/sim"
+    for sim in "${SIM_NODES[@]}"; do
+        register "$sim" "$VAR/agent-$sim.toml" "$VAR/agent-state-$sim" "$VAR/sim/$sim"
+    done
 
-    : >"$VAR/server.log"
-    nohup "$SERVER" --database "$DB" --listen "$LISTEN" serve \
-        >>"$VAR/server.log" 2>&1 </dev/null &
-    echo $! >"$VAR/server.pid"
-    local i
+    start server "$VAR/server.log" "$SERVER" --database "$DB" --listen "$LISTEN" serve
     for i in $(seq 100); do
         grep -q 'listening on' "$VAR/server.log" && break
         if ! is_ours "$(cat "$VAR/server.pid")"; then
@@ -116,35 +153,53 @@ demo() {
     fi
     server_admin set-password <"$password_file" >/dev/null
 
-    : >"$VAR/agent.log"
-    nohup "$AGENT" --config "$VAR/agent.toml" run >>"$VAR/agent.log" 2>&1 </dev/null &
-    echo $! >"$VAR/agent.pid"
-    local online=
-    for i in $(seq 150); do
-        if server_admin hosts | awk -v n="$name" '$1 == n && $2 == "online" { found = 1 } END { exit !found }'; then
-            online=1
-            break
-        fi
-        sleep 0.2
+    start agent "$VAR/agent.log" "$AGENT" --config "$VAR/agent.toml" run
+    for sim in "${SIM_NODES[@]}"; do
+        start "simnode-$sim" "$VAR/simnode-$sim.log" "$SIMNODE" --root "$VAR/sim/$sim" --node "$sim"
     done
-    if [[ -z $online ]]; then
-        echo "host '$name' did not come online within 30 s; agent log:" >&2
-        cat "$VAR/agent.log" >&2
+    # Each agent starts once its tree is written (the simulator says so after writing it).
+    for sim in "${SIM_NODES[@]}"; do
+        for i in $(seq 100); do
+            grep -q 'counters move' "$VAR/simnode-$sim.log" && break
+            sleep 0.1
+        done
+        grep -q 'counters move' "$VAR/simnode-$sim.log" || {
+            echo "the simulator of $sim did not start:" >&2
+            cat "$VAR/simnode-$sim.log" >&2
+            stop
+            exit 1
+        }
+        start "agent-$sim" "$VAR/agent-$sim.log" "$AGENT" --config "$VAR/agent-$sim.toml" run
+    done
+
+    local host missing=()
+    for host in "$name" "${SIM_NODES[@]}"; do
+        for i in $(seq 150); do
+            online "$host" && break
+            sleep 0.2
+        done
+        online "$host" || missing+=("$host")
+    done
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        echo "not online within 30 s: ${missing[*]}; agent logs:" >&2
+        tail -n 20 "$VAR"/agent*.log >&2
         stop
         exit 1
     fi
 
     cat <<EOF
 
-Proxmox Monitor demo is running: host '$name' is online.
+Proxmox Monitor demo is running: this machine ('$name') and two simulated Proxmox VE nodes
+(pve-sim1: 4 running and 3 stopped guests; pve-sim2: a DEGRADED pool) are online.
 
 Hosts table:   $SERVER --database $DB hosts
 $(server_admin hosts | sed 's/^/    /')
 
 Dashboard:     http://$LISTEN/   (user admin, password: $(cat "$password_file"), kept in $password_file)
 Health:        http://$LISTEN/healthz
-Logs:          tail -f $VAR/server.log $VAR/agent.log
-Stop:          make demo-stop   (pids in $VAR/server.pid, $VAR/agent.pid)
+Logs:          tail -f $VAR/server.log $VAR/agent*.log $VAR/simnode-*.log
+Simulated:     $VAR/sim/pve-sim1, $VAR/sim/pve-sim2 (read with: $AGENT collect --root DIR)
+Stop:          make demo-stop   (pids in $VAR/*.pid)
 EOF
 }
 
