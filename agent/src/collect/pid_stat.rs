@@ -41,6 +41,16 @@ pub fn parse(text: &str) -> Result<PidStat, String> {
     })
 }
 
+/// A pid file (`/var/run/qemu-server/<vmid>.pid`, qemu-server `Helpers::vm_pidfile_name`):
+/// the process id on the first line.
+pub fn parse_pidfile(text: &str) -> Result<u32, String> {
+    let pid = text.lines().next().unwrap_or("").trim();
+    pid.parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("pid {} is not a process id", super::problem::quote(pid)))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -70,6 +80,14 @@ mod tests {
             (stat.state, stat.cpu_ticks, stat.start_ticks),
             ('R', 15, 99)
         );
+    }
+
+    #[test]
+    fn pid_files() {
+        assert_eq!(parse_pidfile("1853\n"), Ok(1853));
+        assert!(parse_pidfile("").is_err());
+        assert!(parse_pidfile("0").is_err());
+        assert!(parse_pidfile("abc").is_err());
     }
 
     #[test]
