@@ -1,6 +1,6 @@
 //! `/proc/spl/kstat/zfs/arcstats`: the ZFS ARC's size, limits and hit counters.
 
-use super::problem::{numbered_lines, quote, Problems};
+use super::problem::{numbered_lines, quote, set_once, Problems};
 
 /// The ARC figures we report, in bytes and counts; a row that is missing or unreadable is
 /// `None` (and a problem).
@@ -28,9 +28,11 @@ pub fn parse(text: &str, problems: &mut Problems) -> Result<ArcStats, String> {
     for (number, line) in numbered_lines(text) {
         let mut fields = line.split_ascii_whitespace();
         let Some(name) = fields.next() else { continue };
-        if number == 1 && is_kstat_header(line)
-            || line.split_ascii_whitespace().eq(["name", "type", "data"])
-        {
+        let column_names = line
+            .split_ascii_whitespace()
+            .take(3)
+            .eq(["name", "type", "data"]);
+        if column_names || number == 1 && is_kstat_header(line) {
             continue;
         }
         let (Some(kind), Some(data)) = (fields.next(), fields.next()) else {
@@ -54,7 +56,7 @@ pub fn parse(text: &str, problems: &mut Problems) -> Result<ArcStats, String> {
             _ => continue,
         };
         match data.parse::<u64>() {
-            Ok(value) => *slot = Some(value),
+            Ok(value) => set_once(slot, value, number, name, problems),
             Err(_) => problems.line(
                 number,
                 format!("{name} value {} is not a number", quote(data)),

@@ -1,7 +1,7 @@
 //! cgroup v2 files of a guest's cgroup (`qemu.slice/<vmid>.scope/`, `lxc/<vmid>/`): CPU time,
 //! memory and block I/O (formats: linux `Documentation/admin-guide/cgroup-v2.rst`).
 
-use super::problem::{numbered_lines, quote, Problems};
+use super::problem::{numbered_lines, quote, set_once, Problems};
 
 /// `cpu.stat` (flat keyed): `user_usec + system_usec` (the CPU time Proxmox counts), in
 /// microseconds. A line of a key we use with a value that is not a number is skipped and
@@ -21,7 +21,7 @@ pub fn parse_cpu_stat(text: &str, problems: &mut Problems) -> Result<u64, String
             _ => continue,
         };
         match value.trim().parse::<u64>() {
-            Ok(v) => *slot = Some(v),
+            Ok(v) => set_once(slot, v, number, key, problems),
             Err(_) => problems.line(number, format!("{key} {} is not a number", quote(value))),
         }
     }
@@ -55,7 +55,7 @@ pub fn parse_memory_stat_file(text: &str, problems: &mut Problems) -> Result<u64
         };
         if key == "file" {
             match value.trim().parse::<u64>() {
-                Ok(v) => file = Some(v),
+                Ok(v) => set_once(&mut file, v, number, key, problems),
                 Err(_) => problems.line(number, format!("file {} is not a number", quote(value))),
             }
         }
@@ -63,11 +63,20 @@ pub fn parse_memory_stat_file(text: &str, problems: &mut Problems) -> Result<u64
     file.ok_or_else(|| "no readable \"file\" line".into())
 }
 
-/// `io.stat` (nested keyed): `rbytes` and `wbytes` summed over all devices. A line that does
-/// not start with `major:minor`, or a field of it that is not `key=value` (or whose value we
-/// use and is not a number), is skipped and reported; the line's other fields still count.
-pub fn parse_io_stat(text: &str, problems: &mut Problems) -> Result<(u64, u64), String> {
-    let (mut read, mut written) = (0u64, 0u64);
+/// One device's line of `io.stat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceIo {
+    /// `major:minor`.
+    pub device: String,
+    pub rbytes: Option<u64>,
+    pub wbytes: Option<u64>,
+}
+
+/// `io.stat` (nested keyed): `rbytes` and `wbytes` per device. A line that does not start with
+/// `major:minor`, or a field of it that is not `key=value` (or whose value we use and is not a
+/// number), is skipped and reported; the line's other fields still count.
+pub fn parse_io_stat(text: &str, problems: &mut Problems) -> Result<Vec<DeviceIo>, String> {
+    let mut out = Vec::new();
     for (number, line) in numbered_lines(text) {
         let mut fields = line.split_ascii_whitespace();
         let Some(device) = fields.next() else {
@@ -80,6 +89,11 @@ pub fn parse_io_stat(text: &str, problems: &mut Problems) -> Result<(u64, u64), 
             );
             continue;
         }
+        let mut io = DeviceIo {
+            device: device.to_owned(),
+            rbytes: None,
+            wbytes: None,
+        };
         for field in fields {
             let Some((key, value)) = field.split_once('=') else {
                 problems.line(
@@ -89,20 +103,31 @@ pub fn parse_io_stat(text: &str, problems: &mut Problems) -> Result<(u64, u64), 
                 continue;
             };
             let slot = match key {
-                "rbytes" => &mut read,
-                "wbytes" => &mut written,
+                "rbytes" => &mut io.rbytes,
+                "wbytes" => &mut io.wbytes,
                 _ => continue,
             };
             match value.parse::<u64>() {
-                Ok(value) => *slot = slot.saturating_add(value),
+                Ok(value) => *slot = Some(value),
                 Err(_) => problems.line(
                     number,
                     format!("{device}: {key} {} is not a number", quote(value)),
                 ),
             }
         }
+        out.push(io);
     }
-    Ok((read, written))
+    Ok(out)
+}
+
+/// Bytes read and written, summed over the devices (what Proxmox reports for a guest).
+pub fn io_totals(devices: &[DeviceIo]) -> (u64, u64) {
+    devices.iter().fold((0u64, 0u64), |(r, w), d| {
+        (
+            r.saturating_add(d.rbytes.unwrap_or(0)),
+            w.saturating_add(d.wbytes.unwrap_or(0)),
+        )
+    })
 }
 
 /// `8:0`, `230:16`.
@@ -180,12 +205,12 @@ mod tests {
             12_582_912
         );
         assert_eq!(
-            ok(
+            io_totals(&ok(
                 parse_io_stat,
                 include_str!(
                     "../../../fixtures/pve-node/sys/fs/cgroup/qemu.slice/100.scope/io.stat"
                 )
-            ),
+            )),
             (2_379_522_048, 15_208_677_376)
         );
         assert_eq!(
@@ -203,15 +228,18 @@ mod tests {
     fn io_stat_sums_devices_and_accepts_empty() {
         let text = "8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n\
                     230:16 rbytes=5 wbytes=7 rios=1 wios=1 dbytes=0 dios=0\n";
-        assert_eq!(ok(parse_io_stat, text), (15, 27));
-        assert_eq!(ok(parse_io_stat, ""), (0, 0));
+        assert_eq!(io_totals(&ok(parse_io_stat, text)), (15, 27));
+        assert_eq!(io_totals(&ok(parse_io_stat, "")), (0, 0));
     }
 
     #[test]
     fn bad_lines_and_fields_cost_only_themselves() {
         let mut problems = Problems::new();
         let text = "garbage\n8:0 rbytes=x wbytes=20 junk\n8:16 rbytes=5 wbytes=7\n";
-        assert_eq!(parse_io_stat(text, &mut problems), Ok((5, 27)));
+        assert_eq!(
+            io_totals(&parse_io_stat(text, &mut problems).unwrap()),
+            (5, 27)
+        );
         let lines: Vec<Option<usize>> = problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, [Some(1), Some(2), Some(2)]);
         let mut problems = Problems::new();

@@ -57,6 +57,9 @@ pub struct GuestConf {
 pub fn parse(text: &str, kind: GuestType, problems: &mut Problems) -> GuestConf {
     let lxc = kind == GuestType::Lxc;
     let mut conf = GuestConf::default();
+    // Keys we use, as first seen: Proxmox writes each once, so a repeat is a hand edit or
+    // damage (a section header lost); the last value counts, as in Proxmox, and it is reported.
+    let mut seen: Vec<(&str, usize)> = Vec::new();
     for (number, line) in numbered_lines(text) {
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
@@ -71,6 +74,15 @@ pub fn parse(text: &str, kind: GuestType, problems: &mut Problems) -> GuestConf 
             problems.line(number, format!("{} is not \"key: value\"", quote(line)));
             continue;
         };
+        if USED_KEYS.contains(&key) {
+            match seen.iter().find(|(k, _)| *k == key) {
+                Some((_, first)) => problems.line(
+                    number,
+                    format!("{key} repeats line {first}: this later value counts"),
+                ),
+                None => seen.push((key, number)),
+            }
+        }
         match key {
             "description" | "snapstate" => {}
             "args" if !lxc => {}
@@ -107,6 +119,12 @@ pub fn parse(text: &str, kind: GuestType, problems: &mut Problems) -> GuestConf 
     }
     conf
 }
+
+/// The keys `parse` reads.
+const USED_KEYS: [&str; 12] = [
+    "name", "hostname", "cores", "sockets", "vcpus", "cpulimit", "memory", "swap", "balloon",
+    "onboot", "template", "tags",
+];
 
 /// A section header ends the current config. qemu-server: `[PENDING]`, `[special:...]`, a
 /// snapshot `[name]`, and any other `[...]` (an unknown section, skipped). pve-container:
@@ -472,13 +490,24 @@ mod tests {
                 "line 10: \"delete\" is only allowed in [pve:pending]",
                 "line 13: \"lxc.bad key\" is not \"key: value\"",
                 "line 14: onboot \"maybe\" is not a boolean",
+                "line 15: memory repeats line 4: this later value counts",
             ]
         );
         // A VM stops at any bracketed line; `[special]` ends a CT's config too.
         let (vm, problems) = check("cores: 2\n[weird section]\ncores: 9\n", GuestType::Qemu);
         assert_eq!((vm.cores, problems.len()), (Some(2), 0));
         let (ct, problems) = check("cores: 2\n[weird section]\ncores: 9\n", GuestType::Lxc);
-        assert_eq!((ct.cores, problems.len()), (Some(9), 1));
+        assert_eq!((ct.cores, problems.len()), (Some(9), 2));
+    }
+
+    #[test]
+    fn a_repeated_key_is_reported_and_the_last_counts_as_in_proxmox() {
+        let (vm, problems) = check("cores: 2\nname: a\n#[snap]\ncores: 4\n", GuestType::Qemu);
+        assert_eq!(vm.cores, Some(4));
+        assert_eq!(
+            problems,
+            ["line 4: cores repeats line 1: this later value counts"]
+        );
     }
 
     #[test]

@@ -333,7 +333,9 @@ impl Collector {
             .flatten()
             .zip(page_cache)
             .map(|(c, f)| c.saturating_sub(f));
-        now.io = self.optional_source(&file("io.stat"), cgroup::parse_io_stat, errors);
+        now.io = self
+            .optional_source(&file("io.stat"), cgroup::parse_io_stat, errors)
+            .map(|devices| cgroup::io_totals(&devices));
         let pressure = self.pressure_files(&dir, ".pressure", errors);
         guest.pressure = (pressure != common::sample::Pressure::default()).then_some(pressure);
         now

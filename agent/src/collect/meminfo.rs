@@ -1,6 +1,6 @@
 //! `/proc/meminfo`: memory and swap, in bytes.
 
-use super::problem::{numbered_lines, quote, Problems};
+use super::problem::{numbered_lines, quote, set_once, Problems};
 
 /// The fields of `/proc/meminfo` we use, converted from kB to bytes. A field whose line is
 /// missing or unreadable is `None` (and a problem, except `MemAvailable`, which kernels before
@@ -61,7 +61,7 @@ pub fn parse(text: &str, problems: &mut Problems) -> Result<MemInfo, String> {
             _ => continue,
         };
         match kib_to_bytes(key, rest) {
-            Ok(value) => *slot = Some(value),
+            Ok(value) => set_once(slot, value, number, key, problems),
             Err(message) => problems.line(number, message),
         }
     }

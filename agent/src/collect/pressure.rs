@@ -47,6 +47,10 @@ pub fn parse(text: &str, problems: &mut Problems) -> Result<Psi, String> {
             "full" => (&mut psi.full_avg10, &mut psi.full_total_us),
             _ => continue,
         };
+        if avg_slot.is_some() {
+            problems.line(number, format!("{kind} repeated: the first line is kept"));
+            continue;
+        }
         let Some(avg10) = avg10 else {
             problems.line(number, format!("{kind} line has no avg10"));
             continue;

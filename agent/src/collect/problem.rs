@@ -84,6 +84,23 @@ impl Problems {
 /// garbage cannot make the sample huge.
 const QUOTE_CHARS: usize = 60;
 
+/// Sets `slot` from a line of a key the kernel writes only once per file. A repeat can only be
+/// damage (the tail of a line cut in two): it is reported and the first value is kept, so the
+/// damage cannot change what the lines before it said.
+pub fn set_once<T>(
+    slot: &mut Option<T>,
+    value: T,
+    number: usize,
+    key: &str,
+    problems: &mut Problems,
+) {
+    if slot.is_some() {
+        problems.line(number, format!("{key} repeated: the first value is kept"));
+    } else {
+        *slot = Some(value);
+    }
+}
+
 /// `text` in quotes, shortened to `QUOTE_CHARS` characters: how messages show the bad line or
 /// value.
 pub fn quote(text: &str) -> String {

@@ -1,6 +1,6 @@
 //! `/proc/stat`: CPU time counters, turned into busy percentages between two samples.
 
-use super::problem::{numbered_lines, quote, Problems};
+use super::problem::{numbered_lines, quote, set_once, Problems};
 
 /// The jiffy counters of one `cpu` line. `guest` and `guest_nice` are already counted in `user`
 /// and `nice`, so they are left out of the total.
@@ -114,7 +114,14 @@ pub fn parse(text: &str, problems: &mut Problems) -> Result<CpuStat, String> {
             steal,
         };
         match index {
-            None => stat.total = Some(times),
+            None => set_once(&mut stat.total, times, number, label, problems),
+            // CPUs come in increasing order; only a number not above the last can repeat.
+            Some(n)
+                if stat.per_cpu.last().is_some_and(|(m, _)| *m >= n)
+                    && stat.per_cpu.iter().any(|(m, _)| *m == n) =>
+            {
+                problems.line(number, format!("{label} repeated: the first line is kept"));
+            }
             Some(n) => stat.per_cpu.push((n, times)),
         }
     }
