@@ -324,6 +324,33 @@ fn a_bad_line_in_a_ct_config_costs_only_that_line() {
 }
 
 #[test]
+fn a_file_full_of_bad_lines_lists_ten_and_counts_the_rest() {
+    let tree = TempTree::new(&["pve-node"]);
+    let mut net = std::fs::read_to_string(tree.0.join("proc/net/dev")).unwrap();
+    for i in 0..15 {
+        net.push_str(&format!("bad{i}: 1 2 3\n"));
+    }
+    tree.write("proc/net/dev", &net);
+    let mut collector = Collector::new(&tree.0);
+    for _ in 0..2 {
+        let fast = collector.fast();
+        let messages: Vec<&str> = fast
+            .errors
+            .iter()
+            .filter(|e| e.source == "/proc/net/dev")
+            .map(|e| e.message.as_str())
+            .collect();
+        assert_eq!(messages.len(), 11, "{messages:?}");
+        assert_eq!(messages[0], "line 15: bad0: expected 16 counters, found 3");
+        assert_eq!(messages[10], "5 more lines or fields skipped");
+        assert_eq!(fast.errors.len(), 11);
+        // Every good interface is still read.
+        let names: Vec<&str> = fast.net.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["eno1", "eno2", "vmbr0"]);
+    }
+}
+
+#[test]
 fn medium_and_slow_of_the_pve_node() {
     let mut collector = Collector::new(fixture("pve-node"));
     let medium = collector.medium();

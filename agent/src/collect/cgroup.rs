@@ -43,9 +43,12 @@ pub fn parse_limit(text: &str) -> Result<Option<u64>, String> {
         .map_err(|_| format!("value {} is neither a number nor \"max\"", quote(value)))
 }
 
-/// `memory.stat` (flat keyed): the `file` line (page cache), in bytes.
+/// `memory.stat` (flat keyed): the `file` line (page cache), in bytes. The file has ~50
+/// lines per guest and `file` is the second, so reading stops there: the lines after it cannot
+/// change the figure (the kernel writes each key once), and a 200-guest node reads this file
+/// 200 times a cycle. A line before it that is not `key value`, or a `file` value that is not
+/// a number, is reported.
 pub fn parse_memory_stat_file(text: &str, problems: &mut Problems) -> Result<u64, String> {
-    let mut file = None;
     for (number, line) in numbered_lines(text) {
         let Some((key, value)) = line.split_once(' ') else {
             if !line.trim().is_empty() {
@@ -55,19 +58,19 @@ pub fn parse_memory_stat_file(text: &str, problems: &mut Problems) -> Result<u64
         };
         if key == "file" {
             match value.trim().parse::<u64>() {
-                Ok(v) => set_once(&mut file, v, number, key, problems),
+                Ok(v) => return Ok(v),
                 Err(_) => problems.line(number, format!("file {} is not a number", quote(value))),
             }
         }
     }
-    file.ok_or_else(|| "no readable \"file\" line".into())
+    Err("no readable \"file\" line".into())
 }
 
 /// One device's line of `io.stat`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceIo {
     /// `major:minor`.
-    pub device: String,
+    pub device: (u32, u32),
     pub rbytes: Option<u64>,
     pub wbytes: Option<u64>,
 }
@@ -82,15 +85,15 @@ pub fn parse_io_stat(text: &str, problems: &mut Problems) -> Result<Vec<DeviceIo
         let Some(device) = fields.next() else {
             continue;
         };
-        if !is_device(device) {
+        let Some(numbers) = parse_device(device) else {
             problems.line(
                 number,
                 format!("{} does not start with major:minor", quote(line)),
             );
             continue;
-        }
+        };
         let mut io = DeviceIo {
-            device: device.to_owned(),
+            device: numbers,
             rbytes: None,
             wbytes: None,
         };
@@ -131,13 +134,14 @@ pub fn io_totals(devices: &[DeviceIo]) -> (u64, u64) {
 }
 
 /// `8:0`, `230:16`.
-fn is_device(field: &str) -> bool {
-    field.split_once(':').is_some_and(|(major, minor)| {
-        !major.is_empty()
-            && !minor.is_empty()
-            && major.bytes().all(|b| b.is_ascii_digit())
-            && minor.bytes().all(|b| b.is_ascii_digit())
-    })
+fn parse_device(field: &str) -> Option<(u32, u32)> {
+    let (major, minor) = field.split_once(':')?;
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    Some((number(major)?, number(minor)?))
 }
 
 /// `cgroup.events`: whether the cgroup is frozen (`frozen 1`), as a paused CT is.

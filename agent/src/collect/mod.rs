@@ -938,6 +938,36 @@ mod tests {
     }
 
     #[test]
+    fn each_problem_is_logged_once_and_listed_once_per_sample() {
+        let dir = std::env::temp_dir().join(format!("pm-noted-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("proc")).unwrap();
+        std::fs::write(dir.join("proc/loadavg"), "0.1 x 0.3 1/2 3\n").unwrap();
+        let mut collector = Collector::new(&dir);
+        for _ in 0..3 {
+            let sample = collector.fast();
+            let loadavg: Vec<&SourceError> = sample
+                .errors
+                .iter()
+                .filter(|e| e.source == "/proc/loadavg")
+                .collect();
+            assert_eq!(loadavg.len(), 1);
+            assert_eq!(
+                loadavg[0].message,
+                "line 1: 5-minute load average \"x\" is not a number"
+            );
+            assert_eq!((sample.load1, sample.load5), (Some(0.1), None));
+        }
+        // Logged the first time only.
+        let noted = collector.noted_problems.borrow();
+        assert_eq!(
+            noted.iter().collect::<Vec<_>>(),
+            ["/proc/loadavg: line 1: 5-minute load average \"x\" is not a number"]
+        );
+        drop(noted);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_collector_can_move_to_the_run_loop_thread() {
         fn assert_send<T: Send>() {}
         assert_send::<Collector>();

@@ -28,11 +28,12 @@ pub fn parse(text: &str, problems: &mut Problems) -> Result<Psi, String> {
         let mut total = None;
         let mut shape_ok = true;
         for field in fields {
-            match field.split_once('=') {
-                Some(("avg10", v)) => avg10 = Some(v),
-                Some(("total", v)) => total = Some(v),
-                Some(_) => {}
-                None => shape_ok = false,
+            if let Some(v) = field.strip_prefix("avg10=") {
+                avg10 = Some(v);
+            } else if let Some(v) = field.strip_prefix("total=") {
+                total = Some(v);
+            } else if !field.contains('=') {
+                shape_ok = false;
             }
         }
         if !shape_ok {
