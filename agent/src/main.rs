@@ -36,6 +36,10 @@ enum Command {
         /// Read the node's files under DIR instead of / (e.g. a fixture tree)
         #[arg(long, value_name = "DIR", default_value = "/")]
         root: PathBuf,
+        /// Instead of the sample, list every problem met (file, line, what was wrong) and exit
+        /// 1 if there was any, 0 if every source read cleanly
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -45,7 +49,8 @@ const STOP_DEADLINE: Duration = Duration::from_millis(1800);
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command.unwrap_or(Command::Run) {
-        Command::Collect { root } => collect(&root),
+        Command::Collect { root, check: false } => collect(&root),
+        Command::Collect { root, check: true } => check(&root),
         Command::Run => run(cli.config, cli.log_level),
     };
     std::process::exit(code);
@@ -63,6 +68,34 @@ fn collect(root: &std::path::Path) -> i32 {
             eprintln!("proxmox-monitor-agent: {e}");
             1
         }
+    }
+}
+
+/// `collect --check`: one problem per line, `<file>: line N: <what>`, then a summary line.
+fn check(root: &std::path::Path) -> i32 {
+    // The problems are the output; the collector's own warnings about them would repeat them.
+    init_logging(log::LevelFilter::Error);
+    let problems = agent::collect::check_once(root);
+    for problem in &problems {
+        // A file's parse error names the file's full path; the source already says which.
+        let full = root.join(problem.source.trim_start_matches('/'));
+        let prefix = format!("{}: ", full.display());
+        let message = problem
+            .message
+            .strip_prefix(&prefix)
+            .unwrap_or(&problem.message);
+        println!("{}: {message}", problem.source);
+    }
+    if problems.is_empty() {
+        println!(
+            "no problems: every source under {} read cleanly",
+            root.display()
+        );
+        0
+    } else {
+        let s = if problems.len() == 1 { "" } else { "s" };
+        println!("{} problem{s} under {}", problems.len(), root.display());
+        1
     }
 }
 

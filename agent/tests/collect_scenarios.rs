@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use agent::collect::command::{CommandError, CommandRunner};
 use agent::collect::Collector;
-use common::sample::{FastSample, GuestStatus, MediumSample};
+use common::sample::{FastSample, GuestStatus, MediumSample, SourceError};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -71,8 +71,15 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The sources of `errors`, each once, in order (a file may have several problems).
 fn sources(errors: &[common::sample::SourceError]) -> Vec<&str> {
-    errors.iter().map(|e| e.source.as_str()).collect()
+    let mut out: Vec<&str> = Vec::new();
+    for e in errors {
+        if !out.contains(&e.source.as_str()) {
+            out.push(&e.source);
+        }
+    }
+    out
 }
 
 /// The `data` of a golden protocol frame.
@@ -268,20 +275,79 @@ fn a_broken_guest_file_is_an_error_for_that_guest_only() {
         "sys/fs/cgroup/qemu.slice/100.scope/memory.stat",
         "garbage\n",
     );
-    tree.write("etc/pve/lxc/101.conf", "memory: lots\n");
-    let sample = Collector::new(&tree.0).fast();
+    tree.remove("etc/pve/qemu-server/102.conf");
+    let mut collector = Collector::new(&tree.0);
+    let sample = collector.fast();
     assert_eq!(
         sources(&sample.errors),
         [
             "/sys/fs/cgroup/qemu.slice/100.scope/memory.stat",
-            "/etc/pve/lxc/101.conf"
+            "/etc/pve/qemu-server/102.conf"
         ]
     );
     assert_eq!(sample.guests[0].mem_used_bytes, None);
     assert_eq!(sample.guests[0].cpus, Some(4.0));
-    // The CT still reports, with the default name.
-    assert_eq!(sample.guests[1].name.as_deref(), Some("CT101"));
+    // The VM without a config still reports, with the default name.
+    assert_eq!(sample.guests[2].name.as_deref(), Some("VM 102"));
     assert_eq!(sample.guests[1].mem_used_bytes, Some(124_792_832));
+}
+
+#[test]
+fn a_bad_line_in_a_ct_config_costs_only_that_line() {
+    let tree = TempTree::new(&["pve-node"]);
+    let config = "#DNS resolver\narch: amd64\ncores: 2\nhostname: dns01\nmemory: lots\n\
+                  tags: infra\nlxc.idmap: u 0 100000 65536\nlxc.cgroup2.devices.allow: c 10:200 rwm\n\
+                  lxc.apparmor.profile = unconfined\n";
+    tree.write("etc/pve/lxc/101.conf", config);
+    let mut collector = Collector::new(&tree.0);
+    let fast = collector.fast();
+    // The fast sample uses the config; its line problems are the medium sample's to report.
+    assert_eq!(fast.errors, []);
+    assert_eq!(fast.guests[1].name.as_deref(), Some("dns01"));
+    assert_eq!(fast.guests[1].cpus, Some(2.0));
+    let medium = collector.medium();
+    assert_eq!(
+        medium.errors,
+        [SourceError {
+            source: "/etc/pve/lxc/101.conf".into(),
+            message: "line 5: memory \"lots\" is not a whole number".into()
+        }]
+    );
+    let ct = &medium.guests[1];
+    assert_eq!((ct.name.as_str(), ct.cores), ("dns01", Some(2)));
+    assert_eq!(ct.tags, ["infra"]);
+    // Memory unreadable: the run-time default; no `swap` line: no swap.
+    assert_eq!(ct.memory_bytes, Some(512 * 1024 * 1024));
+    assert_eq!(ct.swap_bytes, Some(0));
+    // Reported again by the next medium sample (it still is wrong), once each time.
+    assert_eq!(collector.medium().errors.len(), 1);
+}
+
+#[test]
+fn a_file_full_of_bad_lines_lists_ten_and_counts_the_rest() {
+    let tree = TempTree::new(&["pve-node"]);
+    let mut net = std::fs::read_to_string(tree.0.join("proc/net/dev")).unwrap();
+    for i in 0..15 {
+        net.push_str(&format!("bad{i}: 1 2 3\n"));
+    }
+    tree.write("proc/net/dev", &net);
+    let mut collector = Collector::new(&tree.0);
+    for _ in 0..2 {
+        let fast = collector.fast();
+        let messages: Vec<&str> = fast
+            .errors
+            .iter()
+            .filter(|e| e.source == "/proc/net/dev")
+            .map(|e| e.message.as_str())
+            .collect();
+        assert_eq!(messages.len(), 11, "{messages:?}");
+        assert_eq!(messages[0], "line 15: bad0: expected 16 counters, found 3");
+        assert_eq!(messages[10], "5 more lines or fields skipped");
+        assert_eq!(fast.errors.len(), 11);
+        // Every good interface is still read.
+        let names: Vec<&str> = fast.net.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["eno1", "eno2", "vmbr0"]);
+    }
 }
 
 #[test]
@@ -450,9 +516,19 @@ fn broken_files_are_errors_not_panics() {
     );
     assert_eq!(fast.hostname.as_deref(), Some("pve1"));
     assert_eq!(fast.pressure.unwrap().memory_some, Some(0.0));
-    for error in &fast.errors {
-        assert!(error.message.contains("fixtures/broken/"), "{error:?}");
-    }
+    // What comes before the damage is still read.
+    assert_eq!(fast.mem_total_bytes, Some(65_759_444 * 1024));
+    assert_eq!(fast.arc.map(|a| a.size_bytes), Some(None));
+    // A file that cannot be used at all is named by its path; a skipped line by its number.
+    assert!(fast.errors[0]
+        .message
+        .contains("fixtures/broken/proc/loadavg"));
+    let net = fast
+        .errors
+        .iter()
+        .find(|e| e.source == "/proc/net/dev")
+        .unwrap();
+    assert_eq!(net.message, "line 3: eno1: expected 16 counters, found 3");
     let medium = collector.medium();
     assert_eq!(
         sources(&medium.errors),
@@ -509,7 +585,13 @@ fn missing_commands_are_absent_data_not_errors() {
     for _ in 0..3 {
         let medium = collector.medium();
         assert_eq!(medium.errors, []);
-        assert_eq!(medium.pools, []);
+        // Without `zpool`, the pools' states still come from the kernel's kstats.
+        let pools: Vec<(&str, &str, Option<u64>)> = medium
+            .pools
+            .iter()
+            .map(|p| (p.name.as_str(), p.health.as_str(), p.size_bytes))
+            .collect();
+        assert_eq!(pools, [("rpool", "ONLINE", None)]);
         // Storages are still listed from storage.cfg, without usage.
         assert_eq!(medium.storages.len(), 3);
         assert_eq!(medium.storages[0].active, None);
@@ -528,5 +610,8 @@ fn failing_commands_are_errors_every_cycle() {
         let medium = collector.medium();
         assert_eq!(sources(&medium.errors), ["zpool list", "pvesm status"]);
         assert!(medium.errors[0].message.contains("killed"));
+        // A hanging `zpool` (a suspended pool does that) still leaves the pools' states.
+        assert_eq!(medium.pools.len(), 1);
+        assert_eq!(medium.pools[0].health, "ONLINE");
     }
 }

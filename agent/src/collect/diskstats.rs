@@ -4,6 +4,8 @@
 //! flush counters (5.5+); we use the first 14. Sectors are always 512 bytes, whatever the
 //! device's sector size.
 
+use super::problem::{numbered_lines, quote, Problems};
+
 /// The counters of one device we use (totals since boot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DiskCounters {
@@ -17,43 +19,63 @@ pub struct DiskCounters {
 
 pub const SECTOR_BYTES: u64 = 512;
 
-/// Parses every line into `(name, counters)`, in file order. The 7-field partition lines of
-/// 2.6.x kernels carry no useful counters and are skipped.
-pub fn parse(text: &str) -> Result<Vec<(String, DiskCounters)>, String> {
+/// Parses every line into `(name, counters)`, in file order (kernel `block/genhd.c`
+/// `diskstats_show`). The 7-field partition lines of 2.6.x kernels carry no counters we use
+/// and are skipped; a line with another number of fields below 14, or a field of the first 14
+/// that is not a number, is skipped and reported. Fails only on an empty file.
+pub fn parse(text: &str, problems: &mut Problems) -> Result<Vec<(String, DiskCounters)>, String> {
     let mut out = Vec::new();
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+    let mut fields: Vec<&str> = Vec::with_capacity(20);
+    for (number, line) in numbered_lines(text) {
+        fields.clear();
+        fields.extend(line.split_ascii_whitespace());
         match fields.len() {
             0 | 7 => continue,
             n if n < 14 => {
-                return Err(format!(
-                    "line {line:?} has {n} fields, expected 14, 18 or 20"
-                ))
+                problems.line(
+                    number,
+                    format!("{} has {n} fields, expected 14, 18 or 20", quote(line)),
+                );
+                continue;
             }
             _ => {}
         }
         let name = fields[2];
-        let number = |i: usize| -> Result<u64, String> {
-            fields[i]
-                .parse()
-                .map_err(|_| format!("{name}: field {} {:?} is not a number", i + 1, fields[i]))
-        };
-        for i in (0..fields.len()).filter(|i| *i != 2) {
-            number(i)?;
+        let mut values = [0u64; 14];
+        let mut bad = None;
+        for (i, slot) in values.iter_mut().enumerate().filter(|(i, _)| *i != 2) {
+            match fields[i].parse() {
+                Ok(value) => *slot = value,
+                Err(_) => {
+                    bad = Some(i);
+                    break;
+                }
+            }
+        }
+        if let Some(i) = bad {
+            problems.line(
+                number,
+                format!(
+                    "{name}: field {} {} is not a number",
+                    i + 1,
+                    quote(fields[i])
+                ),
+            );
+            continue;
         }
         out.push((
             name.to_owned(),
             DiskCounters {
-                reads: number(3)?,
-                read_sectors: number(5)?,
-                writes: number(7)?,
-                write_sectors: number(9)?,
-                io_ticks_ms: number(12)?,
+                reads: values[3],
+                read_sectors: values[5],
+                writes: values[7],
+                write_sectors: values[9],
+                io_ticks_ms: values[12],
             },
         ));
     }
-    if out.is_empty() {
-        return Err("no devices".into());
+    if out.is_empty() && text.trim().is_empty() {
+        return Err("file is empty".into());
     }
     Ok(out)
 }
@@ -98,7 +120,9 @@ mod tests {
 
     #[test]
     fn fixture_20_fields() {
-        let disks = parse(FIXTURE).unwrap();
+        let mut problems = Problems::new();
+        let disks = parse(FIXTURE, &mut problems).unwrap();
+        assert!(problems.is_empty());
         assert_eq!(disks.len(), 12);
         assert_eq!(disks[0].0, "nvme0n1");
         assert_eq!(
@@ -124,7 +148,7 @@ mod tests {
         let text = "   8       0 sda 1 2 3 4 5 6 7 8 9 10 11\n\
                     8       1 sda1 1 2 3 4\n\
                     8      16 sdb 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25\n";
-        let disks = parse(text).unwrap();
+        let disks = parse(text, &mut Problems::new()).unwrap();
         assert_eq!(disks.len(), 2);
         assert_eq!(
             disks[0].1,
@@ -175,14 +199,27 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_line_costs_only_itself() {
+        let text =
+            "8 0 sda 1 2 3\n8 16 sdb 1 2 3 4 5 6 7 8 9 10 x\nx 0 sdc 1 2 3 4 5 6 7 8 9 10 11\n\
+                    8 32 sdd 1 2 3 4 5 6 7 8 9 10 11\n";
+        let mut problems = Problems::new();
+        let disks = parse(text, &mut problems).unwrap();
+        assert_eq!(disks.len(), 1);
+        assert_eq!(disks[0].0, "sdd");
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "line 1: \"8 0 sda 1 2 3\" has 6 fields, expected 14, 18 or 20",
+                "line 2: sdb: field 14 \"x\" is not a number",
+                "line 3: sdc: field 1 \"x\" is not a number",
+            ]
+        );
+    }
+
+    #[test]
     fn broken() {
-        for bad in [
-            "",
-            "8 0 sda 1 2 3\n",
-            "8 0 sda 1 2 3 4 5 6 7 8 9 10 x\n",
-            "x 0 sda 1 2 3 4 5 6 7 8 9 10 11\n",
-        ] {
-            assert!(parse(bad).is_err(), "{bad:?}");
-        }
+        assert!(parse("", &mut Problems::new()).is_err());
     }
 }

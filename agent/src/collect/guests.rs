@@ -19,7 +19,8 @@ use common::sample::{GuestConfig, GuestFast, GuestStatus, GuestType, SourceError
 use super::guest_config::{self, GuestConf};
 use super::net_dev::NetCounters;
 use super::pmxcfs::{self, VmListEntry};
-use super::{cgroup, net_unix, pid_stat, rate, round2, Collector};
+use super::problem::Problems;
+use super::{cgroup, net_unix, pid_stat, rate, round2, whole, Collector};
 
 /// What the collector remembers about guests between cycles.
 #[derive(Debug, Default)]
@@ -100,7 +101,7 @@ impl Collector {
                     guest.status = GuestStatus::Running;
                     let events = format!("sys/fs/cgroup/lxc/{}/cgroup.events", entry.vmid);
                     if self
-                        .optional_source(&events, |t| Ok(cgroup::parse_frozen(t)), errors)
+                        .optional_source(&events, |t, _| Ok(cgroup::parse_frozen(t)), errors)
                         .unwrap_or(false)
                     {
                         guest.status = GuestStatus::Paused;
@@ -160,7 +161,10 @@ impl Collector {
         };
         let mut out = Vec::with_capacity(entries.len());
         for entry in &entries {
-            if let Some(conf) = self.source(&config_path(entry), guest_config::parse, errors) {
+            let kind = entry.kind;
+            let parse =
+                |text: &str, problems: &mut Problems| Ok(guest_config::parse(text, kind, problems));
+            if let Some(conf) = self.source(&config_path(entry), parse, errors) {
                 out.push(conf.to_guest_config(entry.vmid, entry.kind, host_cpus));
                 self.guest_cache
                     .configs
@@ -187,14 +191,19 @@ impl Collector {
     }
 
     /// The guest's config, from the cache while its `.vmlist` version is unchanged. A config
-    /// that cannot be read is recorded and replaced by the defaults for this cycle.
+    /// that cannot be read is recorded and replaced by the defaults for this cycle. Lines of it
+    /// that do not read are the medium sample's to report (it reads every config every time).
     fn cached_conf(&mut self, entry: &VmListEntry, errors: &mut Vec<SourceError>) -> GuestConf {
         if let Some((version, conf)) = self.guest_cache.configs.get(&entry.vmid) {
             if *version == entry.version {
                 return conf.clone();
             }
         }
-        match self.source(&config_path(entry), guest_config::parse, errors) {
+        let kind = entry.kind;
+        let parse = |text: &str, _: &mut Problems| {
+            Ok(guest_config::parse(text, kind, &mut Problems::new()))
+        };
+        match self.source(&config_path(entry), parse, errors) {
             Some(conf) => {
                 self.guest_cache
                     .configs
@@ -212,17 +221,22 @@ impl Collector {
         errors: &mut Vec<SourceError>,
     ) -> Option<(u32, pid_stat::PidStat)> {
         let pidfile = format!("/var/run/qemu-server/{vmid}.pid");
-        let pid: u32 = self.optional_source(&pidfile[1..], parse_pid, errors)?;
+        let pid: u32 =
+            self.optional_source(&pidfile[1..], whole(pid_stat::parse_pidfile), errors)?;
         // A pid file without its process is a VM that did not shut down cleanly: stopped.
-        let stat = self.optional_source(&format!("proc/{pid}/stat"), pid_stat::parse, errors)?;
+        let stat =
+            self.optional_source(&format!("proc/{pid}/stat"), whole(pid_stat::parse), errors)?;
         if stat.state == 'Z' {
             return None;
         }
         if self.guest_cache.verified_qemu.get(&vmid) == Some(&(pid, stat.start_ticks)) {
             return Some((pid, stat));
         }
-        let cmdline =
-            self.optional_source(&format!("proc/{pid}/cmdline"), |t| Ok(t.to_owned()), errors)?;
+        let cmdline = self.optional_source(
+            &format!("proc/{pid}/cmdline"),
+            |t, _| Ok(t.to_owned()),
+            errors,
+        )?;
         if !is_qemu_of(&cmdline, &pidfile) {
             return None;
         }
@@ -239,7 +253,8 @@ impl Collector {
         errors: &mut Vec<SourceError>,
     ) -> Option<(u32, pid_stat::PidStat)> {
         if let Some((pid, start)) = self.guest_cache.ct_init.get(&vmid).copied() {
-            let stat = self.optional_source(&format!("proc/{pid}/stat"), pid_stat::parse, errors);
+            let stat =
+                self.optional_source(&format!("proc/{pid}/stat"), whole(pid_stat::parse), errors);
             if let Some(stat) = stat.filter(|s| s.start_ticks == start) {
                 return Some((pid, stat));
             }
@@ -258,7 +273,8 @@ impl Collector {
                 .unwrap_or_default();
         }
         let pid = pids.into_iter().min()?;
-        let stat = self.optional_source(&format!("proc/{pid}/stat"), pid_stat::parse, errors)?;
+        let stat =
+            self.optional_source(&format!("proc/{pid}/stat"), whole(pid_stat::parse), errors)?;
         self.guest_cache
             .ct_init
             .insert(vmid, (pid, stat.start_ticks));
@@ -294,7 +310,7 @@ impl Collector {
         };
         if entry.kind == GuestType::Qemu {
             now.cpu = process.map(|(_, stat)| stat.cpu_ticks);
-            guest.mem_limit_bytes = Some(conf.memory_bytes());
+            guest.mem_limit_bytes = Some(conf.memory_bytes(entry.kind));
         }
         if !cgroup_v2 {
             return now;
@@ -306,17 +322,20 @@ impl Collector {
         let file = |name: &str| format!("{dir}{name}");
         if entry.kind == GuestType::Lxc {
             now.cpu = self.optional_source(&file("cpu.stat"), cgroup::parse_cpu_stat, errors);
-            let max = self.optional_source(&file("memory.max"), cgroup::parse_limit, errors);
-            guest.mem_limit_bytes = max.flatten().or(Some(conf.memory_bytes()));
+            let max = self.optional_source(&file("memory.max"), whole(cgroup::parse_limit), errors);
+            guest.mem_limit_bytes = max.flatten().or(Some(conf.memory_bytes(entry.kind)));
         }
-        let current = self.optional_source(&file("memory.current"), cgroup::parse_limit, errors);
+        let current =
+            self.optional_source(&file("memory.current"), whole(cgroup::parse_limit), errors);
         let page_cache =
             self.optional_source(&file("memory.stat"), cgroup::parse_memory_stat_file, errors);
         guest.mem_used_bytes = current
             .flatten()
             .zip(page_cache)
             .map(|(c, f)| c.saturating_sub(f));
-        now.io = self.optional_source(&file("io.stat"), cgroup::parse_io_stat, errors);
+        now.io = self
+            .optional_source(&file("io.stat"), cgroup::parse_io_stat, errors)
+            .map(|devices| cgroup::io_totals(&devices));
         let pressure = self.pressure_files(&dir, ".pressure", errors);
         guest.pressure = (pressure != common::sample::Pressure::default()).then_some(pressure);
         now
@@ -367,14 +386,6 @@ fn config_path(entry: &VmListEntry) -> String {
     }
 }
 
-fn parse_pid(text: &str) -> Result<u32, String> {
-    let pid = text.trim();
-    pid.parse()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("pid {pid:?} is not a process id"))
-}
-
 /// Whether a NUL-separated command line is a QEMU started by Proxmox with this pid file.
 fn is_qemu_of(cmdline: &str, pidfile: &str) -> bool {
     let mut args = cmdline.split('\0');
@@ -409,10 +420,13 @@ mod tests {
     }
 
     #[test]
-    fn pid_files() {
-        assert_eq!(parse_pid("1853\n"), Ok(1853));
-        assert!(parse_pid("").is_err());
-        assert!(parse_pid("0").is_err());
-        assert!(parse_pid("abc").is_err());
+    fn damaged_command_lines_are_no_qemu() {
+        let cmdline = include_str!("../../../fixtures/pve-node/proc/1853/cmdline");
+        let pidfile = "/var/run/qemu-server/100.pid";
+        // Cut anywhere before the pid file argument ends, it is not (yet) this VM's QEMU.
+        let end = cmdline.find(pidfile).unwrap() + pidfile.len();
+        for cut in (0..=cmdline.len()).filter(|c| cmdline.is_char_boundary(*c)) {
+            assert_eq!(is_qemu_of(&cmdline[..cut], pidfile), cut >= end, "{cut}");
+        }
     }
 }

@@ -4,9 +4,18 @@
 //! them into rates.
 //!
 //! One source failing never aborts a sample: its fields stay `None` and the sample's `errors`
-//! names the file and what was wrong with it. A source the node does not have at all (no ZFS,
-//! no Proxmox, no PSI, a missing command) is not an error: its data is absent, and it is logged
+//! names the file and what was wrong with it. Within a file, a line or field a parser cannot
+//! understand is skipped and becomes one entry of `errors` (`line N: ...`, see `problem`); it
+//! never costs the rest of the file. A source the node does not have at all (no ZFS, no
+//! Proxmox, no PSI, a missing command) is not an error: its data is absent, and it is logged
 //! once.
+//!
+//! Reported once: a file read every cycle that stays broken shows in every sample's `errors`
+//! (each sample stands alone on the server), but each distinct problem is logged only the
+//! first time, a sample never lists the same problem twice, and one file contributes at most
+//! `DEFAULT_PROBLEMS_PER_FILE` line problems to a sample. Guest configs are parsed in the fast
+//! cycle only when pmxcfs says they changed; their line problems are reported by the medium
+//! sample, which reads every config.
 //!
 //! Cost: every file is read at most once per cycle (`/proc/net/dev` serves the host and the
 //! guests), guest configs are re-read only when pmxcfs bumps their version in `.vmlist`, and
@@ -19,6 +28,7 @@ pub mod cpuinfo;
 pub mod diskstats;
 pub mod guest_config;
 mod guests;
+pub mod hostname;
 pub mod loadavg;
 pub mod meminfo;
 pub mod mounts;
@@ -27,12 +37,14 @@ pub mod net_unix;
 pub mod pid_stat;
 pub mod pmxcfs;
 pub mod pressure;
+pub mod problem;
 pub mod stat;
 pub mod storage;
 pub mod uptime;
 pub mod versions;
 pub mod zpool;
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -45,12 +57,22 @@ use common::sample::{
 
 use crate::error::{Error, Result};
 use command::{CommandError, CommandRunner, FixtureRunner, SystemRunner};
+use hostname::short_name;
 use mounts::{FixtureStatFs, StatFs, SystemStatFs};
 use net_dev::InterfaceKind;
+use problem::Problems;
 
 /// Clock ticks per second of `/proc/<pid>/stat` times. The kernel fixes USER_HZ at 100 on every
 /// architecture Proxmox runs on, whatever its internal HZ.
 pub const DEFAULT_USER_HZ: u64 = 100;
+
+/// Line problems of one file that one sample lists; the rest are counted in one more entry.
+/// Enough to see what is wrong, and a file of garbage cannot swell every sample.
+pub const DEFAULT_PROBLEMS_PER_FILE: usize = 10;
+
+/// Distinct problems logged; past this, new ones are only in the samples (a file whose bad
+/// line changes every cycle must not grow the agent's memory).
+const MAX_LOGGED_PROBLEMS: usize = 1000;
 
 /// Reads a node's files under `root` and produces samples.
 pub struct Collector {
@@ -64,6 +86,10 @@ pub struct Collector {
     whole_disks: HashMap<String, bool>,
     /// Sources already logged as absent, so that each is logged once.
     noted_absent: HashSet<String>,
+    /// Line problems already logged, so that each is logged once.
+    noted_problems: RefCell<HashSet<String>>,
+    /// At most this many line problems of one file per sample (`None`: all of them).
+    problems_per_file: Option<usize>,
 }
 
 /// The counters of the previous fast sample.
@@ -126,7 +152,15 @@ impl Collector {
             interface_kinds: HashMap::new(),
             whole_disks: HashMap::new(),
             noted_absent: HashSet::new(),
+            noted_problems: RefCell::new(HashSet::new()),
+            problems_per_file: Some(DEFAULT_PROBLEMS_PER_FILE),
         }
+    }
+
+    /// Lists at most `limit` line problems of one file in a sample (`None`: every one, as
+    /// `collect --check` does). `DEFAULT_PROBLEMS_PER_FILE` unless changed.
+    pub fn set_problems_per_file(&mut self, limit: Option<usize>) {
+        self.problems_per_file = limit;
     }
 
     /// Sets the clock ticks per second of process times (`DEFAULT_USER_HZ` unless changed).
@@ -161,18 +195,18 @@ impl Collector {
 
         sample.hostname = self.hostname(&mut errors);
         if let Some(load) = self.source("proc/loadavg", loadavg::parse, &mut errors) {
-            sample.load1 = Some(load.one);
-            sample.load5 = Some(load.five);
-            sample.load15 = Some(load.fifteen);
+            sample.load1 = load.one;
+            sample.load5 = load.five;
+            sample.load15 = load.fifteen;
         }
         if let Some(mem) = self.source("proc/meminfo", meminfo::parse, &mut errors) {
-            sample.mem_total_bytes = Some(mem.total);
+            sample.mem_total_bytes = mem.total;
             sample.mem_available_bytes = mem.available;
-            sample.mem_used_bytes = Some(mem.used());
-            sample.swap_total_bytes = Some(mem.swap_total);
-            sample.swap_free_bytes = Some(mem.swap_free);
+            sample.mem_used_bytes = mem.used();
+            sample.swap_total_bytes = mem.swap_total;
+            sample.swap_free_bytes = mem.swap_free;
         }
-        let uptime = self.source("proc/uptime", uptime::parse_seconds, &mut errors);
+        let uptime = self.source("proc/uptime", whole(uptime::parse_seconds), &mut errors);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // finite and ≥ 0
         {
             sample.uptime_seconds = uptime.map(|s| s.trunc() as u64);
@@ -200,7 +234,7 @@ impl Collector {
             ports: &guest_ports,
         };
         sample.guests = self.guests_fast(&context, &mut errors);
-        sample.errors = errors;
+        sample.errors = dedup(errors);
         sample
     }
 
@@ -211,19 +245,29 @@ impl Collector {
             return None;
         };
         if let Some(before) = &self.previous.cpu {
-            if let Some(p) = stat::percent_between(&before.total, &now.total) {
+            let total = before.total.as_ref().zip(now.total.as_ref());
+            if let Some(p) = total.and_then(|(b, a)| stat::percent_between(b, a)) {
                 sample.cpu_percent = Some(round2(p.busy));
                 sample.cpu_user_percent = Some(round2(p.user));
                 sample.cpu_system_percent = Some(round2(p.system));
                 sample.cpu_iowait_percent = Some(round2(p.iowait));
                 sample.cpu_steal_percent = Some(round2(p.steal));
             }
-            if before.per_cpu.len() == now.per_cpu.len() {
-                sample.cpu_per_core_percent = before
+            // CPUs are matched by their number: one going offline (or a line that does not
+            // read) must not shift the others.
+            if !now.per_cpu.is_empty() {
+                sample.cpu_per_core_percent = now
                     .per_cpu
                     .iter()
-                    .zip(&now.per_cpu)
-                    .map(|(b, a)| stat::percent_between(b, a).map(|p| round2(p.busy)))
+                    .enumerate()
+                    .map(|(i, (n, a))| {
+                        let b = before
+                            .per_cpu
+                            .get(i)
+                            .filter(|(m, _)| m == n)
+                            .or_else(|| before.per_cpu.iter().find(|(m, _)| m == n))?;
+                        stat::percent_between(&b.1, a).map(|p| round2(p.busy))
+                    })
                     .collect();
             }
         }
@@ -250,11 +294,11 @@ impl Collector {
         let io = read("io");
         let memory = read("memory");
         Pressure {
-            cpu_some: cpu.map(|p| p.some_avg10),
+            cpu_some: cpu.and_then(|p| p.some_avg10),
             cpu_full: cpu.and_then(|p| p.full_avg10),
-            io_some: io.map(|p| p.some_avg10),
+            io_some: io.and_then(|p| p.some_avg10),
             io_full: io.and_then(|p| p.full_avg10),
-            memory_some: memory.map(|p| p.some_avg10),
+            memory_some: memory.and_then(|p| p.some_avg10),
             memory_full: memory.and_then(|p| p.full_avg10),
         }
     }
@@ -275,16 +319,17 @@ impl Collector {
                 .and_then(|before| arcstats::hit_ratio(before, &now))
                 .map(round2);
             sample.arc = Some(Arc {
-                size_bytes: Some(now.size),
-                target_bytes: Some(now.target),
-                min_bytes: Some(now.min),
-                max_bytes: Some(now.max),
+                size_bytes: now.size,
+                target_bytes: now.target,
+                min_bytes: now.min,
+                max_bytes: now.max,
                 hit_ratio_percent: hit_ratio,
             });
-            sample.mem_arc_bytes = Some(now.size);
+            sample.mem_arc_bytes = now.size;
             sample.mem_used_without_arc_bytes = sample
                 .mem_used_bytes
-                .map(|used| used.saturating_sub(now.size));
+                .zip(now.size)
+                .map(|(used, arc)| used.saturating_sub(arc));
         }
         self.previous.arc = now;
     }
@@ -431,7 +476,7 @@ impl Collector {
         let node = self.node_name(&mut errors);
         sample.storages = self.storages(node.as_deref(), &mut errors);
         sample.guests = self.guest_configs(node.as_deref(), host_cpus, &mut errors);
-        sample.errors = errors;
+        sample.errors = dedup(errors);
         sample
     }
 
@@ -443,18 +488,13 @@ impl Collector {
             return Vec::new();
         }
         let Some(text) = self.command("zpool", &zpool::LIST_ARGS, errors) else {
-            return Vec::new();
+            // `zpool` hangs on a suspended pool and may be missing: the kernel still says
+            // each pool's state.
+            return self.kstat_pools(errors);
         };
-        let mut pools = match zpool::parse_list(&text) {
-            Ok(pools) => pools,
-            Err(message) => {
-                errors.push(SourceError {
-                    source: "zpool list".into(),
-                    message,
-                });
-                return Vec::new();
-            }
-        };
+        let mut pools = self
+            .command_output("zpool list", &text, zpool::parse_list, errors)
+            .unwrap_or_default();
         if !pools.is_empty() {
             if let Some(status) = self.command("zpool", &zpool::STATUS_ARGS, errors) {
                 let mut details = zpool::parse_status(&status);
@@ -464,6 +504,31 @@ impl Collector {
             }
         }
         pools
+    }
+
+    /// The pools of `/proc/spl/kstat/zfs/<pool>/state`, with their state only, by name.
+    fn kstat_pools(&mut self, errors: &mut Vec<SourceError>) -> Vec<common::sample::ZfsPool> {
+        let Ok(dir) = std::fs::read_dir(self.root.join("proc/spl/kstat/zfs")) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = dir
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().join("state").is_file())
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let path = format!("proc/spl/kstat/zfs/{name}/state");
+                let health = self.optional_source(&path, whole(zpool::parse_state), errors)?;
+                Some(common::sample::ZfsPool {
+                    name,
+                    health,
+                    ..common::sample::ZfsPool::default()
+                })
+            })
+            .collect()
     }
 
     fn storages(
@@ -483,16 +548,7 @@ impl Collector {
             return Vec::new();
         };
         let status = self.command("pvesm", &["status"], errors).and_then(|text| {
-            match storage::parse_pvesm_status(&text) {
-                Ok(rows) => Some(rows),
-                Err(message) => {
-                    errors.push(SourceError {
-                        source: "pvesm status".into(),
-                        message,
-                    });
-                    None
-                }
-            }
+            self.command_output("pvesm status", &text, storage::parse_pvesm_status, errors)
         });
         storage::merge(&configs, node, status.as_deref())
     }
@@ -520,7 +576,7 @@ impl Collector {
 
         let pvecfg = "usr/share/perl5/PVE/pvecfg.pm";
         let pve = if self.root.join(pvecfg).exists() {
-            self.source(pvecfg, versions::parse_pvecfg, &mut errors)
+            self.source(pvecfg, whole(versions::parse_pvecfg), &mut errors)
         } else if is_pve {
             self.command("pveversion", &[], &mut errors)
                 .and_then(|text| match versions::parse_pveversion(&text) {
@@ -541,11 +597,14 @@ impl Collector {
             sample.pve_version = Some(pve.version);
             sample.pve_repoid = pve.repoid;
         }
-        sample.zfs_version =
-            self.optional_source("sys/module/zfs/version", versions::parse_line, &mut errors);
+        sample.zfs_version = self.optional_source(
+            "sys/module/zfs/version",
+            whole(versions::parse_line),
+            &mut errors,
+        );
         sample.kernel_version = self.source(
             "proc/sys/kernel/osrelease",
-            versions::parse_line,
+            whole(versions::parse_line),
             &mut errors,
         );
         if let Some(cpu) = self.source("proc/cpuinfo", cpuinfo::parse, &mut errors) {
@@ -553,14 +612,17 @@ impl Collector {
             sample.cpu_count = Some(cpu.count);
             sample.cpu_sockets = cpu.sockets;
         }
-        sample.errors = errors;
+        sample.errors = dedup(errors);
         sample
     }
 
-    /// The number of CPUs per `/proc/stat` (for guest CPU limits in the medium sample).
+    /// The number of CPUs per `/proc/stat` (for guest CPU limits in the medium sample; the fast
+    /// sample reports the file's problems).
     fn host_cpu_count(&self) -> Option<u32> {
-        let text = read_to_string(&self.root.join("proc/stat")).ok()?;
-        let stat = stat::parse(&text).ok()?;
+        let bytes = read_bytes(&self.root.join("proc/stat")).ok()?;
+        let mut problems = Problems::new();
+        let text = problem::decode(&bytes, &mut problems);
+        let stat = stat::parse(&text, &mut problems).ok()?;
         u32::try_from(stat.per_cpu.len()).ok().filter(|n| *n > 0)
     }
 
@@ -571,19 +633,11 @@ impl Collector {
 
     /// The node name: the kernel's idea of it, else `/etc/hostname`.
     fn hostname(&self, errors: &mut Vec<SourceError>) -> Option<String> {
-        let parse = |text: &str| -> Result<String, String> {
-            let name = text.trim();
-            if name.is_empty() {
-                Err("file is empty".into())
-            } else {
-                Ok(name.to_owned())
-            }
-        };
         let kernel = self.root.join("proc/sys/kernel/hostname");
         if kernel.exists() {
-            return self.source("proc/sys/kernel/hostname", parse, errors);
+            return self.source("proc/sys/kernel/hostname", whole(hostname::parse), errors);
         }
-        self.source("etc/hostname", parse, errors)
+        self.source("etc/hostname", whole(hostname::parse), errors)
     }
 
     /// Runs a command. A command that is not installed is logged once and gives `None`
@@ -616,6 +670,30 @@ impl Collector {
         }
     }
 
+    /// Parses a command's output like a file: its problems are reported under `source`, and so
+    /// is a failure.
+    fn command_output<T>(
+        &self,
+        source: &str,
+        text: &str,
+        parse: impl FnOnce(&str, &mut Problems) -> Result<T, String>,
+        errors: &mut Vec<SourceError>,
+    ) -> Option<T> {
+        let mut problems = Problems::new();
+        let result = parse(text, &mut problems);
+        self.report(source, problems, errors);
+        match result {
+            Ok(value) => Some(value),
+            Err(message) => {
+                errors.push(SourceError {
+                    source: source.to_owned(),
+                    message,
+                });
+                None
+            }
+        }
+    }
+
     /// Logs, once per collector, that a source does not exist on this node.
     fn note_absent(&mut self, what: &str, message: &str) {
         if self.noted_absent.insert(what.to_owned()) {
@@ -623,11 +701,12 @@ impl Collector {
         }
     }
 
-    /// Reads `relative` under the root and parses it; on failure records why in `errors`.
+    /// Reads `relative` under the root and parses it; on failure records why in `errors`, and
+    /// so are the lines the parser skipped.
     fn source<T>(
         &self,
         relative: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        parse: impl FnOnce(&str, &mut Problems) -> Result<T, String>,
         errors: &mut Vec<SourceError>,
     ) -> Option<T> {
         self.read_source(relative, parse, errors, false)
@@ -637,7 +716,7 @@ impl Collector {
     fn optional_source<T>(
         &self,
         relative: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        parse: impl FnOnce(&str, &mut Problems) -> Result<T, String>,
         errors: &mut Vec<SourceError>,
     ) -> Option<T> {
         self.read_source(relative, parse, errors, true)
@@ -646,33 +725,88 @@ impl Collector {
     fn read_source<T>(
         &self,
         relative: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        parse: impl FnOnce(&str, &mut Problems) -> Result<T, String>,
         errors: &mut Vec<SourceError>,
         missing_is_ok: bool,
     ) -> Option<T> {
         let path = self.root.join(relative);
-        let result = read_to_string(&path).and_then(|text| {
-            parse(&text).map_err(|message| Error::Parse {
-                path: path.clone(),
-                message,
-            })
-        });
-        match result {
-            Ok(value) => Some(value),
-            Err(Error::Read { source, .. })
-                if missing_is_ok && source.kind() == std::io::ErrorKind::NotFound =>
+        let source = || format!("/{relative}");
+        let bytes = match read_bytes(&path) {
+            Ok(bytes) => bytes,
+            Err(Error::Read { source: e, .. })
+                if missing_is_ok && e.kind() == std::io::ErrorKind::NotFound =>
             {
-                None
+                return None;
             }
             Err(e) => {
                 errors.push(SourceError {
-                    source: format!("/{relative}"),
+                    source: source(),
                     message: e.to_string(),
+                });
+                return None;
+            }
+        };
+        let mut problems = Problems::new();
+        let text = problem::decode(&bytes, &mut problems);
+        let result = parse(&text, &mut problems);
+        if !problems.is_empty() {
+            self.report(&source(), problems, errors);
+        }
+        match result {
+            Ok(value) => Some(value),
+            Err(message) => {
+                errors.push(SourceError {
+                    source: source(),
+                    message: Error::Parse { path, message }.to_string(),
                 });
                 None
             }
         }
     }
+
+    /// Turns a file's problems into `errors` (at most `problems_per_file`, then one entry
+    /// counting the rest) and logs each one the first time it is met.
+    fn report(&self, source: &str, problems: Problems, errors: &mut Vec<SourceError>) {
+        let total = problems.len();
+        let shown = self.problems_per_file.unwrap_or(usize::MAX).min(total);
+        let mut noted = self.noted_problems.borrow_mut();
+        for problem in problems.into_vec().into_iter().take(shown) {
+            let message = problem.to_string();
+            let key = format!("{source}: {message}");
+            if noted.len() < MAX_LOGGED_PROBLEMS && noted.insert(key.clone()) {
+                log::warn!("{key} (skipped; the rest of the file is read)");
+            }
+            errors.push(SourceError {
+                source: source.to_owned(),
+                message,
+            });
+        }
+        if total > shown {
+            errors.push(SourceError {
+                source: source.to_owned(),
+                message: format!("{} more lines or fields skipped", total - shown),
+            });
+        }
+    }
+}
+
+/// A parser of a file that is one value (no lines to skip), as `source` takes parsers.
+fn whole<T>(
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> impl FnOnce(&str, &mut Problems) -> Result<T, String> {
+    move |text, _| parse(text)
+}
+
+/// The errors with repeats left out (a file read twice in one cycle, e.g. `.vmlist` by the
+/// fast guests and `hostname` by two callers), in first-seen order.
+fn dedup(errors: Vec<SourceError>) -> Vec<SourceError> {
+    let mut out: Vec<SourceError> = Vec::with_capacity(errors.len());
+    for error in errors {
+        if !out.contains(&error) {
+            out.push(error);
+        }
+    }
+    out
 }
 
 /// One collection of everything, as the `collect` subcommand prints it:
@@ -690,15 +824,27 @@ pub fn collect_once(root: &Path) -> serde_json::Value {
     })
 }
 
+/// Every problem one collection of everything meets (what `collect --check` prints): each
+/// file that cannot be read and every line or field skipped (no per-file limit), once each,
+/// in the order met.
+pub fn check_once(root: &Path) -> Vec<SourceError> {
+    let mut collector = Collector::new(root);
+    collector.set_problems_per_file(None);
+    let fast = collector.fast();
+    let medium = collector.medium();
+    let slow = collector.slow();
+    dedup([fast.errors, medium.errors, slow.errors].concat())
+}
+
 /// Reads a whole (small) file, with the path in the error.
 ///
-/// Unlike `std::fs::read_to_string` this does not `statx` and `lseek` the file first for a size
-/// hint (procfs, sysfs and cgroupfs report size 0 anyway): the collector reads ~1500 files per
-/// fast cycle on a 200-guest node, and the kernel's side of open/read/close is most of its cost,
-/// so this leaves 4 system calls per file instead of 6.
-pub fn read_to_string(path: &Path) -> Result<String> {
+/// Unlike `std::fs::read` this does not `statx` and `lseek` the file first for a size hint
+/// (procfs, sysfs and cgroupfs report size 0 anyway): the collector reads ~1500 files per fast
+/// cycle on a 200-guest node, and the kernel's side of open/read/close is most of its cost, so
+/// this leaves 4 system calls per file instead of 6.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    let read = || -> std::io::Result<String> {
+    let read = || -> std::io::Result<Vec<u8>> {
         let mut file = std::fs::File::open(path)?;
         let mut bytes = Vec::new();
         let mut chunk = [0u8; 8192];
@@ -710,8 +856,7 @@ pub fn read_to_string(path: &Path) -> Result<String> {
                 Err(e) => return Err(e),
             }
         }
-        String::from_utf8(bytes)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        Ok(bytes)
     };
     read().map_err(|source| Error::Read {
         path: path.to_owned(),
@@ -730,11 +875,6 @@ pub fn rate(before: u64, after: u64, seconds: Option<f64>) -> Option<f64> {
     let delta = after.checked_sub(before)?;
     let seconds = seconds.filter(|s| *s > 0.0)?;
     Some(round2(delta as f64 / seconds))
-}
-
-/// `pve1.example.com` → `pve1`: Proxmox names nodes by the short host name.
-fn short_name(hostname: &str) -> &str {
-    hostname.split('.').next().unwrap_or(hostname)
 }
 
 #[cfg(test)]
@@ -795,6 +935,36 @@ mod tests {
         assert!(sample.errors[1]
             .message
             .contains("/nonexistent/root/xyz/proc/loadavg"));
+    }
+
+    #[test]
+    fn each_problem_is_logged_once_and_listed_once_per_sample() {
+        let dir = std::env::temp_dir().join(format!("pm-noted-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("proc")).unwrap();
+        std::fs::write(dir.join("proc/loadavg"), "0.1 x 0.3 1/2 3\n").unwrap();
+        let mut collector = Collector::new(&dir);
+        for _ in 0..3 {
+            let sample = collector.fast();
+            let loadavg: Vec<&SourceError> = sample
+                .errors
+                .iter()
+                .filter(|e| e.source == "/proc/loadavg")
+                .collect();
+            assert_eq!(loadavg.len(), 1);
+            assert_eq!(
+                loadavg[0].message,
+                "line 1: 5-minute load average \"x\" is not a number"
+            );
+            assert_eq!((sample.load1, sample.load5), (Some(0.1), None));
+        }
+        // Logged the first time only.
+        let noted = collector.noted_problems.borrow();
+        assert_eq!(
+            noted.iter().collect::<Vec<_>>(),
+            ["/proc/loadavg: line 1: 5-minute load average \"x\" is not a number"]
+        );
+        drop(noted);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use common::sample::Filesystem;
 
+use super::problem::{numbered_lines, quote, Problems};
+
 /// One line of `/proc/mounts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
@@ -17,11 +19,13 @@ pub struct Mount {
     pub fstype: String,
 }
 
-/// Parses `device mountpoint fstype options dump pass` lines, decoding the kernel's octal
-/// escapes (`\040` for a space).
-pub fn parse(text: &str) -> Result<Vec<Mount>, String> {
+/// Parses `device mountpoint fstype options dump pass` lines (kernel `fs/proc_namespace.c`
+/// `show_vfsmnt`), decoding the kernel's octal escapes (`\040` for a space). A line with fewer
+/// than 4 fields or a mount point that is not absolute is skipped and reported. Fails only on
+/// an empty file.
+pub fn parse(text: &str, problems: &mut Problems) -> Result<Vec<Mount>, String> {
     let mut out = Vec::new();
-    for line in text.lines() {
+    for (number, line) in numbered_lines(text) {
         if line.trim().is_empty() {
             continue;
         }
@@ -29,12 +33,15 @@ pub fn parse(text: &str) -> Result<Vec<Mount>, String> {
         let (Some(device), Some(mountpoint), Some(fstype), Some(_options)) =
             (fields.next(), fields.next(), fields.next(), fields.next())
         else {
-            return Err(format!("line {line:?} has fewer than 4 fields"));
+            problems.line(number, format!("{} has fewer than 4 fields", quote(line)));
+            continue;
         };
         if !mountpoint.starts_with('/') {
-            return Err(format!(
-                "mount point {mountpoint:?} is not an absolute path"
-            ));
+            problems.line(
+                number,
+                format!("mount point {} is not an absolute path", quote(mountpoint)),
+            );
+            continue;
         }
         out.push(Mount {
             device: unescape(device),
@@ -42,8 +49,8 @@ pub fn parse(text: &str) -> Result<Vec<Mount>, String> {
             fstype: fstype.to_owned(),
         });
     }
-    if out.is_empty() {
-        return Err("no mounts".into());
+    if out.is_empty() && text.trim().is_empty() {
+        return Err("file is empty".into());
     }
     Ok(out)
 }
@@ -235,46 +242,59 @@ impl StatFs for FixtureStatFs {
     fn stat(&self, mountpoint: &str) -> Result<FsUsage, String> {
         let text = std::fs::read_to_string(&self.file)
             .map_err(|e| format!("cannot read {}: {e}", self.file.display()))?;
-        parse_stat_f(&text)?
+        parse_stat_f(&text, &mut Problems::new())?
             .remove(mountpoint)
             .ok_or_else(|| format!("statvfs {mountpoint}: not captured"))
     }
 }
 
 /// Parses `stat -f -c '%n %S %b %f %a %c %d'` lines: the mount point (which may contain
-/// spaces), then block size, blocks, free, available, inodes, free inodes.
-pub fn parse_stat_f(text: &str) -> Result<HashMap<String, FsUsage>, String> {
+/// spaces), then block size, blocks, free, available, inodes, free inodes. A line that is not
+/// that is skipped and reported.
+pub fn parse_stat_f(
+    text: &str,
+    problems: &mut Problems,
+) -> Result<HashMap<String, FsUsage>, String> {
     let mut out = HashMap::new();
-    for line in text.lines() {
+    for (number, line) in numbered_lines(text) {
         if line.trim().is_empty() {
             continue;
         }
-        let mut fields = line.rsplitn(7, ' ');
-        let mut numbers = [0u64; 6];
-        for slot in numbers.iter_mut().rev() {
-            let field = fields.next().unwrap_or("");
-            *slot = field
-                .parse()
-                .map_err(|_| format!("line {line:?}: {field:?} is not a number"))?;
+        match parse_stat_f_line(line) {
+            Ok((name, usage)) => {
+                out.insert(name.to_owned(), usage);
+            }
+            Err(message) => problems.line(number, message),
         }
-        let name = fields
-            .next()
-            .filter(|n| n.starts_with('/'))
-            .ok_or_else(|| format!("line {line:?} has no mount point"))?;
-        let [block_size, blocks, blocks_free, blocks_avail, files, files_free] = numbers;
-        out.insert(
-            name.to_owned(),
-            FsUsage {
-                block_size,
-                blocks,
-                blocks_free,
-                blocks_avail,
-                files,
-                files_free,
-            },
-        );
     }
     Ok(out)
+}
+
+fn parse_stat_f_line(line: &str) -> Result<(&str, FsUsage), String> {
+    let mut fields = line.rsplitn(7, ' ');
+    let mut numbers = [0u64; 6];
+    for slot in numbers.iter_mut().rev() {
+        let field = fields.next().unwrap_or("");
+        *slot = field
+            .parse()
+            .map_err(|_| format!("{}: {} is not a number", quote(line), quote(field)))?;
+    }
+    let name = fields
+        .next()
+        .filter(|n| n.starts_with('/'))
+        .ok_or_else(|| format!("{} has no mount point", quote(line)))?;
+    let [block_size, blocks, blocks_free, blocks_avail, files, files_free] = numbers;
+    Ok((
+        name,
+        FsUsage {
+            block_size,
+            blocks,
+            blocks_free,
+            blocks_avail,
+            files,
+            files_free,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -284,7 +304,13 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let mounts = parse(include_str!("../../../fixtures/pve-node/proc/mounts")).unwrap();
+        let mut problems = Problems::new();
+        let mounts = parse(
+            include_str!("../../../fixtures/pve-node/proc/mounts"),
+            &mut problems,
+        )
+        .unwrap();
+        assert!(problems.is_empty());
         assert_eq!(mounts.len(), 28);
         let kept: Vec<String> = reported(mounts)
             .into_iter()
@@ -306,7 +332,7 @@ mod tests {
     fn escapes_and_overmounts() {
         let text = "/dev/sdb1 /mnt/my\\040disk ext4 rw 0 0\n\
                     /dev/sdc1 /srv ext4 rw 0 0\n/dev/sdd1 /srv xfs rw 0 0\n";
-        let kept = reported(parse(text).unwrap());
+        let kept = reported(parse(text, &mut Problems::new()).unwrap());
         assert_eq!(kept[0].mountpoint, "/mnt/my disk");
         assert_eq!(kept.len(), 2);
         assert_eq!(kept[1].device, "/dev/sdd1");
@@ -322,8 +348,11 @@ mod tests {
 
     #[test]
     fn stat_f_capture_and_usage() {
-        let captured =
-            parse_stat_f(include_str!("../../../fixtures/pve-node/cmd/stat-f.txt")).unwrap();
+        let captured = parse_stat_f(
+            include_str!("../../../fixtures/pve-node/cmd/stat-f.txt"),
+            &mut Problems::new(),
+        )
+        .unwrap();
         let root = captured["/"];
         let mount = Mount {
             device: "rpool/ROOT/pve-1".into(),
@@ -337,8 +366,11 @@ mod tests {
         assert_eq!(fs.inodes_used, Some(322_344));
         let efi = captured["/boot/efi"].to_filesystem(&mount);
         assert_eq!(efi.inodes_total, None);
-        assert!(parse_stat_f("/ 1 2 3\n").is_err());
-        assert!(parse_stat_f("nothing 1 2 3 4 5 6\n").is_err());
+        for bad in ["/ 1 2 3\n", "nothing 1 2 3 4 5 6\n"] {
+            let mut problems = Problems::new();
+            assert!(parse_stat_f(bad, &mut problems).unwrap().is_empty());
+            assert_eq!(problems.len(), 1, "{bad:?}");
+        }
     }
 
     #[test]
@@ -352,8 +384,12 @@ mod tests {
 
     #[test]
     fn broken() {
-        for bad in ["", "garbage\n", "dev relative ext4 rw 0 0\n", "a b\n"] {
-            assert!(parse(bad).is_err(), "{bad:?}");
+        assert!(parse("", &mut Problems::new()).is_err());
+        for bad in ["garbage\n", "dev relative ext4 rw 0 0\n", "a b\n"] {
+            let mut problems = Problems::new();
+            let mounts = parse(&format!("{bad}/dev/sda1 / ext4 rw 0 0\n"), &mut problems).unwrap();
+            assert_eq!(mounts.len(), 1, "{bad:?}");
+            assert_eq!(problems.iter().next().unwrap().line, Some(1), "{bad:?}");
         }
     }
 }

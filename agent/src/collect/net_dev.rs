@@ -1,6 +1,8 @@
 //! `/proc/net/dev`: byte, packet, error and drop counters per network interface; read once per
 //! cycle for both the node's interfaces and the guests' tap/veth ports.
 
+use super::problem::{numbered_lines, quote, Problems};
+
 /// The counters of one interface (totals since it was created).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NetCounters {
@@ -14,35 +16,57 @@ pub struct NetCounters {
     pub tx_dropped: u64,
 }
 
-/// Parses the two header lines and one `name: 16 counters` line per interface, in file order.
-pub fn parse(text: &str) -> Result<Vec<(String, NetCounters)>, String> {
+/// Parses `/proc/net/dev` (kernel `net/core/net-procfs.c` `dev_seq_printf_stats`:
+/// `"%6s:%8llu %7llu ..."`), one `name: 16 counters` line per interface, in file order. The
+/// two header lines (they hold `|`) are skipped.
+///
+/// The name is everything before the *last* colon of the line, trimmed: older kernels allow
+/// alias names with a colon (`ibr10:30:`), a wide first counter follows the colon with no
+/// space (`eth0:68210035552 ...`), and names may be any UTF-8 (`💩0`). Counters never hold a
+/// colon, so this is exact (pve-common `read_proc_net_dev` matches the same way, with a greedy
+/// `^\s*(.*):`). More than 16 counters are fine (the first 16 are read); a line with fewer,
+/// with a counter that is not a number, or without a name is skipped and reported.
+pub fn parse(text: &str, problems: &mut Problems) -> Result<Vec<(String, NetCounters)>, String> {
     let mut out = Vec::new();
-    let mut lines = text.lines();
-    for _ in 0..2 {
-        match lines.next() {
-            Some(header) if header.contains('|') => {}
-            Some(other) => return Err(format!("header line {other:?} is not the kernel's")),
-            None => return Err("file is empty or truncated".into()),
-        }
-    }
-    for line in lines {
-        if line.trim().is_empty() {
+    for (number, line) in numbered_lines(text) {
+        if line.trim().is_empty() || line.contains('|') {
             continue;
         }
-        let (name, counters) = line
-            .split_once(':')
-            .ok_or_else(|| format!("line {line:?} has no \"name:\""))?;
+        let Some((name, counters)) = line.rsplit_once(':') else {
+            problems.line(number, format!("{} has no \"name:\"", quote(line)));
+            continue;
+        };
         let name = name.trim();
+        if name.is_empty() {
+            problems.line(number, format!("{} has no interface name", quote(line)));
+            continue;
+        }
         let mut values = [0u64; 16];
         let mut count = 0;
+        let mut bad = None;
         for (slot, field) in values.iter_mut().zip(counters.split_ascii_whitespace()) {
-            *slot = field
-                .parse()
-                .map_err(|_| format!("{name}: counter {field:?} is not a number"))?;
+            match field.parse() {
+                Ok(value) => *slot = value,
+                Err(_) => {
+                    bad = Some(field);
+                    break;
+                }
+            }
             count += 1;
         }
-        if count < 16 || name.is_empty() {
-            return Err(format!("{name}: expected 16 counters, found {count}"));
+        if let Some(field) = bad {
+            problems.line(
+                number,
+                format!("{name}: counter {} is not a number", quote(field)),
+            );
+            continue;
+        }
+        if count < 16 {
+            problems.line(
+                number,
+                format!("{name}: expected 16 counters, found {count}"),
+            );
+            continue;
         }
         out.push((
             name.to_owned(),
@@ -57,6 +81,9 @@ pub fn parse(text: &str) -> Result<Vec<(String, NetCounters)>, String> {
                 tx_dropped: values[11],
             },
         ));
+    }
+    if out.is_empty() && text.trim().is_empty() {
+        return Err("file is empty".into());
     }
     Ok(out)
 }
@@ -142,7 +169,9 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let interfaces = parse(FIXTURE).unwrap();
+        let mut problems = Problems::new();
+        let interfaces = parse(FIXTURE, &mut problems).unwrap();
+        assert!(problems.is_empty());
         let names: Vec<&str> = interfaces.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
@@ -180,7 +209,7 @@ mod tests {
 
     #[test]
     fn kinds_by_name() {
-        let kinds: Vec<InterfaceKind> = parse(FIXTURE)
+        let kinds: Vec<InterfaceKind> = parse(FIXTURE, &mut Problems::new())
             .unwrap()
             .iter()
             .map(|(n, _)| kind_by_name(n))
@@ -222,17 +251,40 @@ mod tests {
     }
 
     #[test]
-    fn broken() {
+    fn names_with_colons_glued_counters_and_non_ascii() {
+        // Lines of node_exporter's collector/fixtures/proc/net/dev (see fixtures/node-exporter).
+        let text = "Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n\
+            ibr10:30:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\n\
+            \x20 eth0:68210035552 520993275    0    0    0     0          0         0 9315587528 43451486    0    0    0     0       0          0\n\
+            \x20\u{1F4A9}0: 57750104  105557    0    0    0     0          0        72 404570255  304261    0    0    0     0       0          0 0 0\n";
+        let mut problems = Problems::new();
+        let interfaces = parse(text, &mut problems).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let names: Vec<&str> = interfaces.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["ibr10:30", "eth0", "\u{1F4A9}0"]);
+        assert_eq!(interfaces[1].1.rx_bytes, 68_210_035_552);
+        assert_eq!(interfaces[1].1.tx_bytes, 9_315_587_528);
+        assert_eq!(interfaces[2].1.tx_packets, 304_261);
+    }
+
+    #[test]
+    fn a_bad_line_costs_only_itself() {
         let header = "Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n";
-        for bad in [
-            "".to_owned(),
-            "garbage\n".to_owned(),
-            format!("{header}eth0 1 2 3\n"),
-            format!("{header}eth0: 1 2 3\n"),
-            format!("{header}eth0: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 x\n"),
-            format!("{header}: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n"),
-        ] {
-            assert!(parse(&bad).is_err(), "{bad:?}");
-        }
+        let good = "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16";
+        let text = format!(
+            "{header}lo: {good}\neth0 1 2 3\neth1: 1 2 3\neth2: 1 2 x\n: {good}\nvmbr0: {good}\n"
+        );
+        let mut problems = Problems::new();
+        let interfaces = parse(&text, &mut problems).unwrap();
+        let names: Vec<&str> = interfaces.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["lo", "vmbr0"]);
+        let lines: Vec<Option<usize>> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [Some(4), Some(5), Some(6), Some(7)]);
+    }
+
+    #[test]
+    fn broken() {
+        assert!(parse("", &mut Problems::new()).is_err());
+        assert!(parse("\n\n", &mut Problems::new()).is_err());
     }
 }

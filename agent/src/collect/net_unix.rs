@@ -3,15 +3,22 @@
 
 use std::collections::HashSet;
 
-/// The VMIDs with a `@/var/lib/lxc/<vmid>/command` socket.
-pub fn running_containers(text: &str) -> Result<HashSet<u32>, String> {
-    let mut lines = text.lines();
-    match lines.next() {
-        Some(header) if header.starts_with("Num") => {}
-        _ => return Err("no \"Num RefCount ...\" header".into()),
-    }
+use super::problem::{numbered_lines, quote, Problems};
+
+/// The VMIDs with a `@/var/lib/lxc/<vmid>/command` socket. The socket lines are
+/// `Num RefCount Protocol Flags Type St Inode [Path]` (kernel `net/unix/af_unix.c`
+/// `unix_seq_show`); unnamed sockets have no path, other sockets are no container. A missing
+/// `Num ...` heading is reported, and the lines are read anyway.
+pub fn running_containers(text: &str, problems: &mut Problems) -> Result<HashSet<u32>, String> {
     let mut running = HashSet::new();
-    for line in lines {
+    for (number, line) in numbered_lines(text) {
+        if number == 1 {
+            if !line.starts_with("Num") {
+                problems.line(1, format!("{} is not the kernel's heading", quote(line)));
+            } else {
+                continue;
+            }
+        }
         let Some(path) = line.split_ascii_whitespace().nth(7) else {
             continue;
         };
@@ -23,6 +30,9 @@ pub fn running_containers(text: &str) -> Result<HashSet<u32>, String> {
             running.insert(vmid);
         }
     }
+    if text.trim().is_empty() {
+        return Err("file is empty".into());
+    }
     Ok(running)
 }
 
@@ -33,17 +43,33 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let running =
-            running_containers(include_str!("../../../fixtures/pve-node/proc/net/unix")).unwrap();
+        let mut problems = Problems::new();
+        let running = running_containers(
+            include_str!("../../../fixtures/pve-node/proc/net/unix"),
+            &mut problems,
+        )
+        .unwrap();
         assert_eq!(running, HashSet::from([101]));
+        assert!(problems.is_empty());
     }
 
     #[test]
-    fn broken() {
-        assert!(running_containers("").is_err());
-        assert!(running_containers("garbage\n").is_err());
+    fn odd_lines() {
+        assert!(running_containers("", &mut Problems::new()).is_err());
+        let mut problems = Problems::new();
+        assert_eq!(
+            running_containers("garbage\n", &mut problems).unwrap(),
+            HashSet::new()
+        );
+        assert_eq!(problems.len(), 1);
         // Other sockets and odd lines are no container.
-        let text = "Num RefCount\n0: 2 0 0 1 1 5 @/var/lib/lxc/abc/command\nshort line\n";
-        assert_eq!(running_containers(text).unwrap(), HashSet::new());
+        let text = "Num RefCount\n0: 2 0 0 1 1 5 @/var/lib/lxc/abc/command\nshort line\n\
+                    0000000000000000: 00000002 00000000 00010000 0001 01 31401 @/var/lib/lxc/107/command\n";
+        let mut problems = Problems::new();
+        assert_eq!(
+            running_containers(text, &mut problems).unwrap(),
+            HashSet::from([107])
+        );
+        assert!(problems.is_empty());
     }
 }

@@ -11,9 +11,22 @@ pub struct PidStat {
     pub start_ticks: u64,
 }
 
-/// Parses `1853 (kvm) S 1 ...`. The command name may hold spaces and `)`, so fields are
-/// counted from the last `)`.
+/// Parses `1853 (kvm) S 1 ...` (kernel `fs/proc/array.c` `do_task_stat`). The command name
+/// may hold spaces and `)`, so fields are counted from the last `)` of the line. The record is
+/// the first line; only if that does not read is the whole text tried, for a command name with
+/// a line break in it.
 pub fn parse(text: &str) -> Result<PidStat, String> {
+    let first = text.lines().next().unwrap_or("");
+    parse_record(first).or_else(|e| {
+        if first.len() < text.trim_end().len() {
+            parse_record(text)
+        } else {
+            Err(e)
+        }
+    })
+}
+
+fn parse_record(text: &str) -> Result<PidStat, String> {
     let (_, rest) = text
         .rsplit_once(')')
         .ok_or("no \"(comm)\" in the stat line")?;
@@ -39,6 +52,16 @@ pub fn parse(text: &str) -> Result<PidStat, String> {
         cpu_ticks: number(14)?.saturating_add(number(15)?),
         start_ticks: number(22)?,
     })
+}
+
+/// A pid file (`/var/run/qemu-server/<vmid>.pid`, qemu-server `Helpers::vm_pidfile_name`):
+/// the process id on the first line.
+pub fn parse_pidfile(text: &str) -> Result<u32, String> {
+    let pid = text.lines().next().unwrap_or("").trim();
+    pid.parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("pid {} is not a process id", super::problem::quote(pid)))
 }
 
 #[cfg(test)]
@@ -70,6 +93,23 @@ mod tests {
             (stat.state, stat.cpu_ticks, stat.start_ticks),
             ('R', 15, 99)
         );
+    }
+
+    #[test]
+    fn pid_files() {
+        assert_eq!(parse_pidfile("1853\n"), Ok(1853));
+        assert!(parse_pidfile("").is_err());
+        assert!(parse_pidfile("0").is_err());
+        assert!(parse_pidfile("abc").is_err());
+    }
+
+    #[test]
+    fn a_line_break_in_the_command_name() {
+        let text = "42 (a\nb) R 1 1 1 0 -1 0 0 0 0 0 7 8 0 0 20 0 1 0 99 0 0\n";
+        assert_eq!(parse(text).unwrap().start_ticks, 99);
+        // What follows the record does not count.
+        let text = "42 (kvm) R 1 1 1 0 -1 0 0 0 0 0 7 8 0 0 20 0 1 0 99 0 0\nx) junk\n";
+        assert_eq!(parse(text).unwrap().cpu_ticks, 15);
     }
 
     #[test]

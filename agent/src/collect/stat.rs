@@ -1,5 +1,7 @@
 //! `/proc/stat`: CPU time counters, turned into busy percentages between two samples.
 
+use super::problem::{numbered_lines, quote, set_once, Problems};
+
 /// The jiffy counters of one `cpu` line. `guest` and `guest_nice` are already counted in `user`
 /// and `nice`, so they are left out of the total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,11 +33,13 @@ impl CpuTimes {
     }
 }
 
-/// The aggregate `cpu` line and one `cpuN` line per CPU, in order.
+/// The aggregate `cpu` line and one `cpuN` line per online CPU, in file order, with `N`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CpuStat {
-    pub total: CpuTimes,
-    pub per_cpu: Vec<CpuTimes>,
+    /// `None` when the `cpu` line is missing or unreadable (a problem).
+    pub total: Option<CpuTimes>,
+    /// `(N, times)` of each `cpuN` line: offline CPUs have no line, so positions are not ids.
+    pub per_cpu: Vec<(u32, CpuTimes)>,
 }
 
 /// Shares of CPU time spent in each state between two snapshots, 0–100.
@@ -48,29 +52,55 @@ pub struct CpuPercent {
     pub steal: f64,
 }
 
-/// Parses the `cpu`/`cpuN` lines of `/proc/stat`. Lines with fewer than 4 counters (pre-2.6
-/// kernels) are refused; counters missing on older kernels (iowait, irq, softirq, steal) are 0.
-pub fn parse(text: &str) -> Result<CpuStat, String> {
+/// Parses the `cpu`/`cpuN` lines of `/proc/stat` (kernel `fs/proc/stat.c`); other lines
+/// (`intr`, `ctxt`, ...) are not used. A `cpu` line with fewer than 4 counters (pre-2.6
+/// kernels) or a counter that is not a number is skipped and reported; counters missing on
+/// older kernels (iowait, irq, softirq, steal) are 0. Fails only without any readable CPU line.
+pub fn parse(text: &str, problems: &mut Problems) -> Result<CpuStat, String> {
     let mut stat = CpuStat::default();
-    let mut saw_total = false;
-    for line in text.lines() {
+    for (number, line) in numbered_lines(text) {
         let mut fields = line.split_ascii_whitespace();
         let Some(label) = fields.next() else { continue };
-        if !label.starts_with("cpu") {
+        let Some(index) = label.strip_prefix("cpu") else {
             continue;
-        }
+        };
+        let index = if index.is_empty() {
+            None
+        } else {
+            match index.parse::<u32>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    problems.line(number, format!("{} is not a CPU", quote(label)));
+                    continue;
+                }
+            }
+        };
         let mut counters = [0u64; 8];
         let mut count = 0;
+        let mut bad = None;
         for (slot, field) in counters.iter_mut().zip(fields) {
-            *slot = field
-                .parse()
-                .map_err(|_| format!("{label}: counter {field:?} is not a number"))?;
+            match field.parse() {
+                Ok(value) => *slot = value,
+                Err(_) => {
+                    bad = Some(field);
+                    break;
+                }
+            }
             count += 1;
         }
+        if let Some(field) = bad {
+            problems.line(
+                number,
+                format!("{label}: counter {} is not a number", quote(field)),
+            );
+            continue;
+        }
         if count < 4 {
-            return Err(format!(
-                "{label}: expected at least 4 counters, found {count}"
-            ));
+            problems.line(
+                number,
+                format!("{label}: expected at least 4 counters, found {count}"),
+            );
+            continue;
         }
         let [user, nice, system, idle, iowait, irq, softirq, steal] = counters;
         let times = CpuTimes {
@@ -83,15 +113,23 @@ pub fn parse(text: &str) -> Result<CpuStat, String> {
             softirq,
             steal,
         };
-        if label == "cpu" {
-            stat.total = times;
-            saw_total = true;
-        } else if label[3..].parse::<u32>().is_ok() {
-            stat.per_cpu.push(times);
+        match index {
+            None => set_once(&mut stat.total, times, number, label, problems),
+            // CPUs come in increasing order; only a number not above the last can repeat.
+            Some(n)
+                if stat.per_cpu.last().is_some_and(|(m, _)| *m >= n)
+                    && stat.per_cpu.iter().any(|(m, _)| *m == n) =>
+            {
+                problems.line(number, format!("{label} repeated: the first line is kept"));
+            }
+            Some(n) => stat.per_cpu.push((n, times)),
         }
     }
-    if !saw_total {
-        return Err("no aggregate \"cpu\" line".into());
+    if stat.total.is_none() {
+        if stat.per_cpu.is_empty() {
+            return Err("no readable \"cpu\" line".into());
+        }
+        problems.file("no readable aggregate \"cpu\" line");
     }
     Ok(stat)
 }
@@ -127,13 +165,35 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let stat = parse(FIXTURE).unwrap();
+        let mut problems = Problems::new();
+        let stat = parse(FIXTURE, &mut problems).unwrap();
+        assert!(problems.is_empty());
         assert_eq!(stat.per_cpu.len(), 8);
-        assert_eq!(stat.per_cpu[0].user, 44490);
-        assert_eq!(stat.total.idle, 8_979_004);
+        assert_eq!(stat.per_cpu[0].0, 0);
+        assert_eq!(stat.per_cpu[0].1.user, 44490);
+        let total = stat.total.unwrap();
+        assert_eq!(total.idle, 8_979_004);
         assert_eq!(
-            stat.total.total(),
+            total.total(),
             301_854 + 612 + 111_922 + 8_979_004 + 3552 + 2 + 3944
+        );
+    }
+
+    #[test]
+    fn a_bad_cpu_line_is_skipped_and_the_others_keep_their_ids() {
+        let mut problems = Problems::new();
+        let text = "cpu  10 0 10 80\ncpu0 5 0 5 x\ncpu1 5 0 5 40\ncpu3 1 2\nintr 1 2\n";
+        let stat = parse(text, &mut problems).unwrap();
+        assert_eq!(stat.total.unwrap().idle, 80);
+        let ids: Vec<u32> = stat.per_cpu.iter().map(|(n, _)| *n).collect();
+        assert_eq!(ids, [1]);
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "line 2: cpu0: counter \"x\" is not a number",
+                "line 4: cpu3: expected at least 4 counters, found 2"
+            ]
         );
     }
 
@@ -179,14 +239,15 @@ mod tests {
 
     #[test]
     fn broken() {
-        for bad in [
-            "",
-            "intr 1 2 3",
-            "cpu 1 2 3",
-            "cpu a b c d",
-            "cpu0 1 2 3 4\n",
-        ] {
-            assert!(parse(bad).is_err(), "{bad:?}");
+        for bad in ["", "intr 1 2 3", "cpu 1 2 3", "cpu a b c d", "cpux 1 2 3 4"] {
+            assert!(parse(bad, &mut Problems::new()).is_err(), "{bad:?}");
         }
+        // CPU lines without the aggregate: read, and the missing line is a problem.
+        let mut problems = Problems::new();
+        let stat = parse("cpu0 1 2 3 4\n", &mut problems).unwrap();
+        assert_eq!(
+            (stat.total, stat.per_cpu.len(), problems.len()),
+            (None, 1, 1)
+        );
     }
 }

@@ -14,10 +14,13 @@ pub fn parse_pvecfg(text: &str) -> Result<PveVersion, String> {
         .split_once("sub version_text")
         .map(|(_, rest)| rest)
         .ok_or("no version_text sub")?;
-    let quoted = after
-        .split('\'')
-        .nth(1)
-        .ok_or("version_text returns no quoted string")?;
+    // The quoted string must be closed: a file cut inside it would otherwise give a wrong
+    // (shortened) commit id.
+    let mut parts = after.split('\'');
+    let quoted = match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(quoted), Some(_)) => quoted,
+        _ => return Err("version_text returns no quoted string".into()),
+    };
     split_version(quoted)
 }
 
@@ -99,6 +102,7 @@ mod tests {
         assert!(parse_pvecfg("").is_err());
         assert!(parse_pvecfg("sub version_text {\n").is_err());
         assert!(parse_pvecfg("sub version_text { return 'garbage here'; }").is_err());
+        assert!(parse_pvecfg("sub version_text { return '8.2.4/faa8").is_err());
         assert!(parse_pveversion("").is_err());
         assert!(parse_pveversion("proxmox-ve: 8.2.0").is_err());
         assert!(parse_line("").is_err());
