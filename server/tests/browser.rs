@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod http_common;
-mod support;
+use testkit as support;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

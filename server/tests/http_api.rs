@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod http_common;
-mod support;
+use testkit as support;
 
 use http_common::*;
 use support::{Server, ServerOptions, TempDir};

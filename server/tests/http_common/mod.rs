@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{server_bin, Client, Server, PATIENCE};
+use testkit::{server_bin, ChildGuard, Client, Server, PATIENCE};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -201,7 +201,7 @@ pub fn push_history(server: &Server, name: &str, token: &str, pool_health: &str)
 /// Waits until `check` holds for the JSON of `GET path`; panics with the last reply otherwise.
 pub fn wait_for_json(port: u16, path: &str, cookie: &str, check: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
-    let ok = crate::support::wait_until(PATIENCE, || {
+    let ok = testkit::wait_until(PATIENCE, || {
         let reply = get(port, path, Some(cookie));
         if reply.status != 200 {
             return false;
@@ -216,35 +216,9 @@ pub fn wait_for_json(port: u16, path: &str, cookie: &str, check: impl Fn(&Value)
 /// How long tests wait for a real agent's first samples.
 pub const AGENT_PATIENCE: Duration = Duration::from_secs(30);
 
-/// The agent binary next to the server binary (built if `cargo test -p` did not).
-pub fn agent_bin() -> std::path::PathBuf {
-    let agent = server_bin().with_file_name("proxmox-monitor-agent");
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _building = BUILD
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !agent.exists() {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "-p",
-                "proxmox-monitor-agent",
-                "--bin",
-                "proxmox-monitor-agent",
-            ])
-            .status()
-            .expect("running cargo build");
-        assert!(
-            status.success(),
-            "cargo build -p proxmox-monitor-agent failed"
-        );
-    }
-    agent
-}
-
 /// Starts the real agent as host `name` reading the fixture node `fixtures/pve-node`, sampling
 /// every second.
-pub fn start_agent(server: &Server, name: &str, token: &str) -> crate::support::ChildGuard {
+pub fn start_agent(server: &Server, name: &str, token: &str) -> ChildGuard {
     let dir = server.dir.path().join(format!("agent-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/pve-node");
@@ -260,7 +234,5 @@ pub fn start_agent(server: &Server, name: &str, token: &str) -> crate::support::
         ),
     )
     .unwrap();
-    let mut command = Command::new(agent_bin());
-    command.arg("run").arg("--config").arg(&config);
-    crate::support::ChildGuard::spawn(command, &dir.join("agent.log"))
+    testkit::start_agent(&config, &dir.join("agent.log"))
 }
