@@ -49,7 +49,7 @@ pub fn parse_list(text: &str) -> Result<Vec<ZfsPool>, String> {
         }
         pools.push(ZfsPool {
             name: name.to_owned(),
-            health: health.to_owned(),
+            health: health.into(),
             size_bytes: bytes("size", size)?,
             alloc_bytes: bytes("alloc", alloc)?,
             free_bytes: bytes("free", free)?,
