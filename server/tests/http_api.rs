@@ -155,6 +155,7 @@ fn api_shapes_with_pushed_fixture_data() {
     server.register("pve4");
     let client = push_history(&server, "pve2", &token, "DEGRADED");
     let cookie = login(server.port);
+    wait_for_hosts(server.port, &cookie, &["pve2", "pve4"]);
 
     let hosts = get(server.port, "/api/hosts", Some(&cookie)).json();
     assert!(hosts["now"].is_i64());
@@ -277,7 +278,7 @@ fn pages_escape_names_and_tags_from_the_node() {
     assert!(!page.body.contains(HOSTILE_TAG), "tag not escaped");
     assert!(page
         .body
-        .contains("&lt;script&gt;alert(&#39;guest&#39;)&lt;/script&gt;"));
+        .contains("&lt;script&gt;alert('guest')&lt;/script&gt;"));
     assert!(page.body.contains("&lt;img src=x onerror=alert(1)&gt;"));
     assert!(page.body.contains("state: DEGRADED"));
     assert_eq!(page.body.matches("<svg class=\"chart\"").count(), 5);
@@ -367,6 +368,7 @@ fn metrics_from_a_real_agent_and_pushed_history_pass_promtool() {
     push_history(&server, "pve3", &token3, "ONLINE").close();
     server.expect_status("pve3", "offline");
     let cookie = login(server.port);
+    wait_for_hosts(server.port, &cookie, &["pve1", "pve2", "pve3", "pve4"]);
     wait_for_json(server.port, "/api/hosts/pve1", &cookie, |host| {
         host["status"] == "online" && !host["medium"].is_null() && !host["slow"].is_null()
     });

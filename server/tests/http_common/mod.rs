@@ -198,6 +198,18 @@ pub fn push_history(server: &Server, name: &str, token: &str, pool_health: &str)
     client
 }
 
+/// Waits until the server shows every host in `names` (a host registered while the server
+/// runs comes into its memory within a moment: the roster watch), and returns the list.
+pub fn wait_for_hosts(port: u16, cookie: &str, names: &[&str]) -> Value {
+    wait_for_json(port, "/api/hosts", cookie, |body| {
+        let shown: Vec<&str> = body["hosts"]
+            .as_array()
+            .map(|hosts| hosts.iter().filter_map(|h| h["name"].as_str()).collect())
+            .unwrap_or_default();
+        names.iter().all(|n| shown.contains(n))
+    })
+}
+
 /// Waits until `check` holds for the JSON of `GET path`; panics with the last reply otherwise.
 pub fn wait_for_json(port: u16, path: &str, cookie: &str, check: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
