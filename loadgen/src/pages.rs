@@ -37,7 +37,8 @@ pub struct PagesOptions {
     pub server_pid: Option<u32>,
     /// At least this many requests per path.
     pub requests: usize,
-    /// `(label, path)`: e.g. `("index", "/")`.
+    /// `(label, path)`: e.g. `("index", "/")`; a label ending in `_identity` asks without
+    /// `Accept-Encoding: gzip`.
     pub paths: Vec<(String, String)>,
     /// Threads connecting the agents.
     pub threads: usize,
@@ -208,7 +209,8 @@ fn measure(
         )
     };
     let plain = exchange(addr, &request(false))?;
-    let compressed = request(true);
+    // A label ending in `_identity` measures the path without compression.
+    let compressed = request(!label.ends_with("_identity"));
     let first = exchange(addr, &compressed)?; // warm-up, and the size on the wire
     let pid = options.server_pid.map(|p| p.to_string());
     let cpu_before = pid.as_deref().and_then(proc_stat::usage);

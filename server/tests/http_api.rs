@@ -448,3 +448,60 @@ fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn responses_are_gzipped_when_the_client_accepts_it() {
+    let (server, _config) = server_with("http-gzip", "[http]\nmetrics_public = true\n");
+    let token = server.register("pve2");
+    let _client = push_history(&server, "pve2", &token, "DEGRADED");
+    let cookie = login(server.port);
+    for path in [
+        "/",
+        "/?fragment=1",
+        "/api/hosts",
+        "/hosts/pve2",
+        "/hosts/pve2?fragment=1",
+        "/hosts/pve2/chart?m=cpu",
+        "/metrics",
+        "/assets/app.js",
+    ] {
+        let plain = get(server.port, path, Some(&cookie));
+        let gzipped = request(
+            server.port,
+            "GET",
+            path,
+            &[
+                ("Cookie", &cookie),
+                ("Accept-Encoding", "deflate, gzip;q=0.9"),
+            ],
+            "",
+        );
+        assert_eq!((plain.status, gzipped.status), (200, 200), "{path}");
+        assert_eq!(plain.header("content-encoding"), None, "{path}");
+        assert_eq!(gzipped.header("vary"), Some("Accept-Encoding"), "{path}");
+        if plain.wire_bytes < 1024 {
+            // Not worth a gzip header.
+            assert_eq!(gzipped.header("content-encoding"), None, "{path}");
+            continue;
+        }
+        assert_eq!(gzipped.header("content-encoding"), Some("gzip"), "{path}");
+        assert!(gzipped.wire_bytes < plain.wire_bytes, "{path}: not smaller");
+        // Same content (times in it may have moved on by a second).
+        assert_eq!(
+            gzipped.body.lines().count(),
+            plain.body.lines().count(),
+            "{path}"
+        );
+    }
+    let refused = request(
+        server.port,
+        "GET",
+        "/metrics",
+        &[("Accept-Encoding", "gzip;q=0")],
+        "",
+    );
+    assert_eq!(refused.header("content-encoding"), None);
+    assert!(refused
+        .body
+        .contains("pve_up{id=\"node/pve2\",node=\"pve2\"} 1"));
+}

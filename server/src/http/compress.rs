@@ -49,7 +49,8 @@ fn compressible(content_type: &str) -> bool {
 }
 
 /// `response` gzipped when the request accepts it and it is worth it; marked `Vary:
-/// Accept-Encoding` whenever its content type could have been, so caches keep both apart.
+/// Accept-Encoding` whenever its content type could have been, so caches keep both apart. A
+/// response that is already encoded (`/metrics` compresses its parts itself) is left alone.
 pub fn negotiate(request: &Request, mut response: Response) -> Response {
     let Some(content_type) = response.header("content-type") else {
         return response;
@@ -75,8 +76,17 @@ pub fn negotiate(request: &Request, mut response: Response) -> Response {
 
 /// `body` as a gzip stream.
 pub fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 6), Compression::fast());
-    encoder.write_all(body)?;
+    gzip_parts(&[body])
+}
+
+/// The concatenation of `parts` as one gzip stream, without concatenating them first (a big
+/// `/metrics` is ~60 family buffers of up to a few MB each).
+pub fn gzip_parts(parts: &[&[u8]]) -> std::io::Result<Vec<u8>> {
+    let size: usize = parts.iter().map(|p| p.len()).sum();
+    let mut encoder = GzEncoder::new(Vec::with_capacity(size / 6), Compression::fast());
+    for part in parts {
+        encoder.write_all(part)?;
+    }
     encoder.finish()
 }
 

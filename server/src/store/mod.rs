@@ -174,7 +174,7 @@ impl Store {
     /// The connection, for one short piece of work. A thread that panicked while holding the
     /// lock left no half-done transaction behind (rusqlite rolls back on drop), so a poisoned
     /// lock is safe to take over.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Db> {
+    fn lock(&self) -> MutexGuard<'_, Db> {
         self.db
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

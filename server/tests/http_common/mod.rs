@@ -21,7 +21,10 @@ pub struct Reply {
     pub status: u16,
     /// Header names lower-cased.
     pub headers: Vec<(String, String)>,
+    /// The body as text, gunzipped when it came with `Content-Encoding: gzip`.
     pub body: String,
+    /// Bytes of the body on the wire.
+    pub wire_bytes: usize,
 }
 
 impl Reply {
@@ -53,24 +56,39 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], bo
     stream.write_all(body.as_bytes()).unwrap();
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head in {text:?}"));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = &raw[split + 4..];
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let headers = lines
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
+    let gzipped = headers
+        .iter()
+        .any(|(n, v)| n == "content-encoding" && v == "gzip");
+    let text = if gzipped {
+        let mut plain = String::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut plain)
+            .unwrap_or_else(|e| panic!("{path}: a gzip body that does not gunzip: {e}"));
+        plain
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    };
     Reply {
         status,
         headers,
-        body: body.to_owned(),
+        body: text,
+        wire_bytes: body.len(),
     }
 }
 

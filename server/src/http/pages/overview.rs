@@ -352,11 +352,15 @@ fn row(state: &HostState, condition: Condition, now: i64) -> Markup {
 
 /// The filter form: name, condition, cluster and guest tag, and the view switch.
 fn filter_form(hosts: &[Arc<HostState>], filters: &Filters) -> Markup {
-    let mut clusters = BTreeSet::new();
-    let mut tags = BTreeSet::new();
+    let mut clusters: BTreeSet<&str> = BTreeSet::new();
+    let mut tags: BTreeSet<&str> = BTreeSet::new();
     for h in hosts {
-        clusters.insert(h.cluster_name().unwrap_or("-").to_owned());
-        tags.extend(h.guest_tags().into_iter().map(str::to_owned));
+        clusters.insert(h.cluster_name().unwrap_or("-"));
+        if let Some(medium) = h.medium() {
+            for guest in &medium.guests {
+                tags.extend(guest.tags.iter().map(String::as_str));
+            }
+        }
     }
     html! {
         form.filters method="get" action="/" role="search" data-filters {
@@ -369,14 +373,14 @@ fn filter_form(hosts: &[Arc<HostState>], filters: &Filters) -> Markup {
                     }
                 }
             }
-            @if clusters.len() > 1 || clusters.iter().any(|c| c != "-") {
+            @if clusters.len() > 1 || clusters.iter().any(|c| *c != "-") {
                 label {
                     "Cluster "
                     select name="cluster" {
                         option value="" { "all" }
                         @for c in &clusters {
                             option value=(c) selected[filters.cluster == *c] {
-                                @if c == "-" { "standalone" } @else { (c) }
+                                @if *c == "-" { "standalone" } @else { (c) }
                             }
                         }
                     }
