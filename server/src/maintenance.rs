@@ -1,5 +1,7 @@
-//! The background thread that moves raw points into the history file, rolls them up and
-//! enforces retention, in small steps between which ingestion gets the database lock.
+//! The background threads: maintenance moves raw points into the history file, rolls them up
+//! and enforces retention, in small steps between which ingestion gets the database lock; the
+//! roster watch keeps the hosts in memory in line with hosts registered or removed by another
+//! process.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
