@@ -352,7 +352,7 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f
 		printf '  %-52s %s\n' "$label: end-to-end / ceiling (target >= 50 %)" \
 			"$(ratio "$(kv "$OUT/$label/run.txt" points_per_s)" "$(kv "$OUT/$label/ceiling.txt" points_per_s)")"
 	done
-	printf '  %-52s %s\n' "before the in-memory host state (main@bc616c8)" "p99 34.7 ms, flood 77 % (issue 10's run); 661.9 ms, 66 % back to back with this code on a busy machine (here: 47.7 ms, 86 %)"
+	printf '  %-52s %s\n' "before the in-memory host state (main@bc616c8)" "p99 34.7 ms, flood 77 % (issue 10's run); back to back with this code on a busy machine: 662 ms, 66 % (this code: 48 ms, 86 %)"
 	printf '  %-52s %s\n' "agent RSS (target < 4 MiB), 200-guest node / here" "$AGENT_RSS KiB / $LOCAL_AGENT_RSS KiB"
 	echo "logs and raw reports: $OUT"
 } | tee "$OUT/summary.txt"
