@@ -10,7 +10,9 @@
 # plus the build.
 #
 # Knobs (environment): BENCH_AGENTS (1000), BENCH_SECONDS (150), BENCH_FLOOD_SECONDS (20),
-# BENCH_STORM_AGENTS_10 (1000), BENCH_STORM_AGENTS_12 (300), BENCH_SKIP_BUILD=1.
+# BENCH_STORM_AGENTS_10 (1000), BENCH_STORM_AGENTS_12 (300), BENCH_SKIP_BUILD=1,
+# BENCH_PAGES_AGENTS (1000), BENCH_BASELINE_SERVER (an older server binary whose pages are
+# measured too, side by side; without it the summary shows the figures recorded for main).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -199,6 +201,41 @@ else
 	echo "node_exporter not installed and cannot be installed here; skipped" >&2
 fi
 
+# ---------------------------------------------------------------- pages
+# The dashboard, the API and /metrics with a big fleet online: each of PAGES_AGENTS hosts
+# pushed a fast (30 guests), a medium and a slow sample and stays connected; each path is
+# fetched as a logged-in browser does, with Accept-Encoding: gzip. Bytes on the wire, wall
+# p50 and the server's CPU time per request (the robust figure on a busy machine).
+PAGES_AGENTS=${BENCH_PAGES_AGENTS:-1000}
+PAGES_PASSWORD="bench dashboard password"
+# Usage: pages_run LABEL SERVER_BINARY
+pages_run() {
+	local label=$1 server=$2 dir=$OUT/pages-$1 port pid
+	say "pages: $PAGES_AGENTS hosts online, 30 guests each ($label: $server)"
+	mkdir -p "$dir"
+	"$LOADGEN" --log-level warn register --database "$dir/server.db" --count "$PAGES_AGENTS" --cost 4 --tokens "$dir/tokens.txt" >&2
+	echo "$PAGES_PASSWORD" | "$server" --database "$dir/server.db" --bcrypt-cost 4 set-password >&2
+	printf '[http]\nmetrics_public = true\n' >"$dir/server.toml"
+	port=$(free_port)
+	"$server" --config "$dir/server.toml" --database "$dir/server.db" --listen "127.0.0.1:$port" \
+		--log-level warn serve 2>>"$dir/server.log" &
+	pid=$!
+	STARTED+=("$pid")
+	wait_port "$port"
+	"$LOADGEN" --log-level warn pages --url "ws://127.0.0.1:$port/socket/websocket" --tokens "$dir/tokens.txt" \
+		--agents "$PAGES_AGENTS" --guests 30 --password "$PAGES_PASSWORD" --server-pid "$pid" --requests 20 \
+		--path index=/ --path index_cards=/?view=cards --path fragment=/?fragment=1 \
+		--path api_hosts=/api/hosts --path metrics=/metrics --path metrics_identity=/metrics \
+		--path host=/hosts/bench-0001 --label "$label" | tee "$dir/pages.txt" >&2
+	kill -INT "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	rm -f "$dir"/*.db "$dir"/*.db-wal "$dir"/*.db-shm
+}
+pages_run now "$SERVER"
+if [ -n "${BENCH_BASELINE_SERVER:-}" ]; then
+	pages_run baseline "$BENCH_BASELINE_SERVER"
+fi
+
 # ---------------------------------------------------------------- server
 # One load run against a fresh database; then the ceiling for the same shape (same hosts,
 # same number of samples: the cost of an insert grows with the history per series).
@@ -284,7 +321,28 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f
 		printf '  cost %-3s %5s agents: all rejoined in %6s s (%s of %s), %s joins/s -> 1000 agents in ~%s s\n' \
 			"$cost" "$n" "$(kv "$s" rejoin_s)" "$(kv "$s" rejoined)" "$n" "$rate" "$(div 1000 "$rate")"
 	done
+	echo "PAGES ($PAGES_AGENTS hosts online, 30 guests each; gzip accepted; server CPU per request, wall p50)"
+	printf '  %-22s %12s %9s %9s   %s\n' path wire_bytes cpu_ms p50_ms "before: main@bc616c8, recorded on the 2-core dev machine (no gzip then)"
+	p=$OUT/pages-now/pages.txt
+	for row in "index:/ (table past 24 hosts):2218376 B, 229 ms CPU" "index_cards:/?view=cards:-" \
+		"fragment:/?fragment=1 (live refresh):-" "api_hosts:/api/hosts:724973 B, 95 ms CPU" \
+		"metrics:/metrics:29603878 B, 294 ms CPU" "metrics_identity:/metrics (no gzip):29603878 B, 294 ms CPU" \
+		"host:/hosts/NAME:46584 B, 1.8 ms CPU"; do
+		key=${row%%:*}; rest=${row#*:}; path=${rest%%:*}; before=${rest#*:}
+		printf '  %-22s %12s %9s %9s   %s\n' "$path" "$(kv "$p" "${key}_wire_bytes")" "$(kv "$p" "${key}_cpu_ms")" \
+			"$(kv "$p" "${key}_p50_ms")" "$before"
+	done
+	if [ -n "${BENCH_BASELINE_SERVER:-}" ]; then
+		b=$OUT/pages-baseline/pages.txt
+		for key in index api_hosts metrics host; do
+			printf '  %-22s %12s %9s %9s   %s\n' "baseline $key" "$(kv "$b" "${key}_wire_bytes")" \
+				"$(kv "$b" "${key}_cpu_ms")" "$(kv "$b" "${key}_p50_ms")" "($BENCH_BASELINE_SERVER, this run)"
+		done
+	fi
 	echo "TARGETS"
+	printf '  %-52s %s\n' "/ on the wire (target < 300 KB), CPU (< 30 ms)" "$(kv "$p" index_wire_bytes) B, $(kv "$p" index_cpu_ms) ms"
+	printf '  %-52s %s\n' "/api/hosts CPU (target < 15 ms)" "$(kv "$p" api_hosts_cpu_ms) ms"
+	printf '  %-52s %s\n' "/metrics CPU, gzip (target < 100 ms)" "$(kv "$p" metrics_cpu_ms) ms (wall p50 $(kv "$p" metrics_p50_ms) ms)"
 	r=$OUT/interval-$AGENTS/run.txt
 	printf '  %-52s %s\n' "$AGENTS agents at 1 s: pushes answered / offered" "$(kv "$r" pushed) / $((AGENTS * SECONDS_RUN))"
 	printf '  %-52s %s\n' "$AGENTS agents at 1 s: p99 push->reply (target < 50 ms)" "$(kv "$r" p99_ms) ms after the first $WARMUP_SECONDS s (max $(kv "$r" max_ms) ms); first $WARMUP_SECONDS s, while hosts create their series: $(kv "$r" warmup_p99_ms) ms"
@@ -294,6 +352,7 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f
 		printf '  %-52s %s\n' "$label: end-to-end / ceiling (target >= 50 %)" \
 			"$(ratio "$(kv "$OUT/$label/run.txt" points_per_s)" "$(kv "$OUT/$label/ceiling.txt" points_per_s)")"
 	done
+	printf '  %-52s %s\n' "before the in-memory host state (main@bc616c8)" "p99 34.7 ms, flood 77 % (issue 10's run); back to back with this code on a busy machine: 662 ms, 66 % (this code: 48 ms, 86 %)"
 	printf '  %-52s %s\n' "agent RSS (target < 4 MiB), 200-guest node / here" "$AGENT_RSS KiB / $LOCAL_AGENT_RSS KiB"
 	echo "logs and raw reports: $OUT"
 } | tee "$OUT/summary.txt"

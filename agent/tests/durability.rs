@@ -7,8 +7,7 @@
 //! Collection reads the fixture tree `fixtures/pve-node`, so every fast sample has `load1`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../server/tests/support/mod.rs"]
-mod support;
+use testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,8 +5,7 @@
 //! `cargo test --workspace` builds both (see `support::server_bin`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../server/tests/support/mod.rs"]
-mod support;
+use testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

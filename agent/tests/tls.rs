@@ -4,8 +4,7 @@
 //! certificate problem and keeps retrying, never online, never panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../server/tests/support/mod.rs"]
-mod support;
+use testkit as support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

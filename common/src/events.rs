@@ -1,6 +1,9 @@
 //! Topic and event names of the host channel, and the payloads of join and push.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Path of the agent socket; Phoenix clients append `/websocket` to `/socket`.
@@ -64,12 +67,18 @@ impl MetricKind {
         MetricKind::ALL.into_iter().find(|k| k.event() == event)
     }
 
+    /// `fast`, `medium` or `slow`: how the kind is written in the database.
     pub fn as_str(self) -> &'static str {
         match self {
             MetricKind::Fast => "fast",
             MetricKind::Medium => "medium",
             MetricKind::Slow => "slow",
         }
+    }
+
+    /// The kind written as [`MetricKind::as_str`] writes it.
+    pub fn parse(text: &str) -> Option<MetricKind> {
+        MetricKind::ALL.into_iter().find(|k| k.as_str() == text)
     }
 }
 
@@ -81,6 +90,23 @@ impl MetricKind {
 pub struct MetricPush {
     pub collected_at: String,
     pub data: Value,
+}
+
+/// A `metric:*` push as the server reads it: `data` stays the text the agent sent (parsed
+/// once, into the typed sample, and stored as received).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawMetricPush<'a> {
+    #[serde(borrow)]
+    pub collected_at: Cow<'a, str>,
+    #[serde(borrow)]
+    pub data: &'a RawValue,
+}
+
+impl<'a> RawMetricPush<'a> {
+    /// Reads a push's payload; the error says what is wrong with it.
+    pub fn parse(payload: &'a RawValue) -> Result<RawMetricPush<'a>, String> {
+        serde_json::from_str(payload.get()).map_err(|e| e.to_string())
+    }
 }
 
 /// The host name in a `host:<name>` topic, if the topic is one and the name is valid.
@@ -151,7 +177,26 @@ mod tests {
     fn metric_events_round_trip() {
         for kind in MetricKind::ALL {
             assert_eq!(MetricKind::from_event(kind.event()), Some(kind));
+            assert_eq!(MetricKind::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(MetricKind::from_event("metric:other"), None);
+        assert_eq!(MetricKind::parse("metric:fast"), None);
+    }
+
+    #[test]
+    fn raw_pushes_keep_data_as_sent() {
+        let payload: Box<RawValue> = serde_json::from_str(
+            r#"{"collected_at":"2026-11-25T12:00:00Z","data":{"load1": 0.5, "x":[1,2]}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let push = RawMetricPush::parse(&payload).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(push.data.get(), r#"{"load1": 0.5, "x":[1,2]}"#);
+        assert_eq!(push.collected_at, "2026-11-25T12:00:00Z");
+        let bad: Box<RawValue> = serde_json::from_str(r#"{"collected_at":5,"data":{}}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(RawMetricPush::parse(&bad).is_err());
+        let missing: Box<RawValue> =
+            serde_json::from_str(r#"{"data":{}}"#).unwrap_or_else(|e| panic!("{e}"));
+        assert!(RawMetricPush::parse(&missing).is_err());
     }
 }

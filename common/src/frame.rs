@@ -6,6 +6,7 @@
 
 use serde::ser::SerializeTuple;
 use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -155,16 +156,7 @@ impl Frame {
     }
 
     fn reply(&self, status: &str, response: Value) -> Frame {
-        let mut payload = Map::new();
-        payload.insert("status".into(), Value::String(status.into()));
-        payload.insert("response".into(), response);
-        Frame {
-            join_ref: self.join_ref.clone(),
-            msg_ref: self.msg_ref.clone(),
-            topic: self.topic.clone(),
-            event: events::PHX_REPLY.into(),
-            payload: Value::Object(payload),
-        }
+        reply_to(&self.join_ref, &self.msg_ref, &self.topic, status, response)
     }
 
     /// If this is a `phx_reply`, its status (`"ok"`/`"error"`) and response.
@@ -183,6 +175,85 @@ impl Frame {
             Some(("error", response)) => response.get("reason").and_then(Value::as_str),
             _ => None,
         }
+    }
+}
+
+/// A frame as the server reads it: refs, topic and event decoded, the payload left as the
+/// JSON text it came in, to be parsed once into whatever its event calls for (a sample is
+/// parsed straight into its typed form and stored as received, never built as a tree first).
+#[derive(Debug, Clone)]
+pub struct RawFrame<'a> {
+    pub join_ref: Option<String>,
+    pub msg_ref: Option<String>,
+    pub topic: String,
+    pub event: String,
+    pub payload: &'a RawValue,
+}
+
+impl<'a> RawFrame<'a> {
+    /// Reads one WebSocket text frame, borrowing its payload from `text`.
+    pub fn decode(text: &'a str) -> Result<RawFrame<'a>, FrameError> {
+        type Parts<'a> = (Value, Value, Value, Value, &'a RawValue);
+        let (join_ref, msg_ref, topic, event, payload) = serde_json::from_str::<Parts<'a>>(text)
+            .map_err(|e| {
+                if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+                    FrameError::Json(e.to_string())
+                } else {
+                    FrameError::Shape("expected an array of 5 elements")
+                }
+            })?;
+        Ok(RawFrame {
+            join_ref: opaque_ref(join_ref)
+                .ok_or(FrameError::Shape("join_ref must be a string or null"))?,
+            msg_ref: opaque_ref(msg_ref)
+                .ok_or(FrameError::Shape("ref must be a string or null"))?,
+            topic: match topic {
+                Value::String(s) => s,
+                _ => return Err(FrameError::Shape("topic must be a string")),
+            },
+            event: match event {
+                Value::String(s) => s,
+                _ => return Err(FrameError::Shape("event must be a string")),
+            },
+            payload,
+        })
+    }
+
+    /// The `phx_reply` answering `self` with status `ok`.
+    pub fn reply_ok(&self, response: Value) -> Frame {
+        reply_to(&self.join_ref, &self.msg_ref, &self.topic, "ok", response)
+    }
+
+    /// The `phx_reply` answering `self` with status `error` and `{"reason": reason}`.
+    pub fn reply_error(&self, reason: &str) -> Frame {
+        let mut response = Map::new();
+        response.insert("reason".into(), Value::String(reason.into()));
+        reply_to(
+            &self.join_ref,
+            &self.msg_ref,
+            &self.topic,
+            "error",
+            Value::Object(response),
+        )
+    }
+}
+
+fn reply_to(
+    join_ref: &Option<String>,
+    msg_ref: &Option<String>,
+    topic: &str,
+    status: &str,
+    response: Value,
+) -> Frame {
+    let mut payload = Map::new();
+    payload.insert("status".into(), Value::String(status.into()));
+    payload.insert("response".into(), response);
+    Frame {
+        join_ref: join_ref.clone(),
+        msg_ref: msg_ref.clone(),
+        topic: topic.to_owned(),
+        event: events::PHX_REPLY.into(),
+        payload: Value::Object(payload),
     }
 }
 
@@ -289,7 +360,30 @@ mod tests {
             r#"[null,[],"t","e",{}]"#,
         ] {
             assert!(Frame::decode(bad).is_err(), "accepted {bad:?}");
+            assert!(RawFrame::decode(bad).is_err(), "raw accepted {bad:?}");
         }
+        assert!(matches!(
+            RawFrame::decode("not json"),
+            Err(FrameError::Json(_))
+        ));
+        assert!(matches!(
+            RawFrame::decode(r#"[null,null,"t","e"]"#),
+            Err(FrameError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn raw_frames_keep_the_payload_text() {
+        let text = r#"[1,"2","host:a","metric:fast",{"collected_at":"x", "data":{"a":1}}]"#;
+        let raw = RawFrame::decode(text).unwrap();
+        assert_eq!(raw.join_ref.as_deref(), Some("1"));
+        assert_eq!(raw.msg_ref.as_deref(), Some("2"));
+        assert_eq!(raw.topic, "host:a");
+        assert_eq!(raw.event, "metric:fast");
+        assert_eq!(raw.payload.get(), r#"{"collected_at":"x", "data":{"a":1}}"#);
+        let tree = Frame::decode(text).unwrap();
+        assert_eq!(raw.reply_ok(json!({})), tree.reply_ok(json!({})));
+        assert_eq!(raw.reply_error("bad"), tree.reply_error("bad"));
     }
 
     #[test]

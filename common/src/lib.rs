@@ -6,6 +6,7 @@
 pub mod events;
 pub mod frame;
 pub mod sample;
+pub mod series;
 pub mod time;
 
-pub use frame::{Frame, FrameError};
+pub use frame::{Frame, FrameError, RawFrame};

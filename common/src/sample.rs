@@ -10,28 +10,17 @@
 //! restart, device gone and back), never a bogus spike.
 //!
 //! `series_points` flattens a sample into the named numeric series the server stores; the names
-//! are a stable interface. `<x>` is a name taken from the node; a mount point becomes its path
-//! with every `/` replaced by `_` (`/` → `_`, `/var/lib/vz` → `_var_lib_vz`).
-//!
-//! | sample | series |
-//! |---|---|
-//! | fast | `load1` `load5` `load15` `uptime_seconds` |
-//! | fast | `cpu_percent` `cpu_user_percent` `cpu_system_percent` `cpu_iowait_percent` `cpu_steal_percent` `cpu.<n>.percent` |
-//! | fast | `mem_total_bytes` `mem_available_bytes` `mem_used_bytes` `mem_arc_bytes` `mem_used_without_arc_bytes` `swap_total_bytes` `swap_used_bytes` |
-//! | fast | `psi.<cpu\|io\|memory>.<some\|full>_avg10` |
-//! | fast | `arc.size_bytes` `arc.target_bytes` `arc.min_bytes` `arc.max_bytes` `arc.hit_ratio_percent` |
-//! | fast | `net.<iface>.rx_bytes_per_s` `.tx_bytes_per_s` `.rx_packets_per_s` `.tx_packets_per_s` `.rx_errors` `.tx_errors` `.rx_dropped` `.tx_dropped` |
-//! | fast | `disk.<dev>.read_bytes_per_s` `.write_bytes_per_s` `.read_iops` `.write_iops` `.busy_percent` |
-//! | fast | `guest.<vmid>.running` `.uptime_seconds` `.cpu_percent` `.cpu_host_percent` `.mem_used_bytes` `.mem_limit_bytes` `.disk_read_bytes_per_s` `.disk_write_bytes_per_s` `.net_in_bytes_per_s` `.net_out_bytes_per_s` `.psi.<cpu\|io\|memory>.<some\|full>_avg10` |
-//! | medium | `pool.<name>.size_bytes` `.alloc_bytes` `.free_bytes` `.frag_percent` `.dedup_ratio` `.healthy` |
-//! | medium | `fs.<mountpoint>.size_bytes` `.used_bytes` `.avail_bytes` `.inodes_total` `.inodes_used` |
-//! | medium | `storage.<id>.total_bytes` `.used_bytes` `.avail_bytes` `.active` |
-//! | slow | `cpu_count` |
-//!
-//! Counters that are not rates (`rx_errors`, ...) are totals since boot. `running`, `healthy`
-//! and `active` are 1 or 0.
+//! are `crate::series::SeriesName`s, documented there.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::events::MetricKind;
+use crate::series::{
+    ArcField, DiskField, FsField, GuestField, HostField, NetField, PoolField, Psi, PsiLine,
+    PsiResource, SeriesName, StorageField,
+};
 
 /// Bumped when a field changes meaning; adding a field does not bump it.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -195,6 +184,23 @@ pub enum GuestStatus {
     Unknown,
 }
 
+impl GuestStatus {
+    /// Whether the guest occupies its resources: running, or paused (a paused guest keeps its
+    /// memory and comes back where it stopped).
+    pub fn is_up(self) -> bool {
+        matches!(self, GuestStatus::Running | GuestStatus::Paused)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestStatus::Running => "running",
+            GuestStatus::Stopped => "stopped",
+            GuestStatus::Paused => "paused",
+            GuestStatus::Unknown => "unknown",
+        }
+    }
+}
+
 /// A guest's state and usage in the fast sample. Usage fields are absent for stopped guests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -259,8 +265,7 @@ pub struct MediumSample {
 #[serde(default)]
 pub struct ZfsPool {
     pub name: String,
-    /// ONLINE, DEGRADED, FAULTED, OFFLINE, REMOVED, UNAVAIL or SUSPENDED.
-    pub health: String,
+    pub health: PoolHealth,
     pub size_bytes: Option<u64>,
     pub alloc_bytes: Option<u64>,
     pub free_bytes: Option<u64>,
@@ -269,6 +274,126 @@ pub struct ZfsPool {
     /// The pool's block of `zpool status -x` when it is not healthy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
+}
+
+/// The health of a ZFS pool, as `zpool list` prints it. A state this version does not know
+/// (from a newer ZFS) is kept as its text and counts as bad: we cannot tell it is fine.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PoolHealth {
+    Online,
+    Degraded,
+    Faulted,
+    Offline,
+    Removed,
+    Unavail,
+    Suspended,
+    Other(String),
+}
+
+impl PoolHealth {
+    const KNOWN: [PoolHealth; 7] = [
+        PoolHealth::Online,
+        PoolHealth::Degraded,
+        PoolHealth::Faulted,
+        PoolHealth::Offline,
+        PoolHealth::Removed,
+        PoolHealth::Unavail,
+        PoolHealth::Suspended,
+    ];
+
+    /// The states `zpool` documents, in that order.
+    pub fn known() -> &'static [PoolHealth] {
+        &Self::KNOWN
+    }
+
+    pub fn parse(text: &str) -> PoolHealth {
+        Self::KNOWN
+            .iter()
+            .find(|h| h.as_str() == text)
+            .cloned()
+            .unwrap_or_else(|| PoolHealth::Other(text.to_owned()))
+    }
+
+    /// `ONLINE`, `DEGRADED`, ... as `zpool` prints it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            PoolHealth::Online => "ONLINE",
+            PoolHealth::Degraded => "DEGRADED",
+            PoolHealth::Faulted => "FAULTED",
+            PoolHealth::Offline => "OFFLINE",
+            PoolHealth::Removed => "REMOVED",
+            PoolHealth::Unavail => "UNAVAIL",
+            PoolHealth::Suspended => "SUSPENDED",
+            PoolHealth::Other(text) => text,
+        }
+    }
+
+    pub fn is_online(&self) -> bool {
+        *self == PoolHealth::Online
+    }
+
+    /// 0 for ONLINE, higher for worse: DEGRADED still serves all data with less redundancy,
+    /// OFFLINE and REMOVED were taken away (by an admin or the hardware), everything else
+    /// (FAULTED, UNAVAIL, SUSPENDED, unknown) may have lost access to data.
+    pub fn severity(&self) -> u8 {
+        match self {
+            PoolHealth::Online => 0,
+            PoolHealth::Degraded => 1,
+            PoolHealth::Offline | PoolHealth::Removed => 2,
+            _ => 3,
+        }
+    }
+}
+
+impl Default for PoolHealth {
+    /// A pool whose health was not sent is not known to be fine.
+    fn default() -> PoolHealth {
+        PoolHealth::Other(String::new())
+    }
+}
+
+impl fmt::Display for PoolHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `health == "DEGRADED"`: compares with the text `zpool` prints.
+impl PartialEq<str> for PoolHealth {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for PoolHealth {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl From<&str> for PoolHealth {
+    fn from(text: &str) -> PoolHealth {
+        PoolHealth::parse(text)
+    }
+}
+
+impl From<String> for PoolHealth {
+    fn from(text: String) -> PoolHealth {
+        PoolHealth::parse(&text)
+    }
+}
+
+impl Serialize for PoolHealth {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PoolHealth {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<PoolHealth, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Ok(PoolHealth::parse(&text))
+    }
 }
 
 /// One mounted filesystem (pseudo, network and guest filesystems left out).
@@ -379,128 +504,170 @@ pub struct ClusterNode {
     pub ip: Option<String>,
 }
 
-/// One numeric value of a named series, as the server stores it.
+/// One numeric value of a named series, as the server stores it: the name's text (see
+/// `crate::series`) and the value.
 pub type SeriesPoint = (String, f64);
+
+/// A sample of any kind, typed: what a `metric:*` push's `data` becomes once it is parsed.
+// A value lives only from parsing to being moved into the host state: boxing the big variant
+// would add an allocation per sample and save nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sample {
+    Fast(FastSample),
+    Medium(MediumSample),
+    Slow(SlowSample),
+}
+
+impl Sample {
+    /// Parses the `data` JSON of a push of `kind`.
+    pub fn from_json(kind: MetricKind, json: &str) -> Result<Sample, serde_json::Error> {
+        Ok(match kind {
+            MetricKind::Fast => Sample::Fast(serde_json::from_str(json)?),
+            MetricKind::Medium => Sample::Medium(serde_json::from_str(json)?),
+            MetricKind::Slow => Sample::Slow(serde_json::from_str(json)?),
+        })
+    }
+
+    pub fn kind(&self) -> MetricKind {
+        match self {
+            Sample::Fast(_) => MetricKind::Fast,
+            Sample::Medium(_) => MetricKind::Medium,
+            Sample::Slow(_) => MetricKind::Slow,
+        }
+    }
+
+    /// The numeric series in this sample.
+    pub fn series_points(&self) -> Vec<SeriesPoint> {
+        match self {
+            Sample::Fast(s) => s.series_points(),
+            Sample::Medium(s) => s.series_points(),
+            Sample::Slow(s) => s.series_points(),
+        }
+    }
+}
 
 /// Collects series points, dropping absent and non-finite values.
 struct Points(Vec<SeriesPoint>);
 
 impl Points {
-    fn put(&mut self, name: &str, value: Option<f64>) {
+    fn put(&mut self, name: impl Into<SeriesName>, value: Option<f64>) {
         if let Some(v) = value.filter(|v| v.is_finite()) {
-            self.0.push((name.to_owned(), v));
+            self.0.push((name.into().to_string(), v));
         }
     }
 
-    fn put_u64(&mut self, name: &str, value: Option<u64>) {
+    fn put_u64(&mut self, name: impl Into<SeriesName>, value: Option<u64>) {
         self.put(name, value.map(to_f64));
     }
 
-    fn put_pressure(&mut self, prefix: &str, p: &Pressure) {
-        self.put(&format!("{prefix}psi.cpu.some_avg10"), p.cpu_some);
-        self.put(&format!("{prefix}psi.cpu.full_avg10"), p.cpu_full);
-        self.put(&format!("{prefix}psi.io.some_avg10"), p.io_some);
-        self.put(&format!("{prefix}psi.io.full_avg10"), p.io_full);
-        self.put(&format!("{prefix}psi.memory.some_avg10"), p.memory_some);
-        self.put(&format!("{prefix}psi.memory.full_avg10"), p.memory_full);
+    /// The six pressure figures, named by `name` (the node's, or a guest's).
+    fn put_pressure(&mut self, p: &Pressure, name: impl Fn(Psi) -> SeriesName) {
+        use PsiLine::{Full, Some as Partial};
+        use PsiResource::{Cpu, Io, Memory};
+        for (resource, line, value) in [
+            (Cpu, Partial, p.cpu_some),
+            (Cpu, Full, p.cpu_full),
+            (Io, Partial, p.io_some),
+            (Io, Full, p.io_full),
+            (Memory, Partial, p.memory_some),
+            (Memory, Full, p.memory_full),
+        ] {
+            self.put(name(Psi { resource, line }), value);
+        }
     }
 }
 
 impl FastSample {
     /// The numeric series in this sample, e.g. `("load1", 0.42)`, `("cpu.3.percent", 12.5)`.
     pub fn series_points(&self) -> Vec<SeriesPoint> {
-        let mut p = Points(Vec::new());
-        p.put("load1", self.load1);
-        p.put("load5", self.load5);
-        p.put("load15", self.load15);
-        p.put("cpu_percent", self.cpu_percent);
-        p.put_u64("mem_total_bytes", self.mem_total_bytes);
-        p.put_u64("mem_available_bytes", self.mem_available_bytes);
-        p.put_u64("mem_used_bytes", self.mem_used_bytes);
-        p.put_u64("swap_total_bytes", self.swap_total_bytes);
-        p.put_u64(
-            "swap_used_bytes",
-            self.swap_total_bytes
-                .zip(self.swap_free_bytes)
-                .map(|(t, f)| t.saturating_sub(f)),
-        );
-        p.put_u64("uptime_seconds", self.uptime_seconds);
+        use HostField as H;
+        let mut p = Points(Vec::with_capacity(64 + 16 * self.guests.len()));
+        p.put(H::Load1, self.load1);
+        p.put(H::Load5, self.load5);
+        p.put(H::Load15, self.load15);
+        p.put(H::CpuPercent, self.cpu_percent);
+        p.put_u64(H::MemTotalBytes, self.mem_total_bytes);
+        p.put_u64(H::MemAvailableBytes, self.mem_available_bytes);
+        p.put_u64(H::MemUsedBytes, self.mem_used_bytes);
+        p.put_u64(H::SwapTotalBytes, self.swap_total_bytes);
+        p.put_u64(H::SwapUsedBytes, self.swap_used_bytes());
+        p.put_u64(H::UptimeSeconds, self.uptime_seconds);
         if let Some(cores) = &self.cpu_per_core_percent {
-            for (i, v) in cores.iter().enumerate() {
-                p.put(&format!("cpu.{i}.percent"), Some(*v));
+            for (i, v) in (0u32..).zip(cores) {
+                p.put(SeriesName::CpuCore(i), Some(*v));
             }
         }
-        p.put("cpu_user_percent", self.cpu_user_percent);
-        p.put("cpu_system_percent", self.cpu_system_percent);
-        p.put("cpu_iowait_percent", self.cpu_iowait_percent);
-        p.put("cpu_steal_percent", self.cpu_steal_percent);
-        p.put_u64("mem_arc_bytes", self.mem_arc_bytes);
-        p.put_u64(
-            "mem_used_without_arc_bytes",
-            self.mem_used_without_arc_bytes,
-        );
+        p.put(H::CpuUserPercent, self.cpu_user_percent);
+        p.put(H::CpuSystemPercent, self.cpu_system_percent);
+        p.put(H::CpuIowaitPercent, self.cpu_iowait_percent);
+        p.put(H::CpuStealPercent, self.cpu_steal_percent);
+        p.put_u64(H::MemArcBytes, self.mem_arc_bytes);
+        p.put_u64(H::MemUsedWithoutArcBytes, self.mem_used_without_arc_bytes);
         if let Some(pressure) = &self.pressure {
-            p.put_pressure("", pressure);
+            p.put_pressure(pressure, SeriesName::Psi);
         }
         if let Some(arc) = &self.arc {
-            p.put_u64("arc.size_bytes", arc.size_bytes);
-            p.put_u64("arc.target_bytes", arc.target_bytes);
-            p.put_u64("arc.min_bytes", arc.min_bytes);
-            p.put_u64("arc.max_bytes", arc.max_bytes);
-            p.put("arc.hit_ratio_percent", arc.hit_ratio_percent);
+            p.put_u64(SeriesName::Arc(ArcField::SizeBytes), arc.size_bytes);
+            p.put_u64(SeriesName::Arc(ArcField::TargetBytes), arc.target_bytes);
+            p.put_u64(SeriesName::Arc(ArcField::MinBytes), arc.min_bytes);
+            p.put_u64(SeriesName::Arc(ArcField::MaxBytes), arc.max_bytes);
+            p.put(
+                SeriesName::Arc(ArcField::HitRatioPercent),
+                arc.hit_ratio_percent,
+            );
         }
         for n in &self.net {
-            let name = &n.name;
-            p.put(&format!("net.{name}.rx_bytes_per_s"), n.rx_bytes_per_s);
-            p.put(&format!("net.{name}.tx_bytes_per_s"), n.tx_bytes_per_s);
-            p.put(&format!("net.{name}.rx_packets_per_s"), n.rx_packets_per_s);
-            p.put(&format!("net.{name}.tx_packets_per_s"), n.tx_packets_per_s);
-            p.put_u64(&format!("net.{name}.rx_errors"), Some(n.rx_errors));
-            p.put_u64(&format!("net.{name}.tx_errors"), Some(n.tx_errors));
-            p.put_u64(&format!("net.{name}.rx_dropped"), Some(n.rx_dropped));
-            p.put_u64(&format!("net.{name}.tx_dropped"), Some(n.tx_dropped));
+            let name = |field| SeriesName::Net(n.name.clone(), field);
+            p.put(name(NetField::RxBytesPerS), n.rx_bytes_per_s);
+            p.put(name(NetField::TxBytesPerS), n.tx_bytes_per_s);
+            p.put(name(NetField::RxPacketsPerS), n.rx_packets_per_s);
+            p.put(name(NetField::TxPacketsPerS), n.tx_packets_per_s);
+            p.put_u64(name(NetField::RxErrors), Some(n.rx_errors));
+            p.put_u64(name(NetField::TxErrors), Some(n.tx_errors));
+            p.put_u64(name(NetField::RxDropped), Some(n.rx_dropped));
+            p.put_u64(name(NetField::TxDropped), Some(n.tx_dropped));
         }
         for d in &self.disks {
-            let name = &d.name;
-            p.put(&format!("disk.{name}.read_bytes_per_s"), d.read_bytes_per_s);
-            p.put(
-                &format!("disk.{name}.write_bytes_per_s"),
-                d.write_bytes_per_s,
-            );
-            p.put(&format!("disk.{name}.read_iops"), d.read_iops);
-            p.put(&format!("disk.{name}.write_iops"), d.write_iops);
-            p.put(&format!("disk.{name}.busy_percent"), d.busy_percent);
+            let name = |field| SeriesName::Disk(d.name.clone(), field);
+            p.put(name(DiskField::ReadBytesPerS), d.read_bytes_per_s);
+            p.put(name(DiskField::WriteBytesPerS), d.write_bytes_per_s);
+            p.put(name(DiskField::ReadIops), d.read_iops);
+            p.put(name(DiskField::WriteIops), d.write_iops);
+            p.put(name(DiskField::BusyPercent), d.busy_percent);
         }
         for g in &self.guests {
-            let prefix = format!("guest.{}.", g.vmid);
-            let running = matches!(g.status, GuestStatus::Running | GuestStatus::Paused);
+            let name = |field| SeriesName::Guest(g.vmid, field);
+            let running = if g.status.is_up() { 1.0 } else { 0.0 };
+            p.put(name(GuestField::Running), Some(running));
+            p.put_u64(name(GuestField::UptimeSeconds), g.uptime_seconds);
+            p.put(name(GuestField::CpuPercent), g.cpu_percent);
+            p.put(name(GuestField::CpuHostPercent), g.cpu_host_percent);
+            p.put_u64(name(GuestField::MemUsedBytes), g.mem_used_bytes);
+            p.put_u64(name(GuestField::MemLimitBytes), g.mem_limit_bytes);
+            p.put(name(GuestField::DiskReadBytesPerS), g.disk_read_bytes_per_s);
             p.put(
-                &format!("{prefix}running"),
-                Some(if running { 1.0 } else { 0.0 }),
-            );
-            p.put_u64(&format!("{prefix}uptime_seconds"), g.uptime_seconds);
-            p.put(&format!("{prefix}cpu_percent"), g.cpu_percent);
-            p.put(&format!("{prefix}cpu_host_percent"), g.cpu_host_percent);
-            p.put_u64(&format!("{prefix}mem_used_bytes"), g.mem_used_bytes);
-            p.put_u64(&format!("{prefix}mem_limit_bytes"), g.mem_limit_bytes);
-            p.put(
-                &format!("{prefix}disk_read_bytes_per_s"),
-                g.disk_read_bytes_per_s,
-            );
-            p.put(
-                &format!("{prefix}disk_write_bytes_per_s"),
+                name(GuestField::DiskWriteBytesPerS),
                 g.disk_write_bytes_per_s,
             );
-            p.put(&format!("{prefix}net_in_bytes_per_s"), g.net_in_bytes_per_s);
-            p.put(
-                &format!("{prefix}net_out_bytes_per_s"),
-                g.net_out_bytes_per_s,
-            );
+            p.put(name(GuestField::NetInBytesPerS), g.net_in_bytes_per_s);
+            p.put(name(GuestField::NetOutBytesPerS), g.net_out_bytes_per_s);
             if let Some(pressure) = &g.pressure {
-                p.put_pressure(&prefix, pressure);
+                p.put_pressure(pressure, |psi| SeriesName::GuestPsi(g.vmid, psi));
             }
         }
         p.0
+    }
+
+    /// `swap_total_bytes − swap_free_bytes`, when both are known.
+    pub fn swap_used_bytes(&self) -> Option<u64> {
+        Some(self.swap_total_bytes?.saturating_sub(self.swap_free_bytes?))
+    }
+
+    /// Memory used by applications and guests: without the ZFS ARC when the agent could tell
+    /// it apart, else everything `mem_used_bytes` counts.
+    pub fn mem_used_for_display(&self) -> Option<u64> {
+        self.mem_used_without_arc_bytes.or(self.mem_used_bytes)
     }
 }
 
@@ -509,34 +676,49 @@ impl MediumSample {
     pub fn series_points(&self) -> Vec<SeriesPoint> {
         let mut p = Points(Vec::new());
         for pool in &self.pools {
-            let prefix = format!("pool.{}.", pool.name);
-            p.put_u64(&format!("{prefix}size_bytes"), pool.size_bytes);
-            p.put_u64(&format!("{prefix}alloc_bytes"), pool.alloc_bytes);
-            p.put_u64(&format!("{prefix}free_bytes"), pool.free_bytes);
-            p.put(&format!("{prefix}frag_percent"), pool.frag_percent);
-            p.put(&format!("{prefix}dedup_ratio"), pool.dedup_ratio);
-            let healthy = if pool.health == "ONLINE" { 1.0 } else { 0.0 };
-            p.put(&format!("{prefix}healthy"), Some(healthy));
+            let name = |field| SeriesName::Pool(pool.name.clone(), field);
+            p.put_u64(name(PoolField::SizeBytes), pool.size_bytes);
+            p.put_u64(name(PoolField::AllocBytes), pool.alloc_bytes);
+            p.put_u64(name(PoolField::FreeBytes), pool.free_bytes);
+            p.put(name(PoolField::FragPercent), pool.frag_percent);
+            p.put(name(PoolField::DedupRatio), pool.dedup_ratio);
+            let healthy = if pool.health.is_online() { 1.0 } else { 0.0 };
+            p.put(name(PoolField::Healthy), Some(healthy));
         }
         for fs in &self.filesystems {
-            let prefix = format!("fs.{}.", mountpoint_series_name(&fs.mountpoint));
-            p.put_u64(&format!("{prefix}size_bytes"), fs.size_bytes);
-            p.put_u64(&format!("{prefix}used_bytes"), fs.used_bytes);
-            p.put_u64(&format!("{prefix}avail_bytes"), fs.avail_bytes);
-            p.put_u64(&format!("{prefix}inodes_total"), fs.inodes_total);
-            p.put_u64(&format!("{prefix}inodes_used"), fs.inodes_used);
+            let name = |field| SeriesName::fs(&fs.mountpoint, field);
+            p.put_u64(name(FsField::SizeBytes), fs.size_bytes);
+            p.put_u64(name(FsField::UsedBytes), fs.used_bytes);
+            p.put_u64(name(FsField::AvailBytes), fs.avail_bytes);
+            p.put_u64(name(FsField::InodesTotal), fs.inodes_total);
+            p.put_u64(name(FsField::InodesUsed), fs.inodes_used);
         }
         for s in &self.storages {
-            let prefix = format!("storage.{}.", s.id);
-            p.put_u64(&format!("{prefix}total_bytes"), s.total_bytes);
-            p.put_u64(&format!("{prefix}used_bytes"), s.used_bytes);
-            p.put_u64(&format!("{prefix}avail_bytes"), s.avail_bytes);
+            let name = |field| SeriesName::Storage(s.id.clone(), field);
+            p.put_u64(name(StorageField::TotalBytes), s.total_bytes);
+            p.put_u64(name(StorageField::UsedBytes), s.used_bytes);
+            p.put_u64(name(StorageField::AvailBytes), s.avail_bytes);
             p.put(
-                &format!("{prefix}active"),
+                name(StorageField::Active),
                 s.active.map(|a| if a { 1.0 } else { 0.0 }),
             );
         }
         p.0
+    }
+
+    /// The pool in the worst state (ties: the first by name); `None` without pools.
+    pub fn worst_pool(&self) -> Option<&ZfsPool> {
+        self.pools.iter().max_by(|a, b| {
+            a.health
+                .severity()
+                .cmp(&b.health.severity())
+                .then_with(|| b.name.cmp(&a.name))
+        })
+    }
+
+    /// The configuration (name, tags, ...) of guest `vmid`.
+    pub fn guest_config(&self, vmid: u32) -> Option<&GuestConfig> {
+        self.guests.iter().find(|g| g.vmid == vmid)
     }
 }
 
@@ -544,15 +726,13 @@ impl SlowSample {
     /// The numeric series in this sample: only `cpu_count`.
     pub fn series_points(&self) -> Vec<SeriesPoint> {
         let mut p = Points(Vec::new());
-        p.put("cpu_count", self.cpu_count.map(f64::from));
+        p.put(HostField::CpuCount, self.cpu_count.map(f64::from));
         p.0
     }
 }
 
 /// A mount point as it appears in series names: `/` → `_`, `/var/lib/vz` → `_var_lib_vz`.
-pub fn mountpoint_series_name(mountpoint: &str) -> String {
-    mountpoint.replace('/', "_")
-}
+pub use crate::series::mountpoint_series_name;
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
 fn is_false(value: &bool) -> bool {
@@ -682,8 +862,47 @@ mod tests {
     }
 
     #[test]
-    fn mountpoints_in_series_names() {
-        assert_eq!(mountpoint_series_name("/"), "_");
-        assert_eq!(mountpoint_series_name("/var/lib/vz"), "_var_lib_vz");
+    fn pool_health_keeps_states_it_does_not_know() {
+        for known in PoolHealth::known() {
+            assert_eq!(&PoolHealth::parse(known.as_str()), known);
+        }
+        let new: PoolHealth = serde_json::from_str("\"RESILVERING\"").unwrap();
+        assert_eq!(new, PoolHealth::Other("RESILVERING".into()));
+        assert_eq!(serde_json::to_string(&new).unwrap(), "\"RESILVERING\"");
+        assert_eq!(new.severity(), PoolHealth::Faulted.severity());
+        assert!(PoolHealth::Online.severity() < PoolHealth::Degraded.severity());
+        assert!(PoolHealth::Degraded.severity() < PoolHealth::Removed.severity());
+        assert!(!PoolHealth::default().is_online());
+    }
+
+    #[test]
+    fn worst_pool_and_guest_status() {
+        let pool = |name: &str, health: &str| ZfsPool {
+            name: name.into(),
+            health: health.into(),
+            ..ZfsPool::default()
+        };
+        let medium = MediumSample {
+            pools: vec![
+                pool("a", "ONLINE"),
+                pool("b", "DEGRADED"),
+                pool("c", "DEGRADED"),
+            ],
+            ..MediumSample::default()
+        };
+        assert_eq!(medium.worst_pool().map(|p| p.name.as_str()), Some("b"));
+        assert!(MediumSample::default().worst_pool().is_none());
+        assert!(GuestStatus::Running.is_up() && GuestStatus::Paused.is_up());
+        assert!(!GuestStatus::Stopped.is_up() && !GuestStatus::Unknown.is_up());
+    }
+
+    #[test]
+    fn typed_samples_of_every_kind() {
+        for kind in MetricKind::ALL {
+            let sample = Sample::from_json(kind, "{}").unwrap();
+            assert_eq!(sample.kind(), kind);
+            assert!(sample.series_points().is_empty());
+        }
+        assert!(Sample::from_json(MetricKind::Fast, r#"{"load1":"high"}"#).is_err());
     }
 }

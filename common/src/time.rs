@@ -14,6 +14,26 @@ pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
     Ok(unix_seconds(time))
 }
 
+/// A point in time as an admin types it: RFC 3339, Unix seconds, `now`, or a duration ago
+/// (`90m`, `7d`, `-1h`); Unix seconds relative to `now`.
+pub fn parse_time(text: &str, now: i64) -> Result<i64, String> {
+    let text = text.trim();
+    if text == "now" {
+        return Ok(now);
+    }
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(seconds);
+    }
+    if let Ok(duration) = humantime::parse_duration(text.trim_start_matches('-')) {
+        let ago =
+            i64::try_from(duration.as_secs()).map_err(|_| format!("{text:?} is too long ago"))?;
+        return Ok(now.saturating_sub(ago));
+    }
+    parse_rfc3339(text).map_err(|_| {
+        format!("{text:?} is not RFC 3339, Unix seconds, \"now\" or a duration like 90m")
+    })
+}
+
 /// Seconds since the Unix epoch (negative before it).
 pub fn unix_seconds(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
@@ -48,5 +68,16 @@ mod tests {
         assert_eq!(parse_rfc3339(&text), Ok(1_764_110_715));
         assert_eq!(parse_rfc3339("2025-11-25T22:45:15.75Z"), Ok(1_764_110_715));
         assert!(parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn times_as_admins_type_them() {
+        assert_eq!(parse_time("now", 1000), Ok(1000));
+        assert_eq!(parse_time(" 1h ", 10_000), Ok(10_000 - 3600));
+        assert_eq!(parse_time("-90m", 10_000), Ok(10_000 - 5400));
+        assert_eq!(parse_time("1764110715", 0), Ok(1_764_110_715));
+        assert_eq!(parse_time("2025-11-25T22:45:15Z", 0), Ok(1_764_110_715));
+        assert!(parse_time("yesterday-ish", 0).is_err());
+        assert!(parse_time("", 0).is_err());
     }
 }

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::events::{MetricKind, MetricPush};
+use common::events::MetricKind;
 use server::store::{Store, Synchronous};
 
 use crate::error::{Error, Result};
@@ -51,7 +51,7 @@ pub struct CeilingReport {
 fn group_commit(
     store: &Store,
     ids: &[(i64, String)],
-    data: &[serde_json::Value],
+    data: &[String],
     options: &CeilingOptions,
     mut report: CeilingReport,
 ) -> Result<CeilingReport> {
@@ -66,11 +66,8 @@ fn group_commit(
                     let i = w + k * options.writers;
                     let (host_id, name) = &ids[i % hosts];
                     let t = now + i64::try_from(i / hosts).unwrap_or(0);
-                    let push = MetricPush {
-                        collected_at: String::new(),
-                        data: data[(i / hosts + i % hosts) % data.len()].clone(),
-                    };
-                    server::ingest::sample_write(*host_id, MetricKind::Fast, t, &push, name)
+                    let data = &data[(i / hosts + i % hosts) % data.len()];
+                    server::ingest::sample_write(*host_id, MetricKind::Fast, t, data, name)
                 })
                 .collect()
         })
@@ -109,13 +106,7 @@ pub fn ceiling(database: &Path, options: &CeilingOptions) -> Result<CeilingRepor
     }
     let store = Store::open(database, options.synchronous)?;
     for (name, value) in &options.pragmas {
-        store
-            .lock()
-            .pragma_update(None, name, value)
-            .map_err(|source| Error::Database {
-                path: database.to_owned(),
-                source,
-            })?;
+        store.set_pragma(name, value)?;
     }
     let now = common::time::now_unix();
     let hosts = options.hosts.max(1);
@@ -127,8 +118,8 @@ pub fn ceiling(database: &Path, options: &CeilingOptions) -> Result<CeilingRepor
         }
     }
     let templates = Templates::new(options.guests);
-    let data: Vec<serde_json::Value> = (0..crate::sample::VARIANTS)
-        .map(|v| serde_json::from_str(templates.data(v)).unwrap_or_default())
+    let data: Vec<String> = (0..crate::sample::VARIANTS)
+        .map(|v| templates.data(v).to_owned())
         .collect();
     let mut report = CeilingReport {
         batch: options.batch.max(1),
@@ -147,11 +138,8 @@ pub fn ceiling(database: &Path, options: &CeilingOptions) -> Result<CeilingRepor
             .map(|i| {
                 let (host_id, name) = &ids[i % hosts];
                 let t = now + i64::try_from(i / hosts).unwrap_or(0);
-                let push = MetricPush {
-                    collected_at: common::time::format_rfc3339(common::time::from_unix_seconds(t)),
-                    data: data[(i / hosts + i % hosts) % data.len()].clone(),
-                };
-                server::ingest::sample_write(*host_id, MetricKind::Fast, t, &push, name)
+                let data = &data[(i / hosts + i % hosts) % data.len()];
+                server::ingest::sample_write(*host_id, MetricKind::Fast, t, data, name)
             })
             .collect();
         report.prepare += prepare.elapsed();

@@ -83,13 +83,18 @@ impl Client {
     /// The frame is assembled as text: host names and RFC 3339 times need no escaping, and
     /// re-serializing a 10 KiB sample per push would cost the machine we are measuring.
     pub fn push_fast(&mut self, collected_at: i64, data: &str) -> Result<String> {
+        self.push(MetricKind::Fast, collected_at, data)
+    }
+
+    /// Pushes a sample of `kind` whose `data` is the JSON text `data`; returns the message ref.
+    pub fn push(&mut self, kind: MetricKind, collected_at: i64, data: &str) -> Result<String> {
         let msg_ref = self.next_ref();
         let at = common::time::format_rfc3339(common::time::from_unix_seconds(collected_at));
         let text = format!(
             r#"["{}","{msg_ref}","{}","{}",{{"collected_at":"{at}","data":{data}}}]"#,
             self.join_ref,
             self.topic,
-            MetricKind::Fast.event()
+            kind.event()
         );
         self.send_text(text)?;
         Ok(msg_ref)

@@ -9,6 +9,7 @@ pub mod ceiling;
 pub mod client;
 pub mod error;
 pub mod layout;
+pub mod pages;
 pub mod proc_stat;
 pub mod register;
 pub mod sample;

@@ -134,6 +134,35 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         move_every: i64,
     },
+    /// N agents push one fast, medium and slow sample each and stay online; then `/`, the
+    /// API and `/metrics` are fetched as a logged-in browser does: bytes, time, server CPU
+    Pages {
+        /// ws://127.0.0.1:PORT/socket/websocket (HTTP goes to the same port)
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        tokens: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+        #[arg(long, default_value_t = 30)]
+        guests: u32,
+        /// The dashboard password of admin (set with set-password first)
+        #[arg(long)]
+        password: String,
+        /// The server's pid, for its CPU time per request
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// At least this many requests per path (and at least one second of them)
+        #[arg(long, default_value_t = 20)]
+        requests: usize,
+        /// LABEL=PATH to fetch (repeatable) [default: index=/ api_hosts=/api/hosts metrics=/metrics]
+        #[arg(long = "path", value_name = "LABEL=PATH")]
+        paths: Vec<String>,
+        #[arg(long, default_value_t = 8)]
+        threads: usize,
+        #[arg(long, default_value = "pages")]
+        label: String,
+    },
     /// Time for N agents to be online again after a server restart (spawns the server itself)
     Storm {
         #[arg(long)]
@@ -287,6 +316,47 @@ fn run(command: Command) -> Result<()> {
                 move_every,
             };
             loadgen::layout::layout(&dir, &options)?.print();
+        }
+        Command::Pages {
+            url,
+            tokens,
+            agents,
+            guests,
+            password,
+            server_pid,
+            requests,
+            paths,
+            threads,
+            label,
+        } => {
+            let mut paths = paths
+                .iter()
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(l, p)| (l.to_owned(), p.to_owned()))
+                        .ok_or_else(|| Error::Setup(format!("--path {p:?}: expected LABEL=PATH")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if paths.is_empty() {
+                paths = [
+                    ("index", "/"),
+                    ("api_hosts", "/api/hosts"),
+                    ("metrics", "/metrics"),
+                ]
+                .map(|(l, p)| (l.to_owned(), p.to_owned()))
+                .into();
+            }
+            let options = loadgen::pages::PagesOptions {
+                url,
+                hosts: hosts(&tokens, agents)?,
+                guests,
+                password,
+                server_pid,
+                requests,
+                paths,
+                threads,
+            };
+            loadgen::pages::pages(&options)?.print(&label);
         }
         Command::Storm {
             server_bin,

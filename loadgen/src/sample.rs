@@ -3,7 +3,8 @@
 //! 10–16 per running guest: ~395 points with 30 guests).
 
 use common::sample::{
-    Arc, Disk, FastSample, GuestFast, GuestStatus, GuestType, NetInterface, Pressure,
+    Arc, Cluster, ClusterNode, Disk, FastSample, Filesystem, GuestConfig, GuestFast, GuestStatus,
+    GuestType, MediumSample, NetInterface, Pressure, SlowSample, Storage, ZfsPool,
 };
 
 /// How many differently-valued samples `Templates` keeps: values change from sample to sample
@@ -163,6 +164,122 @@ fn guest(index: u32, variant: u32) -> GuestFast {
         net_in_bytes_per_s: Some(f * 512.125 + 0.75),
         net_out_bytes_per_s: Some(f * 256.0625 + 1.5),
         pressure: container.then(|| pressure(variant + index)),
+    }
+}
+
+/// The medium sample of bench host number `host` with `guests` guests: two ZFS pools (one in
+/// fifty hosts has a degraded one), three filesystems, three storages and every guest's
+/// configuration with a tag or two, for the pages to show what a real fleet has.
+pub fn medium_sample(guests: u32, host: usize) -> MediumSample {
+    let gib: u64 = 1 << 30;
+    let degraded = host % 50 == 7;
+    let pool = |name: &str, size: u64, health: &str| ZfsPool {
+        name: name.into(),
+        health: health.into(),
+        size_bytes: Some(size),
+        alloc_bytes: Some(size / 3),
+        free_bytes: Some(size - size / 3),
+        frag_percent: Some(12.0),
+        dedup_ratio: Some(1.0),
+        status_details: (health != "ONLINE").then(|| {
+            "  pool: tank\n state: DEGRADED\nstatus: One or more devices has been removed.".into()
+        }),
+    };
+    let fs = |mountpoint: &str, device: &str, size: u64| Filesystem {
+        mountpoint: mountpoint.into(),
+        device: device.into(),
+        fstype: "zfs".into(),
+        size_bytes: Some(size),
+        used_bytes: Some(size / 4),
+        avail_bytes: Some(size - size / 4),
+        inodes_total: None,
+        inodes_used: None,
+    };
+    let storage = |id: &str, kind: &str, content: &str, total: u64, shared: bool| Storage {
+        id: id.into(),
+        kind: kind.into(),
+        content: Some(content.into()),
+        shared,
+        enabled: true,
+        active: Some(true),
+        total_bytes: Some(total),
+        used_bytes: Some(total / 3),
+        avail_bytes: Some(total - total / 3),
+    };
+    const TAGS: [&str; 5] = ["prod", "web", "db", "backup", "test"];
+    MediumSample {
+        schema: common::sample::SCHEMA_VERSION,
+        pools: vec![
+            pool("rpool", 900 * gib, "ONLINE"),
+            pool(
+                "tank",
+                16_000 * gib,
+                if degraded { "DEGRADED" } else { "ONLINE" },
+            ),
+        ],
+        filesystems: vec![
+            fs("/", "rpool/ROOT/pve-1", 800 * gib),
+            fs("/var/lib/vz", "rpool/data", 800 * gib),
+            fs("/tank", "tank", 15_000 * gib),
+        ],
+        storages: vec![
+            storage("local", "dir", "iso,vztmpl,backup", 800 * gib, false),
+            storage("local-zfs", "zfspool", "images,rootdir", 800 * gib, false),
+            storage("nas", "nfs", "backup,iso", 40_000 * gib, true),
+        ],
+        guests: (0..guests)
+            .map(|index| {
+                let vmid = 100 + index;
+                let i = index as usize;
+                GuestConfig {
+                    vmid,
+                    kind: if index % 6 == 4 {
+                        GuestType::Lxc
+                    } else {
+                        GuestType::Qemu
+                    },
+                    name: format!("guest-{vmid}"),
+                    cores: Some(1 + index % 4),
+                    sockets: Some(1),
+                    cpus: Some(f64::from(1 + index % 4)),
+                    memory_bytes: Some(u64::from(2 + index % 8) << 30),
+                    swap_bytes: None,
+                    onboot: true,
+                    template: false,
+                    tags: vec![TAGS[i % 5].into(), TAGS[(i + host) % 5].into()],
+                }
+            })
+            .collect(),
+        errors: Vec::new(),
+    }
+}
+
+/// The slow sample of bench host number `host`: versions, and membership in a cluster of 16.
+pub fn slow_sample(host: usize, name: &str) -> SlowSample {
+    let cluster = host / 16;
+    SlowSample {
+        schema: common::sample::SCHEMA_VERSION,
+        node_name: Some(name.into()),
+        pve_version: Some(if host % 10 == 3 { "8.1.4" } else { "8.2.4" }.into()),
+        pve_repoid: Some("faa83925c9641325".into()),
+        zfs_version: Some("2.2.4-pve1".into()),
+        kernel_version: Some("6.8.8-2-pve".into()),
+        cpu_model: Some("AMD EPYC 7302P 16-Core Processor".into()),
+        cpu_count: Some(16),
+        cpu_sockets: Some(1),
+        cluster: Some(Cluster {
+            name: format!("cluster-{cluster:02}"),
+            quorate: Some(true),
+            nodes: (0..16)
+                .map(|n| ClusterNode {
+                    name: format!("node-{n}"),
+                    id: Some(n + 1),
+                    online: true,
+                    ip: None,
+                })
+                .collect(),
+        }),
+        errors: Vec::new(),
     }
 }
 

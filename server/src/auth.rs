@@ -1,10 +1,30 @@
-//! Agent tokens: generation, bcrypt hashing and verification without a timing oracle.
+//! Who may talk to the server: agent tokens (generation, bcrypt hashing, verification without
+//! a timing oracle) and the dashboard password of `admin` (its rules, and a backoff on
+//! repeated failed logins).
+//!
+//! Login backoff: after `FREE_FAILURES` wrong passwords from one IP address, that address must
+//! wait 1, 2, 4, … (at most `MAX_DELAY`) seconds after each further failure before the password
+//! is checked again; attempts during the wait are answered at once without touching bcrypt. A
+//! global counter does the same across all addresses (with more free failures), so that
+//! guessing from many addresses is slowed as well — at the price that such an attack also
+//! delays the admin. The counts live in memory and are forgotten `FORGET_AFTER` after the last
+//! failure. Nothing sleeps: a waiting client is answered at once, so the backoff never pins a
+//! thread.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 
 use crate::error::{Error, Result};
+use crate::store::{Store, ADMIN_USER};
+
+/// Passwords shorter than this are refused by `set-password`.
+pub const MIN_PASSWORD_LEN: usize = 10;
+/// bcrypt ignores everything past 72 bytes; refuse rather than silently truncate.
+pub const MAX_PASSWORD_BYTES: usize = 72;
 
 /// A fresh token: 32 random bytes, URL-safe base64 without padding (43 characters).
 pub fn generate_token() -> Result<String> {
@@ -35,6 +55,116 @@ pub fn burn_verification(cost: u32) {
         // The cost changed since the dummy was made (tests); hash at the asked cost instead.
         _ => {
             let _ = hash_secret("dummy token", cost);
+        }
+    }
+}
+
+/// Sets a password for `admin`, for `set-password`: checks its length and hashes it.
+pub fn set_admin_password(store: &Store, password: &str, cost: u32) -> Result<()> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(Error::Usage(format!(
+            "the password must have at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(Error::Usage(format!(
+            "the password must fit in {MAX_PASSWORD_BYTES} bytes (bcrypt ignores the rest)"
+        )));
+    }
+    let hash = hash_secret(password, cost)?;
+    store.set_password_hash(ADMIN_USER, &hash, common::time::now_unix())
+}
+
+const FREE_FAILURES: u32 = 3;
+const GLOBAL_FREE_FAILURES: u32 = 20;
+const MAX_DELAY: Duration = Duration::from_secs(300);
+const FORGET_AFTER: Duration = Duration::from_secs(900);
+/// Addresses remembered at most; past this, stale entries go, then (under a flood) all —
+/// the global counter still applies.
+const MAX_TRACKED_ADDRESSES: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+impl Failures {
+    /// How long from `now` until another attempt may be checked.
+    fn wait(&self, free: u32, now: Instant) -> Duration {
+        if self.count < free || now.duration_since(self.last) >= FORGET_AFTER {
+            return Duration::ZERO;
+        }
+        let exponent = (self.count - free).min(16);
+        let delay = Duration::from_secs(1u64 << exponent).min(MAX_DELAY);
+        delay.saturating_sub(now.duration_since(self.last))
+    }
+
+    fn record(entry: &mut Option<Failures>, now: Instant) {
+        let count = match entry {
+            Some(f) if now.duration_since(f.last) < FORGET_AFTER => f.count.saturating_add(1),
+            _ => 1,
+        };
+        *entry = Some(Failures { count, last: now });
+    }
+}
+
+/// Failed-login counts per client address and overall.
+#[derive(Default)]
+pub struct LoginThrottle {
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Default)]
+struct ThrottleState {
+    per_address: HashMap<IpAddr, Failures>,
+    global: Option<Failures>,
+}
+
+impl LoginThrottle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ThrottleState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How long `address` must still wait before its next attempt is checked (zero: go ahead).
+    pub fn wait(&self, address: Option<IpAddr>, now: Instant) -> Duration {
+        let state = self.lock();
+        let own = address
+            .and_then(|a| state.per_address.get(&a))
+            .map_or(Duration::ZERO, |f| f.wait(FREE_FAILURES, now));
+        let global = state
+            .global
+            .map_or(Duration::ZERO, |f| f.wait(GLOBAL_FREE_FAILURES, now));
+        own.max(global)
+    }
+
+    pub fn record_failure(&self, address: Option<IpAddr>, now: Instant) {
+        let mut state = self.lock();
+        Failures::record(&mut state.global, now);
+        if let Some(address) = address {
+            if state.per_address.len() >= MAX_TRACKED_ADDRESSES {
+                state
+                    .per_address
+                    .retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
+                if state.per_address.len() >= MAX_TRACKED_ADDRESSES {
+                    state.per_address.clear();
+                }
+            }
+            let mut entry = state.per_address.get(&address).copied();
+            Failures::record(&mut entry, now);
+            if let Some(f) = entry {
+                state.per_address.insert(address, f);
+            }
+        }
+    }
+
+    /// A correct password clears that address's count. The global count stays: it decays
+    /// on its own, and one success says nothing about the other addresses.
+    pub fn record_success(&self, address: Option<IpAddr>) {
+        if let Some(address) = address {
+            self.lock().per_address.remove(&address);
         }
     }
 }
@@ -174,6 +304,49 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_grows_per_address_and_forgets() {
+        let throttle = LoginThrottle::default();
+        let a = Some("192.0.2.1".parse().unwrap());
+        let b = Some("192.0.2.2".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..FREE_FAILURES - 1 {
+            throttle.record_failure(a, t0);
+        }
+        assert_eq!(throttle.wait(a, t0), Duration::ZERO);
+        throttle.record_failure(a, t0);
+        assert_eq!(throttle.wait(a, t0), Duration::from_secs(1));
+        throttle.record_failure(a, t0);
+        assert_eq!(throttle.wait(a, t0), Duration::from_secs(2));
+        assert_eq!(
+            throttle.wait(a, t0 + Duration::from_secs(2)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            throttle.wait(b, t0),
+            Duration::ZERO,
+            "other addresses unaffected"
+        );
+        for _ in 0..20 {
+            throttle.record_failure(a, t0);
+        }
+        assert_eq!(throttle.wait(a, t0), MAX_DELAY, "capped");
+        assert_eq!(throttle.wait(a, t0 + FORGET_AFTER), Duration::ZERO);
+        throttle.record_success(a);
+        assert_eq!(throttle.wait(a, t0), throttle.wait(b, t0));
+    }
+
+    #[test]
+    fn backoff_applies_globally_across_addresses() {
+        let throttle = LoginThrottle::default();
+        let t0 = Instant::now();
+        for i in 0..GLOBAL_FREE_FAILURES + 2 {
+            throttle.record_failure(Some(IpAddr::from([10, 0, 0, (i % 250) as u8])), t0);
+        }
+        assert!(throttle.wait(Some("192.0.2.9".parse().unwrap()), t0) > Duration::ZERO);
+        assert!(throttle.wait(None, t0) > Duration::ZERO);
+    }
 
     #[test]
     fn tokens_are_long_random_and_url_safe() {

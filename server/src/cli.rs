@@ -142,8 +142,10 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let now = common::time::now_unix();
-            let from = parse_time(&from, now).map_err(|m| Error::Usage(format!("--from: {m}")))?;
-            let to = parse_time(&to, now).map_err(|m| Error::Usage(format!("--to: {m}")))?;
+            let from = common::time::parse_time(&from, now)
+                .map_err(|m| Error::Usage(format!("--from: {m}")))?;
+            let to = common::time::parse_time(&to, now)
+                .map_err(|m| Error::Usage(format!("--to: {m}")))?;
             query(&config, &host, &series, from, to, max_points, json)
         }
     }
@@ -225,7 +227,7 @@ fn set_password(config: &ServerConfig) -> Result<()> {
         line.trim_end_matches(['\r', '\n']).to_owned()
     };
     let store = open_store(config)?;
-    crate::http::session::set_admin_password(&store, &password, config.bcrypt_cost)?;
+    auth::set_admin_password(&store, &password, config.bcrypt_cost)?;
     println!(
         "Password for '{}' set; open sessions were logged out.",
         crate::store::ADMIN_USER
@@ -386,39 +388,5 @@ fn fmt_num(v: f64) -> String {
         format!("{v:.0}")
     } else {
         format!("{v:.3}")
-    }
-}
-
-/// Accepts RFC 3339, Unix seconds, `now`, or a duration ago (`90m`, `7d`, `-1h`).
-pub fn parse_time(text: &str, now: i64) -> std::result::Result<i64, String> {
-    let text = text.trim();
-    if text == "now" {
-        return Ok(now);
-    }
-    if let Ok(seconds) = text.parse::<i64>() {
-        return Ok(seconds);
-    }
-    if let Ok(duration) = humantime::parse_duration(text.trim_start_matches('-')) {
-        let ago =
-            i64::try_from(duration.as_secs()).map_err(|_| format!("{text:?} is too long ago"))?;
-        return Ok(now - ago);
-    }
-    common::time::parse_rfc3339(text).map_err(|_| {
-        format!("{text:?} is not RFC 3339, Unix seconds, \"now\" or a duration like 90m")
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn time_arguments() {
-        assert_eq!(parse_time("now", 1000), Ok(1000));
-        assert_eq!(parse_time("1h", 10_000), Ok(10_000 - 3600));
-        assert_eq!(parse_time("-90m", 10_000), Ok(10_000 - 5400));
-        assert_eq!(parse_time("1764110715", 0), Ok(1_764_110_715));
-        assert_eq!(parse_time("2025-11-25T22:45:15Z", 0), Ok(1_764_110_715));
-        assert!(parse_time("yesterday-ish", 0).is_err());
     }
 }

@@ -1,24 +1,26 @@
-//! What every connection thread shares: settings, the database, the registry, the shutdown flag
-//! and counters for `/metrics`.
+//! What every connection thread shares: settings, the database, the fleet in memory, the
+//! registry, authentication, the shutdown flag and counters for `/metrics`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, LoginThrottle};
 use crate::config::ServerConfig;
-use crate::http::session::HttpState;
 use crate::registry::Registry;
+use crate::state::HostStates;
 use crate::store::Store;
 
 pub struct Context {
     pub config: ServerConfig,
     pub auth: Authenticator,
     pub store: Store,
+    /// Every host's row and newest samples, typed; what pages, the API and `/metrics` read.
+    pub hosts: HostStates,
     pub registry: Registry,
     pub shutdown: Arc<AtomicBool>,
     pub stats: Stats,
-    /// Dashboard-side state (the login backoff).
-    pub http: HttpState,
+    /// Failed dashboard logins, for the backoff.
+    pub login_throttle: LoginThrottle,
 }
 
 /// Counters since the server started.
@@ -39,15 +41,22 @@ impl Stats {
 }
 
 impl Context {
-    pub fn new(config: ServerConfig, store: Store, shutdown: Arc<AtomicBool>) -> Context {
+    /// A context over `store`, with `hosts` loaded from it (see [`HostStates::load`]).
+    pub fn new(
+        config: ServerConfig,
+        store: Store,
+        hosts: HostStates,
+        shutdown: Arc<AtomicBool>,
+    ) -> Context {
         Context {
             auth: Authenticator::new(config.bcrypt_cost),
             config,
             store,
+            hosts,
             registry: Registry::default(),
             shutdown,
             stats: Stats::default(),
-            http: HttpState::default(),
+            login_throttle: LoginThrottle::default(),
         }
     }
 

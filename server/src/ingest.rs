@@ -1,9 +1,10 @@
-//! What happens to a `metric:*` push once its host is authenticated: flatten it into series
-//! points and store it, together with the whole sample as the host's latest of its kind.
+//! What happens to a `metric:*` push once its host is authenticated: its `data` is parsed once
+//! into the typed sample, flattened into series points and stored together with the text as
+//! received (the host's `latest` of its kind); after the commit, the typed sample becomes the
+//! host's newest in memory (`crate::state`).
 
-use common::events::{MetricKind, MetricPush};
-use common::sample::{FastSample, MediumSample, SlowSample};
-use serde::Deserialize;
+use common::events::MetricKind;
+use common::sample::Sample;
 
 use crate::context::{Context, Stats};
 use crate::error::Result;
@@ -12,72 +13,146 @@ use crate::store::SampleWrite;
 /// Longest excerpt of a payload written to the log; a 200-guest sample would drown the journal.
 const LOG_EXCERPT_CHARS: usize = 2000;
 
-/// Records one sample of `host_id`. Returns only after the data is committed, so the caller's
-/// `ok` reply means "stored".
+/// A push made ready for the store, and its typed sample for the host state.
+#[derive(Debug)]
+pub struct Prepared {
+    pub write: SampleWrite,
+    /// `None` when the data does not match the schema (kept in `latest`, without series).
+    pub sample: Option<Sample>,
+}
+
+/// Records one sample of `host_id` whose `data` is the JSON text `data`. Returns only after
+/// the data is committed, so the caller's `ok` reply means "stored".
 pub fn ingest(
     ctx: &Context,
     host_id: i64,
     host_name: &str,
     kind: MetricKind,
     collected_at: i64,
-    push: &MetricPush,
+    data: &str,
 ) -> Result<()> {
-    let write = sample_write(host_id, kind, collected_at, push, host_name);
+    let Prepared { write, sample } = prepare(host_id, kind, collected_at, data, host_name);
     let points = write.points.len() as u64;
-    // Cut from the JSON text the store keeps anyway, rather than serializing the sample again.
-    let excerpt = log::log_enabled!(log::Level::Info).then(|| {
-        let data = &write.data_json;
-        match data.char_indices().nth(LOG_EXCERPT_CHARS) {
-            Some((cut, _)) => format!("{}… ({} bytes)", &data[..cut], data.len()),
-            None => data.clone(),
-        }
-    });
+    let received_at = write.received_at;
+    let excerpt = log::log_enabled!(log::Level::Info).then(|| excerpt(data));
     ctx.store.write_sample(write)?;
+    if let Some(sample) = sample {
+        ctx.hosts
+            .record_sample(host_id, sample, collected_at, received_at);
+    }
     Stats::add(&ctx.stats.samples_ingested, 1);
     Stats::add(&ctx.stats.points_ingested, points);
     if let Some(excerpt) = excerpt {
         log::info!(
             "{} host={host_name} collected_at={} data={excerpt}",
             kind.event(),
-            push.collected_at
+            common::time::format_rfc3339(common::time::from_unix_seconds(collected_at))
         );
     }
     Ok(())
 }
 
-/// Turns a push into what the store writes. A payload this server cannot read as the typed
-/// schema (a much newer or broken agent) is still kept as the latest JSON, without points.
+/// Turns a push into what the store writes and the typed sample. A payload this server cannot
+/// read as the typed schema (a much newer or broken agent) is still kept as the latest JSON,
+/// without points.
+pub fn prepare(
+    host_id: i64,
+    kind: MetricKind,
+    collected_at: i64,
+    data: &str,
+    host_name: &str,
+) -> Prepared {
+    let sample = Sample::from_json(kind, data)
+        .map_err(|e| {
+            log::warn!(
+                "{} from {host_name}: data does not match the sample schema ({e}); kept without series",
+                kind.event()
+            );
+        })
+        .ok();
+    let versions = match &sample {
+        Some(Sample::Slow(s)) => Some((s.pve_version.clone(), s.zfs_version.clone())),
+        _ => None,
+    };
+    Prepared {
+        write: SampleWrite {
+            host_id,
+            kind,
+            collected_at,
+            data_json: data.to_owned(),
+            points: sample
+                .as_ref()
+                .map(Sample::series_points)
+                .unwrap_or_default(),
+            versions,
+            received_at: common::time::now_unix(),
+        },
+        sample,
+    }
+}
+
+/// What the store writes for a push (benchmarks: the same work the server does per sample).
 pub fn sample_write(
     host_id: i64,
     kind: MetricKind,
     collected_at: i64,
-    push: &MetricPush,
+    data: &str,
     host_name: &str,
 ) -> SampleWrite {
-    let mut versions = None;
-    // Deserialized from the borrowed tree: a 400-point sample is not copied first.
-    let parsed = match kind {
-        MetricKind::Fast => FastSample::deserialize(&push.data).map(|s| s.series_points()),
-        MetricKind::Medium => MediumSample::deserialize(&push.data).map(|s| s.series_points()),
-        MetricKind::Slow => SlowSample::deserialize(&push.data).map(|s| {
-            versions = Some((s.pve_version.clone(), s.zfs_version.clone()));
-            s.series_points()
-        }),
-    };
-    let points = parsed.unwrap_or_else(|e| {
-        log::warn!(
-            "{} from {host_name}: data does not match the sample schema ({e}); kept without series",
-            kind.event()
+    prepare(host_id, kind, collected_at, data, host_name).write
+}
+
+fn excerpt(data: &str) -> String {
+    match data.char_indices().nth(LOG_EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &data[..cut], data.len()),
+        None => data.to_owned(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_is_parsed_once_into_points_and_kept_as_sent() {
+        let data = r#"{"load1": 0.5,  "guests":[{"vmid":100,"status":"running"}]}"#;
+        let prepared = prepare(7, MetricKind::Fast, 100, data, "pve1");
+        assert_eq!(prepared.write.data_json, data, "stored as received");
+        assert_eq!(prepared.write.kind, MetricKind::Fast);
+        assert!(prepared.write.points.contains(&("load1".into(), 0.5)));
+        assert!(prepared
+            .write
+            .points
+            .contains(&("guest.100.running".into(), 1.0)));
+        assert!(matches!(prepared.sample, Some(Sample::Fast(_))));
+    }
+
+    #[test]
+    fn a_sample_of_another_shape_is_kept_without_points() {
+        let prepared = prepare(7, MetricKind::Medium, 100, r#"{"pools":5}"#, "pve1");
+        assert!(prepared.write.points.is_empty());
+        assert!(prepared.sample.is_none());
+        assert_eq!(prepared.write.data_json, r#"{"pools":5}"#);
+    }
+
+    #[test]
+    fn slow_samples_carry_versions() {
+        let prepared = prepare(
+            7,
+            MetricKind::Slow,
+            100,
+            r#"{"pve_version":"8.2.4","cpu_count":8}"#,
+            "pve1",
         );
-        Vec::new()
-    });
-    SampleWrite {
-        host_id,
-        kind: kind.as_str(),
-        collected_at,
-        data_json: push.data.to_string(),
-        points,
-        versions,
-        received_at: common::time::now_unix(),
+        assert_eq!(prepared.write.versions, Some((Some("8.2.4".into()), None)));
+        assert_eq!(prepared.write.points, vec![("cpu_count".into(), 8.0)]);
+    }
+
+    #[test]
+    fn long_payloads_are_cut_in_the_log() {
+        let long = "x".repeat(LOG_EXCERPT_CHARS + 10);
+        assert!(excerpt(&long).ends_with(&format!("… ({} bytes)", long.len())));
+        assert_eq!(excerpt("{}"), "{}");
     }
 }

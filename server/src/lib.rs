@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod listener;
 pub mod maintenance;
 pub mod registry;
+pub mod state;
 pub mod store;
 pub mod ws;
 
@@ -52,9 +53,12 @@ pub fn serve(
         common::events::SOCKET_PATH,
         config.database.display()
     );
-    let ctx = Arc::new(Context::new(config, store, shutdown));
+    let hosts = state::HostStates::load(&store)?;
+    let ctx = Arc::new(Context::new(config, store, hosts, shutdown));
     let maintenance = maintenance::spawn(ctx.clone())
         .map_err(|e| Error::Usage(format!("cannot start the maintenance thread: {e}")))?;
+    let roster = maintenance::spawn_roster_watch(ctx.clone())
+        .map_err(|e| Error::Usage(format!("cannot start the roster watch: {e}")))?;
     let served = listener::run(ctx.clone(), listener).map_err(|source| Error::Listen {
         addr: addr.clone(),
         source,
@@ -63,8 +67,11 @@ pub fn serve(
     ctx.shutdown
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = maintenance.join();
+    let _ = roster.join();
     served?;
-    let offline = ctx.store.mark_all_offline(common::time::now_unix())?;
+    let now = common::time::now_unix();
+    let offline = ctx.store.mark_all_offline(now)?;
+    ctx.hosts.mark_all_offline(now);
     log::info!("stopped; {offline} hosts marked offline");
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! The background thread that moves raw points into the history file, rolls them up and
-//! enforces retention, in small steps between which ingestion gets the database lock.
+//! The background threads: maintenance moves raw points into the history file, rolls them up
+//! and enforces retention, in small steps between which ingestion gets the database lock; the
+//! roster watch keeps the hosts in memory in line with hosts registered or removed by another
+//! process.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -79,6 +81,38 @@ fn run(ctx: &Context) {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// How often the roster watch compares the hosts in memory with the database's.
+pub const ROSTER_EVERY: Duration = Duration::from_millis(250);
+
+/// Starts the roster watch: hosts registered or removed by another process (`register-host`,
+/// `remove-host` while the server runs) appear in or leave memory within `ROSTER_EVERY`.
+/// SQLite tells no other process of a commit, so this asks: one indexed read of the host ids
+/// on a connection of its own (never the ingestion lock); a new host's row is then read once.
+/// A join of a host not in memory yet adds it at once anyway. Ends with the server.
+pub fn spawn_roster_watch(ctx: Arc<Context>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("roster".into())
+        .spawn(move || {
+            let mut failing = false;
+            while !ctx.shutting_down() {
+                let mark = ctx.hosts.roster_mark();
+                let checked = ctx.store.host_ids().and_then(|ids| {
+                    ctx.hosts
+                        .reconcile(mark, &ids, |id| ctx.store.host_by_id(id))
+                });
+                match checked {
+                    Ok(()) => failing = false,
+                    Err(e) if !failing => {
+                        failing = true;
+                        log::error!("checking for hosts registered or removed meanwhile: {e}");
+                    }
+                    Err(_) => {}
+                }
+                std::thread::sleep(ROSTER_EVERY);
+            }
+        })
 }
 
 /// Lowers this thread's CPU priority (nice 10): ingestion must win the CPU whenever it wants it,

@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod http_common;
-mod support;
+use testkit as support;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -238,6 +238,7 @@ fn dashboard_renders_in_headless_chromium() {
     push_history(&server, "pve3", &token3, "ONLINE").close();
     server.expect_status("pve3", "offline");
     let cookie = login(server.port);
+    wait_for_hosts(server.port, &cookie, &["pve1", "pve2", "pve3", "pve4"]);
     wait_for_json(server.port, "/api/hosts/pve1", &cookie, |host| {
         host["status"] == "online" && !host["medium"].is_null() && !host["slow"].is_null()
     });
@@ -255,6 +256,11 @@ fn dashboard_renders_in_headless_chromium() {
     browser.wait_for(
         "location.pathname === '/' && document.readyState === 'complete' && \
          document.querySelectorAll('article.host').length > 0",
+        PATIENCE,
+    );
+    // Sparklines come when their card is in view (the page script fetches them).
+    browser.wait_for(
+        "document.querySelectorAll('article.host[data-host=pve2] svg.spark').length === 2",
         PATIENCE,
     );
 
@@ -294,9 +300,94 @@ fn dashboard_renders_in_headless_chromium() {
         browser.eval("document.querySelectorAll('main script').length"),
         0
     );
+    // Problems first, worst first: offline pve3, then pve2 with its degraded pool.
+    assert_eq!(
+        browser.eval(
+            "Array.from(document.querySelectorAll('article.host')).map(c => c.getAttribute('data-host'))"
+        ),
+        json!(["pve3", "pve2", "pve1", "pve4"])
+    );
+    assert_eq!(
+        browser.eval(
+            "Array.from(document.querySelectorAll('section.problems article.host')).map(c => c.getAttribute('data-host'))"
+        ),
+        json!(["pve3", "pve2"])
+    );
     let dir = screenshot_dir();
     browser.screenshot(&dir.join("index.png"), 1280, false);
     browser.screenshot(&dir.join("index-phone.png"), 390, true);
+
+    // Live: the overview's hosts are re-rendered by the server and put in place, no reload.
+    browser.eval(
+        "window.notReloaded = true; \
+         document.querySelector('article.host[data-host=pve1] .sub').textContent = 'stale'; true",
+    );
+    browser.wait_for(
+        "window.notReloaded === true && \
+         document.querySelector('article.host[data-host=pve1] .sub').textContent.startsWith('online since')",
+        Duration::from_secs(15),
+    );
+
+    // Filters, applied as one types: name, status, guest tag; the URL follows.
+    browser.eval(
+        "const q = document.querySelector('form.filters input[name=q]'); \
+         q.value = 'PVE1'; q.dispatchEvent(new Event('input', {bubbles: true})); true",
+    );
+    browser.wait_for(
+        "JSON.stringify(Array.from(document.querySelectorAll('[data-host]')).map(e => e.getAttribute('data-host'))) === '[\"pve1\"]' && \
+         location.search === '?q=PVE1'",
+        PATIENCE,
+    );
+    browser.eval(
+        "const f = document.querySelector('form.filters'); f.querySelector('input[name=q]').value = ''; \
+         f.querySelector('select[name=status]').value = 'problems'; \
+         f.querySelector('select[name=status]').dispatchEvent(new Event('change', {bubbles: true})); true",
+    );
+    browser.wait_for(
+        "JSON.stringify(Array.from(document.querySelectorAll('[data-host]')).map(e => e.getAttribute('data-host'))) === '[\"pve3\",\"pve2\"]'",
+        PATIENCE,
+    );
+    assert!(browser
+        .eval("Array.from(document.querySelectorAll('select[name=tag] option')).map(o => o.value)")
+        .as_array()
+        .unwrap()
+        .contains(&json!("prod")));
+    browser.open(&format!("{base}/?tag=prod"), "/");
+    let tagged = browser.eval(
+        "Array.from(document.querySelectorAll('[data-host]')).map(e => e.getAttribute('data-host'))",
+    );
+    assert!(
+        tagged.as_array().unwrap().contains(&json!("pve2")),
+        "{tagged}"
+    );
+    assert!(
+        !tagged.as_array().unwrap().contains(&json!("pve4")),
+        "{tagged}"
+    );
+
+    // The compact table: one row per host, problems first, sortable.
+    browser.open(&format!("{base}/?view=table"), "/");
+    assert_eq!(
+        browser.eval("document.querySelectorAll('article.host').length"),
+        0
+    );
+    assert_eq!(
+        browser.eval(
+            "Array.from(document.querySelectorAll('table.hosts-table tbody tr')).map(r => r.getAttribute('data-host'))"
+        ),
+        json!(["pve3", "pve2", "pve1", "pve4"])
+    );
+    // Sort the other hosts by name, descending (second click).
+    browser.eval(
+        "const th = document.querySelectorAll('#hosts-table th')[0]; th.click(); th.click(); true",
+    );
+    assert_eq!(
+        browser.eval(
+            "Array.from(document.querySelectorAll('#hosts-table tbody tr')).map(r => r.getAttribute('data-host'))"
+        ),
+        json!(["pve4", "pve1"])
+    );
+    browser.screenshot(&dir.join("index-table.png"), 1280, false);
 
     // A host page: five charts with axes and tooltips, tables, escaped guest names.
     browser.open(&format!("{base}/hosts/pve2"), "/hosts/pve2");

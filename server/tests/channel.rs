@@ -3,7 +3,7 @@
 //! newer connection, the HTTP side of the port, and shutdown on SIGINT.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use testkit as support;
 
 use std::time::{Duration, Instant};
 

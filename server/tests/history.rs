@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod inspect;
-mod support;
+use testkit as support;
 
 use serde_json::{json, Value};
 use support::{wait_until, Server, ServerOptions, PATIENCE};

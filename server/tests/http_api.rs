@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod http_common;
-mod support;
+use testkit as support;
 
 use http_common::*;
 use support::{Server, ServerOptions, TempDir};
@@ -155,6 +155,7 @@ fn api_shapes_with_pushed_fixture_data() {
     server.register("pve4");
     let client = push_history(&server, "pve2", &token, "DEGRADED");
     let cookie = login(server.port);
+    wait_for_hosts(server.port, &cookie, &["pve2", "pve4"]);
 
     let hosts = get(server.port, "/api/hosts", Some(&cookie)).json();
     assert!(hosts["now"].is_i64());
@@ -277,7 +278,7 @@ fn pages_escape_names_and_tags_from_the_node() {
     assert!(!page.body.contains(HOSTILE_TAG), "tag not escaped");
     assert!(page
         .body
-        .contains("&lt;script&gt;alert(&#39;guest&#39;)&lt;/script&gt;"));
+        .contains("&lt;script&gt;alert('guest')&lt;/script&gt;"));
     assert!(page.body.contains("&lt;img src=x onerror=alert(1)&gt;"));
     assert!(page.body.contains("state: DEGRADED"));
     assert_eq!(page.body.matches("<svg class=\"chart\"").count(), 5);
@@ -367,6 +368,7 @@ fn metrics_from_a_real_agent_and_pushed_history_pass_promtool() {
     push_history(&server, "pve3", &token3, "ONLINE").close();
     server.expect_status("pve3", "offline");
     let cookie = login(server.port);
+    wait_for_hosts(server.port, &cookie, &["pve1", "pve2", "pve3", "pve4"]);
     wait_for_json(server.port, "/api/hosts/pve1", &cookie, |host| {
         host["status"] == "online" && !host["medium"].is_null() && !host["slow"].is_null()
     });
@@ -445,4 +447,61 @@ fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn responses_are_gzipped_when_the_client_accepts_it() {
+    let (server, _config) = server_with("http-gzip", "[http]\nmetrics_public = true\n");
+    let token = server.register("pve2");
+    let _client = push_history(&server, "pve2", &token, "DEGRADED");
+    let cookie = login(server.port);
+    for path in [
+        "/",
+        "/?fragment=1",
+        "/api/hosts",
+        "/hosts/pve2",
+        "/hosts/pve2?fragment=1",
+        "/hosts/pve2/chart?m=cpu",
+        "/metrics",
+        "/assets/app.js",
+    ] {
+        let plain = get(server.port, path, Some(&cookie));
+        let gzipped = request(
+            server.port,
+            "GET",
+            path,
+            &[
+                ("Cookie", &cookie),
+                ("Accept-Encoding", "deflate, gzip;q=0.9"),
+            ],
+            "",
+        );
+        assert_eq!((plain.status, gzipped.status), (200, 200), "{path}");
+        assert_eq!(plain.header("content-encoding"), None, "{path}");
+        assert_eq!(gzipped.header("vary"), Some("Accept-Encoding"), "{path}");
+        if plain.wire_bytes < 1024 {
+            // Not worth a gzip header.
+            assert_eq!(gzipped.header("content-encoding"), None, "{path}");
+            continue;
+        }
+        assert_eq!(gzipped.header("content-encoding"), Some("gzip"), "{path}");
+        assert!(gzipped.wire_bytes < plain.wire_bytes, "{path}: not smaller");
+        // Same content (times in it may have moved on by a second).
+        assert_eq!(
+            gzipped.body.lines().count(),
+            plain.body.lines().count(),
+            "{path}"
+        );
+    }
+    let refused = request(
+        server.port,
+        "GET",
+        "/metrics",
+        &[("Accept-Encoding", "gzip;q=0")],
+        "",
+    );
+    assert_eq!(refused.header("content-encoding"), None);
+    assert!(refused
+        .body
+        .contains("pve_up{id=\"node/pve2\",node=\"pve2\"} 1"));
 }

@@ -6,7 +6,7 @@
 //! test says so and passes, unless `PM_REQUIRE_INTEROP=1`, which CI sets: then it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use testkit as support;
 
 use std::path::PathBuf;
 use std::process::Command;

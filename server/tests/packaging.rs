@@ -1,7 +1,7 @@
 //! The shipped example configuration is accepted by the server as it is.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use testkit as support;
 
 use std::path::PathBuf;
 

@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod http_common;
-mod support;
+use testkit as support;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -524,7 +524,7 @@ impl Collector {
                 let health = self.optional_source(&path, whole(zpool::parse_state), errors)?;
                 Some(common::sample::ZfsPool {
                     name,
-                    health,
+                    health: health.into(),
                     ..common::sample::ZfsPool::default()
                 })
             })

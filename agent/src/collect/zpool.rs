@@ -64,7 +64,7 @@ fn parse_list_line(line: &str) -> Result<ZfsPool, String> {
     }
     Ok(ZfsPool {
         name: name.to_owned(),
-        health,
+        health: health.into(),
         size_bytes: bytes("size", size)?,
         alloc_bytes: bytes("alloc", alloc)?,
         free_bytes: bytes("free", free)?,

@@ -1,18 +1,24 @@
 //! The JSON API under `/api/` (shapes documented in the README):
 //!
 //! - `GET /api/hosts` — every host with its latest values.
-//! - `GET /api/hosts/NAME` — one host: the summary, the newest fast/medium/slow samples as the
-//!   agent sent them (`common::sample`), and the names of its stored series.
+//! - `GET /api/hosts/NAME` — one host: the summary, the newest fast/medium/slow samples
+//!   (`common::sample`), and the names of its stored series.
+//!
+//! Hosts and their samples come from memory (`crate::state`), serialized straight from the
+//! typed values; only series read the database.
 //! - `GET /api/hosts/NAME/series?name=SERIES&range=1h|24h|7d|30d|1y` (or `from`/`to` as Unix
 //!   seconds, RFC 3339 or a duration ago like `90m`; `max_points`, default 300, at most 2000)
 //!   — points from the history tiers.
 
+use std::sync::Arc;
+
+use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::view::{HostView, Latest};
 use super::{Request, Response};
 use crate::context::Context;
 use crate::error::Result;
+use crate::state::{HostState, Latest};
 use crate::store::{Point, SeriesQuery};
 
 pub const DEFAULT_MAX_POINTS: usize = 300;
@@ -82,30 +88,144 @@ pub fn error(status: u16, message: &str) -> Response {
     Response::json(status, &json!({ "error": message }))
 }
 
+/// What the API says about each host (documented in the README).
+#[derive(Debug, Serialize)]
+pub struct HostSummary<'a> {
+    name: &'a str,
+    status: &'static str,
+    /// `ok`, `offline`, `stale`, `degraded` or `never_connected` (see `state::Condition`).
+    condition: &'static str,
+    status_since: Option<i64>,
+    last_seen_at: Option<i64>,
+    agent_version: Option<&'a str>,
+    proxmox_version: Option<&'a str>,
+    zfs_version: Option<&'a str>,
+    kernel_version: Option<&'a str>,
+    cpu_model: Option<&'a str>,
+    cpu_count: Option<u32>,
+    cluster: Option<&'a str>,
+    cpu_percent: Option<f64>,
+    mem_total_bytes: Option<u64>,
+    mem_used_bytes: Option<u64>,
+    mem_arc_bytes: Option<u64>,
+    mem_used_without_arc_bytes: Option<u64>,
+    swap_total_bytes: Option<u64>,
+    swap_used_bytes: Option<u64>,
+    load1: Option<f64>,
+    load5: Option<f64>,
+    load15: Option<f64>,
+    uptime_seconds: Option<u64>,
+    guests: GuestsSummary,
+    pools: PoolsSummary<'a>,
+    collected_at: CollectedAt,
+}
+
+#[derive(Debug, Serialize)]
+struct GuestsSummary {
+    running: usize,
+    stopped: usize,
+    total: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct PoolsSummary<'a> {
+    count: usize,
+    worst_health: Option<&'a str>,
+    unhealthy: Vec<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct CollectedAt {
+    fast: Option<i64>,
+    medium: Option<i64>,
+    slow: Option<i64>,
+}
+
+impl<'a> HostSummary<'a> {
+    pub fn of(state: &'a HostState, now: i64) -> HostSummary<'a> {
+        let fast = state.fast();
+        let slow = state.slow();
+        let counts = state.guest_counts();
+        let pools = state
+            .medium()
+            .map(|m| m.pools.as_slice())
+            .unwrap_or_default();
+        HostSummary {
+            name: &state.host.name,
+            status: state.host.status.as_str(),
+            condition: state.condition(now).as_str(),
+            status_since: state.host.status_changed_at,
+            last_seen_at: state.host.last_seen_at,
+            agent_version: state.host.agent_version.as_deref(),
+            proxmox_version: state.proxmox_version(),
+            zfs_version: state.zfs_version(),
+            kernel_version: slow.and_then(|s| s.kernel_version.as_deref()),
+            cpu_model: slow.and_then(|s| s.cpu_model.as_deref()),
+            cpu_count: slow.and_then(|s| s.cpu_count),
+            cluster: state.cluster_name(),
+            cpu_percent: fast.and_then(|f| f.cpu_percent),
+            mem_total_bytes: fast.and_then(|f| f.mem_total_bytes),
+            mem_used_bytes: fast.and_then(|f| f.mem_used_bytes),
+            mem_arc_bytes: fast.and_then(|f| f.mem_arc_bytes),
+            mem_used_without_arc_bytes: fast.and_then(|f| f.mem_used_without_arc_bytes),
+            swap_total_bytes: fast.and_then(|f| f.swap_total_bytes),
+            swap_used_bytes: fast.and_then(|f| f.swap_used_bytes()),
+            load1: fast.and_then(|f| f.load1),
+            load5: fast.and_then(|f| f.load5),
+            load15: fast.and_then(|f| f.load15),
+            uptime_seconds: fast.and_then(|f| f.uptime_seconds),
+            guests: GuestsSummary {
+                running: counts.running,
+                stopped: counts.stopped,
+                total: counts.total,
+            },
+            pools: PoolsSummary {
+                count: pools.len(),
+                worst_health: state.worst_pool().map(|p| p.health.as_str()),
+                unhealthy: pools
+                    .iter()
+                    .filter(|p| !p.health.is_online())
+                    .map(|p| p.name.as_str())
+                    .collect(),
+            },
+            collected_at: CollectedAt {
+                fast: state.fast.as_ref().map(|l| l.collected_at),
+                medium: state.medium.as_ref().map(|l| l.collected_at),
+                slow: state.slow.as_ref().map(|l| l.collected_at),
+            },
+        }
+    }
+}
+
 fn hosts(ctx: &Context) -> Result<Response> {
-    let hosts: Vec<Value> = HostView::load_all(ctx)?
-        .iter()
-        .map(HostView::summary_json)
-        .collect();
-    Ok(Response::json(
-        200,
-        &json!({"now": common::time::now_unix(), "hosts": hosts}),
-    ))
+    #[derive(Serialize)]
+    struct Body<'a> {
+        now: i64,
+        hosts: Vec<HostSummary<'a>>,
+    }
+    let now = common::time::now_unix();
+    let states: Vec<Arc<HostState>> = ctx.hosts.snapshot();
+    let body = Body {
+        now,
+        hosts: states.iter().map(|s| HostSummary::of(s, now)).collect(),
+    };
+    Ok(Response::json(200, &body))
 }
 
 fn host(ctx: &Context, name: &str) -> Result<Response> {
-    let Some(view) = HostView::load_by_name(ctx, name)? else {
+    let Some(state) = ctx.hosts.get(name) else {
         return Ok(error(404, &format!("no host named {name:?}")));
     };
-    let mut body = view.summary_json();
+    let now = common::time::now_unix();
+    let mut body = serde_json::to_value(HostSummary::of(&state, now)).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut body {
-        map.insert("now".into(), json!(common::time::now_unix()));
-        map.insert("fast".into(), sample_json(view.fast.as_ref()));
-        map.insert("medium".into(), sample_json(view.medium.as_ref()));
-        map.insert("slow".into(), sample_json(view.slow.as_ref()));
+        map.insert("now".into(), json!(now));
+        map.insert("fast".into(), sample_json(state.fast.as_deref()));
+        map.insert("medium".into(), sample_json(state.medium.as_deref()));
+        map.insert("slow".into(), sample_json(state.slow.as_deref()));
         map.insert(
             "series".into(),
-            json!(ctx.store.series_names(view.host.id)?),
+            json!(ctx.store.series_names(state.host.id)?),
         );
     }
     Ok(Response::json(200, &body))
@@ -120,7 +240,7 @@ fn sample_json<T: serde::Serialize>(latest: Option<&Latest<T>>) -> Value {
 }
 
 fn series(ctx: &Context, request: &Request, name: &str) -> Result<Response> {
-    let Some(host) = ctx.store.host_by_name(name)? else {
+    let Some(host) = ctx.hosts.get(name) else {
         return Ok(error(404, &format!("no host named {name:?}")));
     };
     let Some(series) = request
@@ -149,11 +269,11 @@ fn series(ctx: &Context, request: &Request, name: &str) -> Result<Response> {
             }
         },
     };
-    let points = query_points(ctx, host.id, &series, from, to, max_points)?;
+    let points = query_points(ctx, host.host.id, &series, from, to, max_points)?;
     Ok(Response::json(
         200,
         &json!({
-            "host": host.name,
+            "host": host.host.name,
             "name": series,
             "from": from,
             "to": to,
@@ -171,7 +291,7 @@ fn time_range(request: &Request, now: i64) -> std::result::Result<(i64, i64), St
     }
     let parse = |key: &str, default: i64| match request.query_param_decoded(key) {
         None => Ok(default),
-        Some(text) => crate::cli::parse_time(&text, now).map_err(|e| format!("{key}: {e}")),
+        Some(text) => common::time::parse_time(&text, now).map_err(|e| format!("{key}: {e}")),
     };
     let from = parse("from", now - Range::Hour.seconds())?;
     let to = parse("to", now)?;

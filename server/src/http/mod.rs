@@ -7,13 +7,13 @@
 
 pub mod api;
 pub mod assets;
-pub mod html;
+pub mod compress;
+pub mod format;
 pub mod pages;
 pub mod prometheus;
 pub mod router;
 pub mod session;
 pub mod svg;
-pub mod view;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, TcpStream};
@@ -134,13 +134,24 @@ impl Response {
         Response::new(status, "text/plain; charset=utf-8", body.into())
     }
 
-    pub fn html(status: u16, body: String) -> Response {
-        Response::new(status, "text/html; charset=utf-8", body)
+    /// A page or fragment rendered by `maud`.
+    pub fn html(status: u16, markup: maud::Markup) -> Response {
+        Response::new(status, "text/html; charset=utf-8", markup.into_string())
     }
 
     /// `value` as JSON (`application/json`).
-    pub fn json(status: u16, value: &serde_json::Value) -> Response {
-        Response::new(status, "application/json", value.to_string())
+    pub fn json(status: u16, value: &impl serde::Serialize) -> Response {
+        // Serializing our own types (strings, numbers, maps with string keys) cannot fail.
+        let body = serde_json::to_vec(value).unwrap_or_default();
+        Response::new(status, "application/json", body)
+    }
+
+    /// The first header of that (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Response {

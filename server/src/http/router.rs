@@ -1,9 +1,10 @@
 //! Maps a request to its handler, and decides who may see it: `/healthz`, `/login` and the
 //! assets are open; `/metrics` follows `[http]` in the config; everything else needs a
-//! dashboard session.
+//! dashboard session. Every answer is gzipped here when the client accepts it.
 
+use super::pages::{charts, forms, host, overview};
 use super::session::{self, Denied};
-use super::{api, assets, pages, prometheus, Request, Response};
+use super::{api, assets, compress, prometheus, Request, Response};
 use crate::context::Context;
 
 /// Sent with every response: no framing by other sites, no inline or foreign scripts, no
@@ -34,7 +35,7 @@ pub fn route(ctx: &Context, request: &Request) -> Response {
     for (name, value) in SECURITY_HEADERS {
         response = response.with_header(name, value);
     }
-    response
+    compress::negotiate(request, response)
 }
 
 fn dispatch(ctx: &Context, request: &Request) -> crate::Result<Response> {
@@ -74,7 +75,7 @@ fn dispatch(ctx: &Context, request: &Request) -> crate::Result<Response> {
                 "no dashboard password is set; run `proxmox-monitor-server set-password`",
             ))
         }
-        Err(Denied::NoPassword) => return Ok(session::setup_page()),
+        Err(Denied::NoPassword) => return Ok(forms::setup()),
         Err(Denied::LoginRequired) if is_api => {
             return Ok(api::error(401, "login required (POST /login)"))
         }
@@ -85,13 +86,13 @@ fn dispatch(ctx: &Context, request: &Request) -> crate::Result<Response> {
     } else if !read {
         method_not_allowed("GET, HEAD")
     } else if path == "/" {
-        pages::index(ctx)?
+        overview::page_or_fragment(ctx, request)
     } else {
         let rest = path.trim_start_matches("/hosts/");
         match rest.split_once('/') {
-            None => pages::host_page(ctx, request, rest)?,
-            Some((name, "chart")) => pages::chart_fragment(ctx, request, name)?,
-            Some(_) => pages::not_found(),
+            None => host::page_or_fragment(ctx, request, rest)?,
+            Some((name, "chart")) => charts::fragment(ctx, request, name)?,
+            Some(_) => forms::not_found(),
         }
     };
     // Logged-in content must not linger in shared caches or the back/forward cache of a
@@ -111,14 +112,11 @@ fn method_not_allowed(allow: &str) -> Response {
 
 /// For load balancers: 200 while the database answers, 503 otherwise.
 fn healthz(ctx: &Context) -> Response {
-    let ok = ctx
-        .store
-        .lock()
-        .query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
-        .is_ok();
-    if ok {
-        Response::text(200, "ok\n")
-    } else {
-        Response::text(503, "database unavailable\n")
+    match ctx.store.ping() {
+        Ok(()) => Response::text(200, "ok\n"),
+        Err(e) => {
+            log::warn!("/healthz: {e}");
+            Response::text(503, "database unavailable\n")
+        }
     }
 }

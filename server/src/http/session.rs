@@ -1,140 +1,25 @@
-//! Dashboard login: the `admin` password (bcrypt), session cookies, logout, and a backoff on
-//! repeated failures.
+//! Dashboard sessions: login and logout handlers and session cookies. The password rules and
+//! the backoff on repeated failures live in `crate::auth`, the forms in `pages::forms`.
 //!
 //! A session id is 32 random bytes (URL-safe base64) sent as an HttpOnly, SameSite=Strict
 //! cookie (`Secure` with `[http] secure_cookies`). The database stores only its SHA-256: the id
 //! has 256 bits of entropy, so a fast unsalted hash is enough to make a leaked database
 //! useless as a cookie jar, and lookups stay one indexed query per request (bcrypt would cost
 //! a quarter second per page).
-//!
-//! Backoff: after `FREE_FAILURES` wrong passwords from one IP address, that address must wait
-//! 1, 2, 4, … (at most `MAX_DELAY`) seconds after each further failure before the password is
-//! checked again; attempts during the wait get 429 without touching bcrypt. A global counter
-//! does the same across all addresses (with more free failures), so that guessing from many
-//! addresses is slowed as well — at the price that such an attack also delays the admin. The
-//! counts live in memory and are forgotten `FORGET_AFTER` after the last failure. Nothing
-//! sleeps: a waiting client is answered at once, so the backoff never pins a thread.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::html::{escape_html, page, Nav};
+use super::pages::forms;
 use super::{form_params, Request, Response};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::ADMIN_USER;
 
 pub const COOKIE_NAME: &str = "pm_session";
 /// A session ends this long after login.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 86400);
-/// Passwords shorter than this are refused by `set-password`.
-pub const MIN_PASSWORD_LEN: usize = 10;
-/// bcrypt ignores everything past 72 bytes; refuse rather than silently truncate.
-pub const MAX_PASSWORD_BYTES: usize = 72;
-
-const FREE_FAILURES: u32 = 3;
-const GLOBAL_FREE_FAILURES: u32 = 20;
-const MAX_DELAY: Duration = Duration::from_secs(300);
-const FORGET_AFTER: Duration = Duration::from_secs(900);
-/// Addresses remembered at most; past this, stale entries go, then (under a flood) all —
-/// the global counter still applies.
-const MAX_TRACKED_ADDRESSES: usize = 10_000;
-
-/// HTTP-side state shared by all connection threads.
-#[derive(Default)]
-pub struct HttpState {
-    pub login_throttle: LoginThrottle,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    last: Instant,
-}
-
-impl Failures {
-    /// How long from `now` until another attempt may be checked.
-    fn wait(&self, free: u32, now: Instant) -> Duration {
-        if self.count < free || now.duration_since(self.last) >= FORGET_AFTER {
-            return Duration::ZERO;
-        }
-        let exponent = (self.count - free).min(16);
-        let delay = Duration::from_secs(1u64 << exponent).min(MAX_DELAY);
-        delay.saturating_sub(now.duration_since(self.last))
-    }
-
-    fn record(entry: &mut Option<Failures>, now: Instant) {
-        let count = match entry {
-            Some(f) if now.duration_since(f.last) < FORGET_AFTER => f.count.saturating_add(1),
-            _ => 1,
-        };
-        *entry = Some(Failures { count, last: now });
-    }
-}
-
-/// Failed-login counts per client address and overall.
-#[derive(Default)]
-pub struct LoginThrottle {
-    state: Mutex<ThrottleState>,
-}
-
-#[derive(Default)]
-struct ThrottleState {
-    per_address: HashMap<IpAddr, Failures>,
-    global: Option<Failures>,
-}
-
-impl LoginThrottle {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ThrottleState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// How long `address` must still wait before its next attempt is checked (zero: go ahead).
-    pub fn wait(&self, address: Option<IpAddr>, now: Instant) -> Duration {
-        let state = self.lock();
-        let own = address
-            .and_then(|a| state.per_address.get(&a))
-            .map_or(Duration::ZERO, |f| f.wait(FREE_FAILURES, now));
-        let global = state
-            .global
-            .map_or(Duration::ZERO, |f| f.wait(GLOBAL_FREE_FAILURES, now));
-        own.max(global)
-    }
-
-    pub fn record_failure(&self, address: Option<IpAddr>, now: Instant) {
-        let mut state = self.lock();
-        Failures::record(&mut state.global, now);
-        if let Some(address) = address {
-            if state.per_address.len() >= MAX_TRACKED_ADDRESSES {
-                state
-                    .per_address
-                    .retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
-                if state.per_address.len() >= MAX_TRACKED_ADDRESSES {
-                    state.per_address.clear();
-                }
-            }
-            let mut entry = state.per_address.get(&address).copied();
-            Failures::record(&mut entry, now);
-            if let Some(f) = entry {
-                state.per_address.insert(address, f);
-            }
-        }
-    }
-
-    /// A correct password clears that address's count. The global count stays: it decays
-    /// on its own, and one success says nothing about the other addresses.
-    pub fn record_success(&self, address: Option<IpAddr>) {
-        if let Some(address) = address {
-            self.lock().per_address.remove(&address);
-        }
-    }
-}
 
 /// The SHA-256 (hex) of a session id: what the `sessions` table keys on.
 pub fn session_id_hash(session_id: &str) -> String {
@@ -189,10 +74,10 @@ pub fn require_user(
 /// `GET /login`.
 pub fn login_page(ctx: &Context, request: &Request) -> Result<Response> {
     if !ctx.store.has_users()? {
-        return Ok(setup_page());
+        return Ok(forms::setup());
     }
     let next = safe_next(request.query_param_decoded("next").as_deref());
-    Ok(login_form(200, &next, None))
+    Ok(forms::login(200, &next, None))
 }
 
 /// `POST /login` with form fields `username`, `password` and optionally `next`.
@@ -210,10 +95,10 @@ pub fn login(ctx: &Context, request: &Request) -> Result<Response> {
     let next = safe_next(Some(field("next")));
     let address = request.peer;
     let now = Instant::now();
-    let wait = ctx.http.login_throttle.wait(address, now);
+    let wait = ctx.login_throttle.wait(address, now);
     if !wait.is_zero() {
         let seconds = wait.as_secs().max(1);
-        return Ok(login_form(
+        return Ok(forms::login(
             429,
             &next,
             Some(&format!(
@@ -223,7 +108,7 @@ pub fn login(ctx: &Context, request: &Request) -> Result<Response> {
         .with_header("Retry-After", seconds.to_string()));
     }
     let Some(hash) = ctx.store.password_hash(ADMIN_USER)? else {
-        return Ok(setup_page());
+        return Ok(forms::setup());
     };
     // The database lock is not held here: bcrypt takes a while by design.
     let password_ok = if field("username") == ADMIN_USER {
@@ -233,14 +118,18 @@ pub fn login(ctx: &Context, request: &Request) -> Result<Response> {
         false
     };
     if !password_ok {
-        ctx.http.login_throttle.record_failure(address, now);
+        ctx.login_throttle.record_failure(address, now);
         log::warn!(
             "failed dashboard login from {}",
             address.map_or_else(|| "?".to_owned(), |a| a.to_string())
         );
-        return Ok(login_form(401, &next, Some("Wrong user name or password.")));
+        return Ok(forms::login(
+            401,
+            &next,
+            Some("Wrong user name or password."),
+        ));
     }
-    ctx.http.login_throttle.record_success(address);
+    ctx.login_throttle.record_success(address);
     let session_id = crate::auth::generate_token()?;
     let now_unix = common::time::now_unix();
     let lifetime = i64::try_from(SESSION_LIFETIME.as_secs()).unwrap_or(i64::MAX);
@@ -278,20 +167,6 @@ pub fn logout(ctx: &Context, request: &Request) -> Result<Response> {
     )
 }
 
-/// The page shown until `set-password` has been run.
-pub fn setup_page() -> Response {
-    let body = "<section class=\"card narrow\"><h1>Set a dashboard password</h1>\
-        <p>No password is set yet, so the dashboard shows nothing. On the server, run:</p>\
-        <pre>proxmox-monitor-server set-password --database /var/lib/proxmox-monitor/server.db</pre>\
-        <p>It asks for the password of the user <code>admin</code> (or reads it from stdin \
-        when stdin is not a terminal). Then <a href=\"/login\">log in</a>.</p></section>";
-    Response::new(
-        503,
-        "text/html; charset=utf-8",
-        page("Setup", Nav::LoggedOut, body),
-    )
-}
-
 /// Where to go after login: a local path only (never `//host` or `https://…`), else `/`.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
@@ -319,26 +194,6 @@ pub fn redirect_to_login(request: &Request) -> Response {
         .with_header("Location", location)
 }
 
-/// Sets a password for `admin`, for `set-password`: checks its length and hashes it.
-pub fn set_admin_password(
-    ctx_store: &crate::store::Store,
-    password: &str,
-    cost: u32,
-) -> Result<()> {
-    if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(Error::Usage(format!(
-            "the password must have at least {MIN_PASSWORD_LEN} characters"
-        )));
-    }
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(Error::Usage(format!(
-            "the password must fit in {MAX_PASSWORD_BYTES} bytes (bcrypt ignores the rest)"
-        )));
-    }
-    let hash = crate::auth::hash_secret(password, cost)?;
-    ctx_store.set_password_hash(ADMIN_USER, &hash, common::time::now_unix())
-}
-
 fn session_cookie(value: &str, max_age: i64, secure: bool) -> String {
     format!(
         "{COOKIE_NAME}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{}",
@@ -362,26 +217,6 @@ fn same_origin(request: &Request) -> bool {
         }
         (Some(_), None) => false,
     }
-}
-
-fn login_form(status: u16, next: &str, error: Option<&str>) -> Response {
-    let error_html = error.map_or_else(String::new, |e| {
-        format!("<p class=\"error\" role=\"alert\">{}</p>", escape_html(e))
-    });
-    let body = format!(
-        "<section class=\"card narrow\"><h1>Log in</h1>{error_html}\
-         <form method=\"post\" action=\"/login\" class=\"login\">\
-         <input type=\"hidden\" name=\"next\" value=\"{}\">\
-         <label>User name <input name=\"username\" value=\"admin\" autocomplete=\"username\" required></label>\
-         <label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" required autofocus></label>\
-         <button type=\"submit\">Log in</button></form></section>",
-        escape_html(next)
-    );
-    Response::new(
-        status,
-        "text/html; charset=utf-8",
-        page("Log in", Nav::LoggedOut, &body),
-    )
 }
 
 /// Percent-encodes everything but unreserved characters and `/`.
@@ -412,49 +247,6 @@ mod tests {
                 .collect(),
             ..Request::default()
         }
-    }
-
-    #[test]
-    fn backoff_grows_per_address_and_forgets() {
-        let throttle = LoginThrottle::default();
-        let a = Some("192.0.2.1".parse().unwrap());
-        let b = Some("192.0.2.2".parse().unwrap());
-        let t0 = Instant::now();
-        for _ in 0..FREE_FAILURES - 1 {
-            throttle.record_failure(a, t0);
-        }
-        assert_eq!(throttle.wait(a, t0), Duration::ZERO);
-        throttle.record_failure(a, t0);
-        assert_eq!(throttle.wait(a, t0), Duration::from_secs(1));
-        throttle.record_failure(a, t0);
-        assert_eq!(throttle.wait(a, t0), Duration::from_secs(2));
-        assert_eq!(
-            throttle.wait(a, t0 + Duration::from_secs(2)),
-            Duration::ZERO
-        );
-        assert_eq!(
-            throttle.wait(b, t0),
-            Duration::ZERO,
-            "other addresses unaffected"
-        );
-        for _ in 0..20 {
-            throttle.record_failure(a, t0);
-        }
-        assert_eq!(throttle.wait(a, t0), MAX_DELAY, "capped");
-        assert_eq!(throttle.wait(a, t0 + FORGET_AFTER), Duration::ZERO);
-        throttle.record_success(a);
-        assert_eq!(throttle.wait(a, t0), throttle.wait(b, t0));
-    }
-
-    #[test]
-    fn backoff_applies_globally_across_addresses() {
-        let throttle = LoginThrottle::default();
-        let t0 = Instant::now();
-        for i in 0..GLOBAL_FREE_FAILURES + 2 {
-            throttle.record_failure(Some(IpAddr::from([10, 0, 0, (i % 250) as u8])), t0);
-        }
-        assert!(throttle.wait(Some("192.0.2.9".parse().unwrap()), t0) > Duration::ZERO);
-        assert!(throttle.wait(None, t0) > Duration::ZERO);
     }
 
     #[test]
@@ -520,13 +312,5 @@ mod tests {
             ("origin", "null"),
             ("host", "mon")
         ])));
-    }
-
-    #[test]
-    fn login_form_escapes_next() {
-        let response = login_form(200, "/\"><script>", None);
-        let body = String::from_utf8(response.body).unwrap();
-        assert!(!body.contains("<script>"));
-        assert!(body.contains("&quot;&gt;&lt;script&gt;"));
     }
 }

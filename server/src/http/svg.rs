@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::html::{escape_html, format_bytes, format_percent, format_rate, format_utc};
+use maud::{html, Markup};
+
+use super::format;
 
 /// What the values of a chart measure; decides the axis labels and tooltips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,9 +23,9 @@ pub enum Unit {
 impl Unit {
     pub fn format(self, value: f64) -> String {
         match self {
-            Unit::Percent => format_percent(value),
-            Unit::Bytes => format_bytes(value),
-            Unit::BytesPerSecond => format_rate(value),
+            Unit::Percent => format::percent(value),
+            Unit::Bytes => format::bytes(value),
+            Unit::BytesPerSecond => format::rate(value),
             Unit::Plain => format!("{value:.2}"),
         }
     }
@@ -56,8 +58,13 @@ const RIGHT: f64 = 10.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 24.0;
 
+/// One decimal: enough for coordinates in a 480-unit box.
+fn n(v: f64) -> String {
+    format!("{v:.1}")
+}
+
 /// The chart as an `<svg>` element.
-pub fn chart(c: &Chart) -> String {
+pub fn chart(c: &Chart) -> Markup {
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let span = (c.to - c.from).max(1) as f64;
@@ -70,59 +77,48 @@ pub fn chart(c: &Chart) -> String {
         .fold(0.0_f64, f64::max);
     let axis = YAxis::new(c.unit, data_max);
     let y_of = |v: f64| TOP + plot_h - (v / axis.max).clamp(0.0, 1.05) * plot_h;
-
-    let mut svg = String::with_capacity(8192);
-    let _ = write!(
-        svg,
-        "<svg class=\"chart\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{}\" \
-         xmlns=\"http://www.w3.org/2000/svg\">",
-        escape_html(&c.title)
-    );
-    // Horizontal grid lines with value labels.
-    for i in 0..=axis.ticks {
-        let v = axis.max * f64::from(i) / f64::from(axis.ticks);
-        let y = y_of(v);
-        let _ = write!(
-            svg,
-            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
-             <text class=\"ylabel\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            y + 4.0,
-            escape_html(&axis.label(v))
-        );
-    }
-    // Time axis.
+    let grid: Vec<(f64, String)> = (0..=axis.ticks)
+        .map(|i| {
+            let v = axis.max * f64::from(i) / f64::from(axis.ticks);
+            (y_of(v), axis.label(v))
+        })
+        .collect();
     let step = time_step(c.to - c.from);
-    let mut t = c.from - c.from.rem_euclid(step) + step;
-    while t <= c.to {
-        let x = x_of(t);
-        let _ = write!(
-            svg,
-            "<line class=\"grid\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{:.1}\"/>\
-             <text class=\"xlabel\" x=\"{x:.1}\" y=\"{:.1}\">{}</text>",
-            TOP + plot_h,
-            HEIGHT - 7.0,
-            time_label(t, step)
-        );
-        t += step;
+    let times: Vec<i64> =
+        std::iter::successors(Some(c.from - c.from.rem_euclid(step) + step), |t| {
+            Some(t + step)
+        })
+        .take_while(|t| *t <= c.to)
+        .collect();
+    let empty = c.lines.iter().all(|l| l.points.is_empty());
+    html! {
+        svg.chart viewBox={"0 0 " (WIDTH) " " (HEIGHT)} role="img" aria-label=(c.title)
+            xmlns="http://www.w3.org/2000/svg" {
+            // Horizontal grid lines with value labels.
+            @for (y, label) in &grid {
+                line.grid x1=(LEFT) x2=(n(WIDTH - RIGHT)) y1=(n(*y)) y2=(n(*y)) {}
+                text.ylabel x=(n(LEFT - 6.0)) y=(n(y + 4.0)) { (label) }
+            }
+            // Time axis.
+            @for t in &times {
+                @let x = x_of(*t);
+                line.grid x1=(n(x)) x2=(n(x)) y1=(TOP) y2=(n(TOP + plot_h)) {}
+                text.xlabel x=(n(x)) y=(n(HEIGHT - 7.0)) { (time_label(*t, step)) }
+            }
+            line.axis x1=(LEFT) x2=(n(WIDTH - RIGHT)) y1=(n(TOP + plot_h)) y2=(n(TOP + plot_h)) {}
+            @if empty {
+                text.empty x=(n(LEFT + plot_w / 2.0)) y=(n(TOP + plot_h / 2.0)) { "no data in this range" }
+            } @else {
+                (lines(c, &x_of, &y_of))
+                (hit_columns(c, &x_of, plot_h))
+            }
+        }
     }
-    let _ = write!(
-        svg,
-        "<line class=\"axis\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/>",
-        WIDTH - RIGHT,
-        TOP + plot_h,
-        TOP + plot_h
-    );
-    if c.lines.iter().all(|l| l.points.is_empty()) {
-        let _ = write!(
-            svg,
-            "<text class=\"empty\" x=\"{:.1}\" y=\"{:.1}\">no data in this range</text></svg>",
-            LEFT + plot_w / 2.0,
-            TOP + plot_h / 2.0
-        );
-        return svg;
-    }
+}
+
+/// The lines (and the shaded area under the first), one path per line.
+fn lines(c: &Chart, x_of: &dyn Fn(i64) -> f64, y_of: &dyn Fn(f64) -> f64) -> Markup {
+    let mut paths: Vec<(String, String)> = Vec::new();
     for (index, line) in c.lines.iter().enumerate() {
         let class = format!("s{}", index % 6);
         let segments = segments(&line.points);
@@ -134,7 +130,7 @@ pub fn chart(c: &Chart) -> String {
                         let _ = write!(d, "L{:.1},{:.1}", x_of(p.0), y_of(p.1));
                     }
                     let _ = write!(d, "L{:.1},{:.1}Z", x_of(last.0), y_of(0.0));
-                    let _ = write!(svg, "<path class=\"area {class}\" d=\"{d}\"/>");
+                    paths.push((format!("area {class}"), d));
                 }
             }
         }
@@ -150,9 +146,17 @@ pub fn chart(c: &Chart) -> String {
                 );
             }
         }
-        let _ = write!(svg, "<path class=\"line {class}\" d=\"{d}\"/>");
+        paths.push((format!("line {class}"), d));
     }
-    // One transparent column per time slot, its `<title>` the tooltip with every line's value.
+    html! {
+        @for (class, d) in &paths {
+            path class=(class) d=(d) {}
+        }
+    }
+}
+
+/// One transparent column per time slot, its `<title>` the tooltip with every line's value.
+fn hit_columns(c: &Chart, x_of: &dyn Fn(i64) -> f64, plot_h: f64) -> Markup {
     let mut slots: BTreeMap<i64, Vec<Option<f64>>> = BTreeMap::new();
     for (index, line) in c.lines.iter().enumerate() {
         for &(t, v) in &line.points {
@@ -160,44 +164,48 @@ pub fn chart(c: &Chart) -> String {
         }
     }
     let times: Vec<i64> = slots.keys().copied().collect();
-    for (i, (t, values)) in slots.iter().enumerate() {
-        let left = if i == 0 {
-            LEFT
-        } else {
-            (x_of(times[i - 1]) + x_of(*t)) / 2.0
-        };
-        let right = times
-            .get(i + 1)
-            .map_or(WIDTH - RIGHT, |next| (x_of(*t) + x_of(*next)) / 2.0);
-        let mut tip = format_utc(*t);
-        for (line, value) in c.lines.iter().zip(values) {
-            if let Some(v) = value {
-                let _ = write!(tip, "\n{}: {}", line.label, c.unit.format(*v));
+    let columns: Vec<(f64, f64, String)> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, (t, values))| {
+            let left = if i == 0 {
+                LEFT
+            } else {
+                (x_of(times[i - 1]) + x_of(*t)) / 2.0
+            };
+            let right = times
+                .get(i + 1)
+                .map_or(WIDTH - RIGHT, |next| (x_of(*t) + x_of(*next)) / 2.0);
+            let mut tip = format::utc(*t);
+            for (line, value) in c.lines.iter().zip(values) {
+                if let Some(v) = value {
+                    let _ = write!(tip, "\n{}: {}", line.label, c.unit.format(*v));
+                }
+            }
+            (left, (right - left).max(0.5), tip)
+        })
+        .collect();
+    html! {
+        @for (left, width, tip) in &columns {
+            rect.hit x=(n(*left)) y=(TOP) width=(n(*width)) height=(n(plot_h)) {
+                title { (tip) }
             }
         }
-        let _ = write!(
-            svg,
-            "<rect class=\"hit\" x=\"{left:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h:.1}\">\
-             <title>{}</title></rect>",
-            (right - left).max(0.5),
-            escape_html(&tip)
-        );
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 /// A small line of the last values, without axes; its `<title>` gives now / min / max.
-pub fn sparkline(label: &str, unit: Unit, from: i64, to: i64, points: &[(i64, f64)]) -> String {
+pub fn sparkline(label: &str, unit: Unit, from: i64, to: i64, points: &[(i64, f64)]) -> Markup {
     const W: f64 = 120.0;
     const H: f64 = 28.0;
+    let view_box = format!("0 0 {W} {H}");
     let Some(last) = points.last() else {
-        return format!(
-            "<svg class=\"spark\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{} (no data)\" \
-             xmlns=\"http://www.w3.org/2000/svg\"><title>{} last hour: no data</title></svg>",
-            escape_html(label),
-            escape_html(label)
-        );
+        return html! {
+            svg.spark viewBox=(view_box) role="img" aria-label={(label) " (no data)"}
+                xmlns="http://www.w3.org/2000/svg" {
+                title { (label) " last hour: no data" }
+            }
+        };
     };
     let max = points.iter().map(|p| p.1).fold(f64::MIN, f64::max);
     let min = points.iter().map(|p| p.1).fold(f64::MAX, f64::min);
@@ -220,12 +228,12 @@ pub fn sparkline(label: &str, unit: Unit, from: i64, to: i64, points: &[(i64, f6
         unit.format(min),
         unit.format(max)
     );
-    format!(
-        "<svg class=\"spark\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{tip}\" \
-         xmlns=\"http://www.w3.org/2000/svg\"><title>{tip}</title>\
-         <path class=\"line s0\" d=\"{d}\"/></svg>",
-        tip = escape_html(&tip)
-    )
+    html! {
+        svg.spark viewBox=(view_box) role="img" aria-label=(tip) xmlns="http://www.w3.org/2000/svg" {
+            title { (tip) }
+            path.line.s0 d=(d) {}
+        }
+    }
 }
 
 /// Splits points where the gap is much wider than usual (the host was down, the agent
@@ -379,7 +387,8 @@ mod tests {
             to: 3600,
             lines: vec![line(&[(0, 10.0), (60, 20.0), (120, 30.0)])],
             fill_first: true,
-        });
+        })
+        .into_string();
         assert!(svg.starts_with("<svg class=\"chart\""));
         assert!(svg.contains(">100 %</text>") && svg.contains(">0 %</text>"));
         assert!(
@@ -401,7 +410,8 @@ mod tests {
             to: 86400,
             lines: vec![line(&[])],
             fill_first: false,
-        });
+        })
+        .into_string();
         assert!(svg.contains("no data in this range"));
     }
 
@@ -446,8 +456,11 @@ mod tests {
             0,
             100,
             &[(0, 5.0), (50, 50.0), (100, 10.0)],
-        );
+        )
+        .into_string();
         assert!(svg.contains("now 10.0 %, min 5.0 %, max 50.0 %"));
-        assert!(sparkline("CPU", Unit::Percent, 0, 100, &[]).contains("no data"));
+        assert!(sparkline("CPU", Unit::Percent, 0, 100, &[])
+            .into_string()
+            .contains("no data"));
     }
 }

@@ -169,30 +169,55 @@ impl Store {
         Ok(())
     }
 
-    /// A successful join: online, seen now, running `agent_version`.
-    pub fn mark_online(&self, id: i64, agent_version: Option<&str>, now: i64) -> Result<()> {
+    /// A successful join: online, seen now, running `agent_version`. Returns the host's row as
+    /// it is now (`None` if the host was removed meanwhile).
+    pub fn mark_online(
+        &self,
+        id: i64,
+        agent_version: Option<&str>,
+        now: i64,
+    ) -> Result<Option<Host>> {
+        let sql = format!(
+            "UPDATE hosts SET status = 'online', last_seen_at = ?2,
+                agent_version = COALESCE(?3, agent_version), updated_at = ?2,
+                status_changed_at = CASE WHEN status = 'online' THEN status_changed_at ELSE ?2 END
+             WHERE id = ?1 RETURNING {HOST_COLUMNS}"
+        );
         self.lock()
-            .execute(
-                "UPDATE hosts SET status = 'online', last_seen_at = ?2,
-                    agent_version = COALESCE(?3, agent_version), updated_at = ?2,
-                    status_changed_at = CASE WHEN status = 'online' THEN status_changed_at ELSE ?2 END
-                 WHERE id = ?1",
-                params![id, now, agent_version],
-            )
-            .map(drop)
+            .query_row(&sql, params![id, now, agent_version], host_from_row)
+            .optional()
             .map_err(|e| self.err(e))
     }
 
     /// The host's connection ended; `last_seen_at` keeps the last time we heard from it.
-    pub fn mark_offline(&self, id: i64, now: i64) -> Result<()> {
+    /// Returns the row when it changed (the host was online).
+    pub fn mark_offline(&self, id: i64, now: i64) -> Result<Option<Host>> {
+        let sql = format!(
+            "UPDATE hosts SET status = 'offline', status_changed_at = ?2, updated_at = ?2
+             WHERE id = ?1 AND status = 'online' RETURNING {HOST_COLUMNS}"
+        );
         self.lock()
-            .execute(
-                "UPDATE hosts SET status = 'offline', status_changed_at = ?2, updated_at = ?2
-                 WHERE id = ?1 AND status = 'online'",
-                params![id, now],
-            )
-            .map(drop)
+            .query_row(&sql, params![id, now], host_from_row)
+            .optional()
             .map_err(|e| self.err(e))
+    }
+
+    /// The ids of every registered host, read through a connection of their own (a reader:
+    /// it never waits for ingestion or background work): the cheap check for hosts
+    /// registered or removed by another process (`register-host`, `remove-host`).
+    pub fn host_ids(&self) -> Result<Vec<i64>> {
+        let conn = self
+            .roster
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM hosts ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let ids = stmt
+            .query_map([], |row| row.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<i64>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(ids)
     }
 
     /// On boot and shutdown nobody is connected: every online host becomes offline.
@@ -280,15 +305,23 @@ mod tests {
         let dir = TempDir::new("hosts-status");
         let store = store(&dir);
         let host = store.create_host("pve-01", "h", 1).unwrap();
-        store.mark_online(host.id, Some("0.1.0"), 10).unwrap();
+        let returned = store.mark_online(host.id, Some("0.1.0"), 10).unwrap();
         let online = store.host_by_id(host.id).unwrap().unwrap();
+        assert_eq!(returned.as_ref(), Some(&online));
         assert_eq!(online.status, HostStatus::Online);
         assert_eq!(online.agent_version.as_deref(), Some("0.1.0"));
         assert_eq!(online.last_seen_at, Some(10));
         assert_eq!(online.status_changed_at, Some(10));
         store.touch_host(host.id, 20).unwrap();
-        store.mark_offline(host.id, 30).unwrap();
+        let returned = store.mark_offline(host.id, 30).unwrap();
         let offline = store.host_by_id(host.id).unwrap().unwrap();
+        assert_eq!(returned.as_ref(), Some(&offline));
+        assert_eq!(
+            store.mark_offline(host.id, 31).unwrap(),
+            None,
+            "already offline"
+        );
+        assert_eq!(store.host_ids().unwrap(), vec![host.id]);
         assert_eq!(offline.status, HostStatus::Offline);
         assert_eq!(offline.last_seen_at, Some(20));
         assert_eq!(offline.status_changed_at, Some(30));

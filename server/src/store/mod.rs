@@ -10,6 +10,7 @@
 //! lock and ingestion never waits for the move.
 
 mod hosts;
+mod latest;
 mod migrations;
 mod mover;
 pub mod rollup;
@@ -17,6 +18,7 @@ mod series;
 mod users;
 
 pub use hosts::{Host, HostStatus};
+pub use latest::LatestRow;
 pub use mover::MoveReport;
 pub use rollup::Retention;
 pub use series::{Point, SampleWrite, SeriesQuery};
@@ -54,10 +56,14 @@ pub struct Store {
     /// The maintenance thread's connection, set up like `db`'s. Through it the thread writes
     /// only the history file; it reads both, computing rollups outside `db`'s lock.
     background: Mutex<Connection>,
+    /// A reader of the main file for the roster watch (`Store::host_ids`): never waits for
+    /// ingestion or background work, and they never wait for it.
+    roster: Mutex<Connection>,
 }
 
-/// The connection and what we remember about its content, guarded together.
-pub struct Db {
+/// The connection and what we remember about its content, guarded together. Never leaves
+/// the store: everything outside asks the store a question instead.
+pub(crate) struct Db {
     conn: Connection,
     /// (host id, series name) → series id, so that ingestion does not look them up every time.
     series_ids: series::SeriesIds,
@@ -131,6 +137,12 @@ impl Store {
         }
         let rollup_done_until = rollup::load_progress(&conn).map_err(db_err)?;
         let background = open_connection(path, &history, sync)?;
+        let roster = Connection::open(path)
+            .and_then(|conn| {
+                conn.busy_timeout(Duration::from_secs(5))?;
+                Ok(conn)
+            })
+            .map_err(db_err)?;
         let db = Db {
             conn,
             series_ids: HashMap::new(),
@@ -147,6 +159,7 @@ impl Store {
             db: Mutex::new(db),
             pending: Mutex::new(Vec::new()),
             background: Mutex::new(background),
+            roster: Mutex::new(roster),
         })
     }
 
@@ -161,7 +174,7 @@ impl Store {
     /// The connection, for one short piece of work. A thread that panicked while holding the
     /// lock left no half-done transaction behind (rusqlite rolls back on drop), so a poisoned
     /// lock is safe to take over.
-    pub fn lock(&self) -> MutexGuard<'_, Db> {
+    fn lock(&self) -> MutexGuard<'_, Db> {
         self.db
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -214,6 +227,22 @@ impl Store {
             path: self.history_path.clone(),
             source,
         }
+    }
+
+    /// Whether the database answers (`/healthz`): one trivial query through the shared
+    /// connection.
+    pub fn ping(&self) -> Result<()> {
+        self.lock()
+            .query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Sets `PRAGMA name = value` on the shared connection (benchmarks trying SQLite settings).
+    pub fn set_pragma(&self, name: &str, value: &str) -> Result<()> {
+        self.lock()
+            .pragma_update(None, name, value)
+            .map_err(|e| self.err(e))
     }
 
     /// Copies both write-ahead logs into their files and truncates them (benchmarks, backups).

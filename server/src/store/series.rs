@@ -12,6 +12,8 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use common::events::MetricKind;
+
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::rollup::{self, TIERS};
@@ -22,10 +24,10 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct SampleWrite {
     pub host_id: i64,
-    /// `fast`, `medium` or `slow`.
-    pub kind: &'static str,
+    pub kind: MetricKind,
     /// Unix seconds.
     pub collected_at: i64,
+    /// The sample's `data` JSON text as the agent sent it (kept in `latest`).
     pub data_json: String,
     pub points: Vec<(String, f64)>,
     /// `(proxmox, zfs)` versions from a slow sample.
@@ -421,7 +423,7 @@ fn write_one(
          ON CONFLICT (host_id, kind) DO UPDATE SET collected_at = excluded.collected_at, data = excluded.data
          WHERE excluded.collected_at >= latest.collected_at",
     )?
-    .execute(params![w.host_id, w.kind, w.collected_at, w.data_json])?;
+    .execute(params![w.host_id, w.kind.as_str(), w.collected_at, w.data_json])?;
     tx.prepare_cached(
         "UPDATE hosts SET last_seen_at = max(coalesce(last_seen_at, 0), ?2) WHERE id = ?1",
     )?
@@ -470,7 +472,7 @@ pub(super) mod tests {
     pub(in crate::store) fn write(host_id: i64, t: i64, points: &[(&str, f64)]) -> SampleWrite {
         SampleWrite {
             host_id,
-            kind: "fast",
+            kind: MetricKind::Fast,
             collected_at: t,
             data_json: format!("{{\"t\":{t}}}"),
             points: points.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{server_bin, Client, Server, PATIENCE};
+use testkit::{server_bin, ChildGuard, Client, Server, PATIENCE};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -21,7 +21,10 @@ pub struct Reply {
     pub status: u16,
     /// Header names lower-cased.
     pub headers: Vec<(String, String)>,
+    /// The body as text, gunzipped when it came with `Content-Encoding: gzip`.
     pub body: String,
+    /// Bytes of the body on the wire.
+    pub wire_bytes: usize,
 }
 
 impl Reply {
@@ -53,24 +56,39 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], bo
     stream.write_all(body.as_bytes()).unwrap();
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head in {text:?}"));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = &raw[split + 4..];
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let headers = lines
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
+    let gzipped = headers
+        .iter()
+        .any(|(n, v)| n == "content-encoding" && v == "gzip");
+    let text = if gzipped {
+        let mut plain = String::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut plain)
+            .unwrap_or_else(|e| panic!("{path}: a gzip body that does not gunzip: {e}"));
+        plain
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    };
     Reply {
         status,
         headers,
-        body: body.to_owned(),
+        body: text,
+        wire_bytes: body.len(),
     }
 }
 
@@ -198,10 +216,22 @@ pub fn push_history(server: &Server, name: &str, token: &str, pool_health: &str)
     client
 }
 
+/// Waits until the server shows every host in `names` (a host registered while the server
+/// runs comes into its memory within a moment: the roster watch), and returns the list.
+pub fn wait_for_hosts(port: u16, cookie: &str, names: &[&str]) -> Value {
+    wait_for_json(port, "/api/hosts", cookie, |body| {
+        let shown: Vec<&str> = body["hosts"]
+            .as_array()
+            .map(|hosts| hosts.iter().filter_map(|h| h["name"].as_str()).collect())
+            .unwrap_or_default();
+        names.iter().all(|n| shown.contains(n))
+    })
+}
+
 /// Waits until `check` holds for the JSON of `GET path`; panics with the last reply otherwise.
 pub fn wait_for_json(port: u16, path: &str, cookie: &str, check: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
-    let ok = crate::support::wait_until(PATIENCE, || {
+    let ok = testkit::wait_until(PATIENCE, || {
         let reply = get(port, path, Some(cookie));
         if reply.status != 200 {
             return false;
@@ -216,35 +246,9 @@ pub fn wait_for_json(port: u16, path: &str, cookie: &str, check: impl Fn(&Value)
 /// How long tests wait for a real agent's first samples.
 pub const AGENT_PATIENCE: Duration = Duration::from_secs(30);
 
-/// The agent binary next to the server binary (built if `cargo test -p` did not).
-pub fn agent_bin() -> std::path::PathBuf {
-    let agent = server_bin().with_file_name("proxmox-monitor-agent");
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _building = BUILD
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !agent.exists() {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "-p",
-                "proxmox-monitor-agent",
-                "--bin",
-                "proxmox-monitor-agent",
-            ])
-            .status()
-            .expect("running cargo build");
-        assert!(
-            status.success(),
-            "cargo build -p proxmox-monitor-agent failed"
-        );
-    }
-    agent
-}
-
 /// Starts the real agent as host `name` reading the fixture node `fixtures/pve-node`, sampling
 /// every second.
-pub fn start_agent(server: &Server, name: &str, token: &str) -> crate::support::ChildGuard {
+pub fn start_agent(server: &Server, name: &str, token: &str) -> ChildGuard {
     let dir = server.dir.path().join(format!("agent-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/pve-node");
@@ -260,7 +264,5 @@ pub fn start_agent(server: &Server, name: &str, token: &str) -> crate::support::
         ),
     )
     .unwrap();
-    let mut command = Command::new(agent_bin());
-    command.arg("run").arg("--config").arg(&config);
-    crate::support::ChildGuard::spawn(command, &dir.join("agent.log"))
+    testkit::start_agent(&config, &dir.join("agent.log"))
 }

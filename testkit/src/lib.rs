@@ -1,14 +1,15 @@
-//! Shared helpers for the integration tests: run the real server binary in a temp dir, use its
-//! admin subcommands, and talk Phoenix Channels V2 to it over a real socket.
+//! The test kit shared by every crate's tests (a dev-dependency only, never shipped): unique
+//! temp dirs, free ports, child processes that cannot leak, the real server and agent binaries
+//! started in a temp dir on a port of their own, their admin subcommands, and a tiny Phoenix
+//! Channels V2 client that talks to the server over a real socket.
 //!
-//! Also compiled into the agent's end-to-end tests (`#[path]` include), so nothing here may use
-//! a dependency the agent crate lacks, and the server binary is found at run time: the test
-//! crate's own `CARGO_BIN_EXE_proxmox-monitor-server` when it has one, else the sibling of the
-//! agent binary in the same target directory.
+//! The binaries are found next to the running test's own executable
+//! (`target/<profile>/deps/<test>` → `target/<profile>/<binary>`), so a test of one crate can
+//! start another crate's binary; a missing one is built with `cargo build` first.
 //!
 //! Everything waits on conditions with deadlines; nothing asserts after a fixed sleep. Child
 //! processes are killed when their guard is dropped, so a failing test leaks nothing.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -41,34 +42,50 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// The server binary: this test crate's own, or the one next to the agent binary.
+/// The server binary of this workspace (built first if missing).
 pub fn server_bin() -> PathBuf {
-    if let Some(path) = option_env!("CARGO_BIN_EXE_proxmox-monitor-server") {
-        return PathBuf::from(path);
-    }
-    let Some(agent) = option_env!("CARGO_BIN_EXE_proxmox-monitor-agent") else {
-        panic!("neither the server nor the agent binary is known to this test crate");
-    };
-    let server = PathBuf::from(agent).with_file_name("proxmox-monitor-server");
+    workspace_bin("proxmox-monitor-server")
+}
+
+/// The agent binary of this workspace (built first if missing).
+pub fn agent_bin() -> PathBuf {
+    workspace_bin("proxmox-monitor-agent")
+}
+
+/// `target/<profile>/NAME`, beside the directory of the running test executable; built with
+/// `cargo build -p NAME --bin NAME` when it is not there (`cargo test -p` of one crate does not
+/// build the other crates' binaries, `cargo test --workspace` does).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/debug/deps/test-0123abcd → target/debug
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not inside a target directory", exe.display()));
+    let bin = profile_dir.join(name);
     // One build at a time within this test process (cargo's lock serializes processes).
     static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _building = BUILD
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !server.exists() {
-        // `cargo test --workspace` builds it; `cargo test -p proxmox-monitor-agent` may not.
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "-p", "proxmox-monitor-server", "--bin"])
-            .arg("proxmox-monitor-server")
-            .status()
-            .expect("running cargo build");
-        assert!(
-            status.success(),
-            "cargo build -p proxmox-monitor-server failed"
-        );
+    if !bin.exists() {
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "-p", name, "--bin", name]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("running cargo build");
+        assert!(status.success(), "cargo build -p {name} failed");
     }
-    assert!(server.exists(), "{} is missing", server.display());
-    server
+    assert!(bin.exists(), "{} is missing", bin.display());
+    bin
+}
+
+/// Starts the agent with `--config CONFIG run`, its output appended to `log`.
+pub fn start_agent(config: &Path, log: &Path) -> ChildGuard {
+    let mut command = Command::new(agent_bin());
+    command.arg("--config").arg(config).arg("run");
+    ChildGuard::spawn(command, log)
 }
 
 /// A directory of its own for one test; removed when dropped unless the test failed (then its

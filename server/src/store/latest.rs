@@ -1,0 +1,97 @@
+//! The `latest` table: each host's newest sample of each kind, as the agent sent it. Written by
+//! the ingestion writer (`series::write_one`, together with the sample's points); read once at
+//! start to fill the in-memory host state (`crate::state`), which everything else reads.
+
+use common::events::MetricKind;
+
+use super::Store;
+use crate::error::Result;
+
+/// A host's newest sample of one kind: the `data` JSON text as received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestRow {
+    pub host_id: i64,
+    pub kind: MetricKind,
+    /// Unix seconds.
+    pub collected_at: i64,
+    pub data: String,
+}
+
+impl Store {
+    /// Every host's newest samples. Rows of a kind this version does not know are skipped.
+    pub fn all_latest(&self) -> Result<Vec<LatestRow>> {
+        let db = self.lock();
+        let mut stmt = db
+            .prepare("SELECT host_id, kind, collected_at, data FROM latest ORDER BY host_id, kind")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(host_id, kind, collected_at, data)| {
+                Some(LatestRow {
+                    host_id,
+                    kind: MetricKind::parse(&kind)?,
+                    collected_at,
+                    data,
+                })
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::{SampleWrite, Synchronous};
+    use crate::testutil::TempDir;
+
+    #[test]
+    fn newest_samples_of_every_host_and_kind() {
+        let dir = TempDir::new("latest");
+        let store = Store::open(&dir.path().join("t.db"), Synchronous::Normal).unwrap();
+        let a = store.create_host("a", "h", 1).unwrap().id;
+        let b = store.create_host("b", "h", 1).unwrap().id;
+        let write = |host_id, kind, collected_at, data: &str| SampleWrite {
+            host_id,
+            kind,
+            collected_at,
+            data_json: data.into(),
+            points: vec![("load1".into(), 1.0)],
+            versions: None,
+            received_at: collected_at,
+        };
+        store
+            .write_samples_direct(vec![
+                write(a, MetricKind::Fast, 10, r#"{"n":1}"#),
+                write(a, MetricKind::Fast, 20, r#"{"n":2}"#),
+                write(a, MetricKind::Fast, 15, r#"{"n":"older, sent late"}"#),
+                write(a, MetricKind::Slow, 10, r#"{"s":1}"#),
+                write(b, MetricKind::Medium, 30, r#"{"m":1}"#),
+            ])
+            .unwrap();
+        let rows = store.all_latest().unwrap();
+        let summary: Vec<(i64, MetricKind, i64, &str)> = rows
+            .iter()
+            .map(|r| (r.host_id, r.kind, r.collected_at, r.data.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (a, MetricKind::Fast, 20, r#"{"n":2}"#),
+                (a, MetricKind::Slow, 10, r#"{"s":1}"#),
+                (b, MetricKind::Medium, 30, r#"{"m":1}"#),
+            ]
+        );
+    }
+}
