@@ -21,11 +21,14 @@
 //!
 //! # Durability
 //!
-//! Every `append`, `ack` and drop is written and then `sync_data`-ed before the call returns: one
-//! fsync per sample and one per acknowledgement, which at one sample every few seconds costs
-//! nothing. So a crash (power loss or `kill -9`) loses nothing that `append` returned a seq for;
-//! it can lose at most an acknowledgement being written at that instant, and that sample is then
-//! sent a second time (delivery is at-least-once).
+//! Every `append` and drop is written and then `sync_data`-ed before the call returns: one fsync
+//! per sample. So a crash (power loss or `kill -9`) loses nothing that `append` returned a seq
+//! for. An `ack` is written but not synced: the next append's fsync carries it to disk with the
+//! new sample (the ack was half of the agent's disk flushes and of its CPU per cycle outside the
+//! collector). A power loss can therefore lose the acknowledgements of the last interval, and
+//! those samples are sent a second time after the restart (delivery is at-least-once; the server
+//! keys points by series and second, so a repeat changes nothing). A process crash or `kill -9`
+//! loses no acknowledgement: written data is in the kernel's page cache.
 //!
 //! On open the log is replayed. A torn tail (a record cut short, or zeros after the last record)
 //! is truncated with a warning giving the bytes discarded. A bad record followed by more data, or
@@ -116,6 +119,14 @@ pub struct Spool {
     compact_retry_at: u64,
 }
 
+/// Whether a write must be on disk before the call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    Now,
+    /// With the next synced write (acknowledgements: losing one only repeats a send).
+    Later,
+}
+
 impl Spool {
     /// Opens (or creates) the spool in `dir`, creating `dir` with mode 0700 if needed, and
     /// replays it; see the module documentation for what happens to damaged files.
@@ -199,7 +210,7 @@ impl Spool {
         head.extend_from_slice(&(body_len as u32).to_le_bytes()); // ≤ MAX_BODY_LEN, checked above
         head.extend_from_slice(&crc.to_le_bytes());
         head.extend_from_slice(&prefix);
-        self.write_and_sync(&[&head, payload.as_bytes()])?;
+        self.write_records(&[&head, payload.as_bytes()], Flush::Now)?;
 
         if dropped > 0 {
             self.index.drain(..dropped);
@@ -231,7 +242,7 @@ impl Spool {
         };
         let mut record = Vec::with_capacity(HEADER_LEN as usize + 9);
         push_record(&mut record, &small_body(KIND_ACK, seq, None));
-        self.write_and_sync(&[&record])?;
+        self.write_records(&[&record], Flush::Later)?;
         if let Some(slot) = self.index.remove(position) {
             self.live_bytes -= slot.len;
         }
@@ -598,7 +609,7 @@ impl Spool {
         };
         let mut record = Vec::new();
         push_record(&mut record, &small_body(KIND_DROP_THROUGH, last.seq, None));
-        self.write_and_sync(&[&record])?;
+        self.write_records(&[&record], Flush::Now)?;
         for slot in self.index.drain(..dropped) {
             self.live_bytes -= slot.len;
         }
@@ -629,7 +640,7 @@ impl Spool {
 
     /// Writes `parts` back to back at the end of the file and syncs them; on failure cuts the
     /// file back so no partial record is left between good ones.
-    fn write_and_sync(&mut self, parts: &[&[u8]]) -> Result<()> {
+    fn write_records(&mut self, parts: &[&[u8]], flush: Flush) -> Result<()> {
         let mut offset = self.file_len;
         let result = parts
             .iter()
@@ -638,7 +649,10 @@ impl Spool {
                 offset += part.len() as u64;
                 Ok(())
             })
-            .and_then(|()| self.file.sync_data());
+            .and_then(|()| match flush {
+                Flush::Now => self.file.sync_data(),
+                Flush::Later => Ok(()),
+            });
         match result {
             Ok(()) => {
                 self.file_len = offset;
