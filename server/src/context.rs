@@ -9,6 +9,7 @@ use crate::config::ServerConfig;
 use crate::http::session::HttpState;
 use crate::registry::Registry;
 use crate::store::Store;
+use crate::ws::Sockets;
 
 pub struct Context {
     pub config: ServerConfig,
@@ -19,6 +20,8 @@ pub struct Context {
     pub stats: Stats,
     /// Dashboard-side state (the login backoff).
     pub http: HttpState,
+    /// The open agent sockets, to wake their threads on a kick or at shutdown.
+    pub sockets: Sockets,
 }
 
 /// Counters since the server started.
@@ -48,6 +51,7 @@ impl Context {
             shutdown,
             stats: Stats::default(),
             http: HttpState::default(),
+            sockets: Sockets::default(),
         }
     }
 
