@@ -208,6 +208,7 @@ impl Agent<'_> {
         let failed = |e: crate::Error| Some(Event::Failed(e.to_string()));
         match action {
             Action::Connect => {
+                log::debug!("connecting to {}", self.config.server_url);
                 match Opening::start(&self.config.server_url, &self.tls, &self.config.host_id) {
                     Ok(opening) => self.socket = Socket::Opening(opening),
                     Err(e) => return failed(e),
