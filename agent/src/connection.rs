@@ -31,6 +31,7 @@ use crate::link::Ref;
 use crate::wake::Interest;
 
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+const READ_BUFFER_BYTES: usize = 4096;
 
 /// A non-blocking TCP stream that remembers which way it last would have blocked, so that the
 /// run loop knows what to wait for after a handshake step returned `WouldBlock`.
@@ -392,6 +393,9 @@ fn connect_result(socket: &Socket) -> std::io::Result<bool> {
 
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
+        // The server only sends short replies; tungstenite zero-fills the whole read buffer
+        // before every read, and its 128 KiB default was a visible share of the agent's CPU.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
 }

@@ -22,6 +22,10 @@ use crate::spool::{Spool, SpoolConfig};
 use crate::wake::{self, Stop, Woke};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// A spooled sample that the server has not acknowledged this long after it was collected is
+/// synced to disk (at once while the link is not up). Acknowledged sooner, it never needs to be:
+/// see the spool's "Durability".
+pub const SYNC_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs until `stop` is requested. Returns an error only when the agent cannot start at all.
 pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
@@ -59,8 +63,10 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
         stop,
         stopping: false,
         fresh: None,
+        sync_at: None,
     };
     agent.run();
+    agent.sync_spool(Instant::now());
     log::info!("stopped ({} samples kept in the spool)", agent.spool.len());
     Ok(())
 }
@@ -79,6 +85,8 @@ struct Agent<'a> {
     stopping: bool,
     /// The sample spooled last, kept until it is pushed so that it need not be read back.
     fresh: Option<Fresh>,
+    /// When to sync the spool if its newest samples are still unacknowledged by then.
+    sync_at: Option<Instant>,
 }
 
 struct Fresh {
@@ -114,9 +122,15 @@ impl Agent<'_> {
             if self.link.is_stopped() {
                 return;
             }
+            self.sync_spool(Instant::now());
             let mut deadline = self.link.deadline();
-            if !self.stopping {
-                let next = self.schedule.next_due();
+            for next in [
+                (!self.stopping).then(|| self.schedule.next_due()),
+                self.sync_at,
+            ]
+            .into_iter()
+            .flatten()
+            {
                 deadline = Some(deadline.map_or(next, |d| d.min(next)));
             }
             let stop = (!self.stopping).then_some(self.stop);
@@ -156,7 +170,9 @@ impl Agent<'_> {
                 MetricKind::Medium => push_text(&collected_at, &self.collector.medium()),
                 MetricKind::Slow => push_text(&collected_at, &self.collector.slow()),
             };
-            match self.spool.append(kind.event(), &payload) {
+            // Not synced yet: it is pushed at once, and a sample the server stored needs no
+            // copy on disk (`sync_spool` makes it durable if that does not happen soon).
+            match self.spool.append_unsynced(kind.event(), &payload) {
                 Ok(seq) => {
                     log::debug!("collected {} sample (spool seq {seq})", kind.as_str());
                     self.fresh = Some(Fresh {
@@ -170,6 +186,26 @@ impl Agent<'_> {
             }
         }
         !due.is_empty()
+    }
+
+    /// Syncs the spool when an unacknowledged sample in it is not on disk yet and either the
+    /// link is not up (no acknowledgement is coming soon) or `SYNC_GRACE` has passed.
+    fn sync_spool(&mut self, now: Instant) {
+        if !self.spool.needs_sync() {
+            self.sync_at = None;
+            return;
+        }
+        let sync_at = *self.sync_at.get_or_insert(now + SYNC_GRACE);
+        if self.link.is_up() && now < sync_at {
+            return;
+        }
+        match self.spool.sync() {
+            Ok(()) => self.sync_at = None,
+            Err(e) => {
+                log::error!("{e}");
+                self.sync_at = Some(now + SYNC_GRACE);
+            }
+        }
     }
 
     /// Feeds `event` to the link and carries out what it asks, feeding back what that causes.
