@@ -90,6 +90,7 @@ fn run(config_flag: Option<PathBuf>, log_level: Option<log::LevelFilter>) -> i32
     let (tx, rx) = mpsc::channel::<Signal>();
     let (handler_stop, handler_tx) = (stop.clone(), tx.clone());
     let handler = move || {
+        log::info!("stop requested; leaving the channel");
         // Wakes the loop at once, wherever it waits (connecting, joining, between samples).
         handler_stop.request();
         let _ = handler_tx.send(Signal::Stop);
@@ -115,7 +116,6 @@ fn run(config_flag: Option<PathBuf>, log_level: Option<log::LevelFilter>) -> i32
         }
     };
     if let Ok(Signal::Stop) = rx.recv() {
-        log::info!("stop requested; leaving the channel");
         let deadline = Instant::now() + STOP_DEADLINE;
         loop {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
