@@ -123,16 +123,7 @@ impl Agent<'_> {
                 return;
             }
             self.sync_spool(Instant::now());
-            let mut deadline = self.link.deadline();
-            for next in [
-                (!self.stopping).then(|| self.schedule.next_due()),
-                self.sync_at,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                deadline = Some(deadline.map_or(next, |d| d.min(next)));
-            }
+            let deadline = self.next_deadline();
             let stop = (!self.stopping).then_some(self.stop);
             let interest = match &self.socket {
                 Socket::None => None,
@@ -158,6 +149,19 @@ impl Agent<'_> {
         }
     }
 
+    /// The earliest of the link's next deadline, the next collection (none once stopping) and
+    /// the time to sync the spool.
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.link.deadline(),
+            (!self.stopping).then(|| self.schedule.next_due()),
+            self.sync_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
     /// Collects the kinds of sample that are due into the spool; whether any were.
     fn collect_due(&mut self, now: Instant) -> bool {
         let due = self.schedule.due(now);
@@ -181,7 +185,8 @@ impl Agent<'_> {
                         payload,
                     });
                 }
-                // The sample is lost only if the connection is down too; nothing else we can do.
+                // Full disk or the like: the sample is lost (the link sends spooled ones only);
+                // the error names the file.
                 Err(e) => log::error!("cannot spool a {} sample: {e}", kind.as_str()),
             }
         }
