@@ -13,6 +13,7 @@
 # BENCH_STORM_AGENTS_10 (1000), BENCH_STORM_AGENTS_12 (300), BENCH_SKIP_BUILD=1,
 # BENCH_PAGES_AGENTS (1000), BENCH_BASELINE_SERVER (an older server binary whose pages are
 # measured too, side by side; without it the summary shows the figures recorded for main).
+# BENCH_IDLE_SECONDS (300): the at-rest part (bench/idle.sh) adds about 8 minutes.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -84,6 +85,9 @@ kv() {
 # VmRSS (KiB) and utime+stime (seconds) of a pid.
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 cpu_s() { awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); printf "%.2f\n", (f[12] + f[13]) / 100 }' "/proc/$1/stat"; }
+# On-CPU nanoseconds (schedstat, not ticks) and voluntary context switches of all threads of a pid.
+sched_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%d\n", s }'; }
+vcsw() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'; }
 
 # Starts the release server on DB and a free port, --log-level warn; sets SERVER_PID, PORT.
 start_server() {
@@ -120,9 +124,14 @@ NODE=$OUT/bignode
 "$REL/examples/collect_bench" "$NODE" --cycles 200 | tee "$OUT/collect-bignode.txt" >&2
 say "agent: collector cost on this machine's own /proc and /sys"
 "$REL/examples/collect_bench" / --cycles 200 | tee "$OUT/collect-local.txt" >&2
+# The same cycles 1 s apart, as the agent runs them below (caches cold again each time).
+say "agent: collector cost with cycles 1 s apart (synthetic node, then this machine)"
+"$REL/examples/collect_bench" "$NODE" --cycles 20 --pause-ms 1000 | tee "$OUT/collect-bignode-paced.txt" >&2
+"$REL/examples/collect_bench" / --cycles 20 --pause-ms 1000 | tee "$OUT/collect-local-paced.txt" >&2
 
 # Usage: agent_steady LABEL ROOT: runs the release agent (fast every 1 s) with ROOT against a
-# local server for 15 s; sets AGENT_RSS, AGENT_RSS_MAX (KiB) and AGENT_CPU_PER_CYCLE_MS.
+# local server for 15 s; sets AGENT_RSS, AGENT_RSS_MAX (KiB), AGENT_CPU_PER_CYCLE_MS (schedstat,
+# all threads) and AGENT_VCSW_PER_CYCLE.
 agent_steady() {
 	local label=$1 root=$2 dir=$OUT/agent-$1
 	say "agent: steady state of the release binary on $label (fast every 1 s, 15 s)"
@@ -144,29 +153,33 @@ log_level = "warn"
 fast_seconds = 1
 EOF
 	"$AGENT" --config "$dir/agent.toml" run 2>"$dir/agent.log" &
-	local pid=$! cpu0 cpu1 r samples
+	local pid=$! cpu0 cpu1 cs0 cs1 r samples
 	STARTED+=("$pid")
 	sleep 3 # connected, first medium/slow samples done, guest configs cached
-	cpu0=$(cpu_s "$pid")
+	cpu0=$(sched_ns "$pid")
+	cs0=$(vcsw "$pid")
 	AGENT_RSS_MAX=0
 	for _ in $(seq 12); do
 		sleep 1
 		r=$(rss_kib "$pid")
 		[ "$r" -gt "$AGENT_RSS_MAX" ] && AGENT_RSS_MAX=$r
 	done
-	cpu1=$(cpu_s "$pid")
+	cpu1=$(sched_ns "$pid")
+	cs1=$(vcsw "$pid")
 	AGENT_RSS=$(rss_kib "$pid")
 	kill -INT "$pid"
 	wait "$pid" || true
 	samples=$("$SERVER" --database "$dir/server.db" query bench-agent load1 --from 10m --json | grep -o '"t"' | wc -l)
 	stop_server
 	# CPU of the whole process per fast cycle (collect, serialize, spool + fsync, send), over 12 s.
-	AGENT_CPU_PER_CYCLE_MS=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", (b - a) * 1000 / 12 }')
-	echo "agent on $label: RSS ${AGENT_RSS} KiB (max ${AGENT_RSS_MAX} KiB), ${AGENT_CPU_PER_CYCLE_MS} ms CPU per 1 s cycle, ${samples} samples stored" >&2
+	AGENT_CPU_PER_CYCLE_MS=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.3f", (b - a) / 1e6 / 12 }')
+	AGENT_VCSW_PER_CYCLE=$(awk -v a="$cs0" -v b="$cs1" 'BEGIN { printf "%.1f", (b - a) / 12 }')
+	echo "agent on $label: RSS ${AGENT_RSS} KiB (max ${AGENT_RSS_MAX} KiB), ${AGENT_CPU_PER_CYCLE_MS} ms CPU and ${AGENT_VCSW_PER_CYCLE} wake-ups per 1 s cycle, ${samples} samples stored" >&2
 }
 agent_steady local /
 LOCAL_AGENT_RSS=$AGENT_RSS
 LOCAL_AGENT_CPU_MS=$AGENT_CPU_PER_CYCLE_MS
+LOCAL_AGENT_VCSW=$AGENT_VCSW_PER_CYCLE
 agent_steady bignode "$NODE"
 
 # ---------------------------------------------------------------- node_exporter
@@ -235,6 +248,10 @@ pages_run now "$SERVER"
 if [ -n "${BENCH_BASELINE_SERVER:-}" ]; then
 	pages_run baseline "$BENCH_BASELINE_SERVER"
 fi
+# ---------------------------------------------------------------- at rest
+say "at rest: agent at default intervals vs node_exporter scraped every 30 s (${BENCH_IDLE_SECONDS:-300} s); server with $AGENTS agents at 30 s"
+AGENT="$AGENT" SERVER="$SERVER" LOADGEN="$LOADGEN" NE_BIN="$NE_BIN" OUT="$OUT" IDLE_SECONDS="${BENCH_IDLE_SECONDS:-300}" \
+	IDLE_AGENTS="$AGENTS" bench/idle.sh | tee "$OUT/idle.txt" >&2
 
 # ---------------------------------------------------------------- server
 # One load run against a fresh database; then the ceiling for the same shape (same hosts,
@@ -293,7 +310,9 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f
 	echo "AGENT (synthetic node: 200 guests, 24 disks, 8 pools; $(kv "$OUT/collect-bignode.txt" fast_series_points) series points, $(kv "$OUT/collect-bignode.txt" fast_payload_bytes) bytes per fast sample)"
 	printf '  %-52s %s\n' "fast cycle CPU, collector only (collect_bench)" "$(kv "$OUT/collect-bignode.txt" fast_cycle_cpu_us) us"
 	printf '  %-52s %s\n' "fast cycle CPU on this machine's own /proc" "$(kv "$OUT/collect-local.txt" fast_cycle_cpu_us) us"
+	printf '  %-52s %s\n' "the same, cycles 1 s apart (as in the agent)" "$(kv "$OUT/collect-bignode-paced.txt" fast_cycle_cpu_us) us (this machine: $(kv "$OUT/collect-local-paced.txt" fast_cycle_cpu_us) us)"
 	printf '  %-52s %s\n' "whole agent process CPU per 1 s cycle" "$AGENT_CPU_PER_CYCLE_MS ms (this machine: $LOCAL_AGENT_CPU_MS ms)"
+	printf '  %-52s %s\n' "agent wake-ups (voluntary switches) per 1 s cycle" "$AGENT_VCSW_PER_CYCLE (this machine: $LOCAL_AGENT_VCSW)"
 	printf '  %-52s %s\n' "agent RSS, steady state (target < 4096 KiB)" "$AGENT_RSS KiB (max $AGENT_RSS_MAX KiB; this machine: $LOCAL_AGENT_RSS KiB)"
 	echo "NODE_EXPORTER ($NE_BIN, this machine, default collectors)"
 	printf '  %-52s %s\n' "CPU per scrape" "$NE_CPU_PER_SCRAPE_MS ms ($NE_BYTES bytes)"
@@ -301,6 +320,12 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f
 	printf '  %-52s %s\n' "agent / node_exporter RSS, same machine" "$(ratio "$LOCAL_AGENT_RSS" "$NE_RSS")"
 	printf '  %-52s %s\n' "agent cycle / node_exporter scrape CPU, same machine" "$(ratio "$LOCAL_AGENT_CPU_MS" "$NE_CPU_PER_SCRAPE_MS")"
 	printf '  %-52s %s\n' "agent cycle on the 200-guest node / scrape CPU" "$(ratio "$AGENT_CPU_PER_CYCLE_MS" "$NE_CPU_PER_SCRAPE_MS")"
+	i=$OUT/idle.txt
+	echo "AT REST (default intervals: fast 30 s, medium 300 s, slow 1800 s; $(kv "$i" idle_window_s) s side by side)"
+	printf '  %-52s %s\n' "agent CPU (schedstat, all threads)" "$(kv "$i" idle_agent_cpu_ms) ms ($(kv "$i" idle_agent_cpu_ms_per_hour) ms per hour)"
+	printf '  %-52s %s\n' "node_exporter CPU, scraped every 30 s" "$(kv "$i" idle_ne_cpu_ms) ms ($(kv "$i" idle_ne_scrapes) scrapes)"
+	printf '  %-52s %s\n' "agent voluntary context switches per hour" "$(kv "$i" idle_agent_vcsw_per_hour) (node_exporter: $(kv "$i" idle_ne_vcsw) in the window)"
+	printf '  %-52s %s\n' "server CPU per hour, $(kv "$i" idle_server_agents) agents pushing every 30 s" "$(kv "$i" idle_server_cpu_s_per_hour) s ($(kv "$i" idle_server_cpu_s) s in $(kv "$i" idle_server_seconds) s, RSS $(kv "$i" idle_server_rss_mib) MiB)"
 	echo "SERVER (release, --log-level warn, synchronous=full; 30 guests per agent -> 395 points per sample)"
 	printf '  %-16s %8s %9s %10s %9s %9s %9s %8s %9s %8s %7s %8s\n' run samples/s points/s ceiling e2e/ceil p50_ms p99_ms max_ms srv_cpu_s rss_MiB B/point join_s
 	for label in "interval-$AGENTS" "flood-$AGENTS" flood-100; do
@@ -354,5 +379,9 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f
 	done
 	printf '  %-52s %s\n' "before the in-memory host state (main@bc616c8)" "p99 34.7 ms, flood 77 % (issue 10's run); back to back with this code on a busy machine: 662 ms, 66 % (this code: 48 ms, 86 %)"
 	printf '  %-52s %s\n' "agent RSS (target < 4 MiB), 200-guest node / here" "$AGENT_RSS KiB / $LOCAL_AGENT_RSS KiB"
+	printf '  %-52s %s\n' "agent CPU at rest / node_exporter's (target <= 10 %)" "$(ratio "$(kv "$i" idle_agent_cpu_ms)" "$(kv "$i" idle_ne_cpu_ms)")"
+	ms() { awk -v u="$(kv "$1" fast_cycle_cpu_us)" 'BEGIN { print u / 1000 }'; }
+	printf '  %-52s %s\n' "agent cycle / collector cycle CPU (target <= 2x)" "200-guest node $(div "$AGENT_CPU_PER_CYCLE_MS" "$(ms "$OUT/collect-bignode.txt")")x, here $(div "$LOCAL_AGENT_CPU_MS" "$(ms "$OUT/collect-local.txt")")x (collector back to back)"
+	printf '  %-52s %s\n' "" "200-guest node $(div "$AGENT_CPU_PER_CYCLE_MS" "$(ms "$OUT/collect-bignode-paced.txt")")x, here $(div "$LOCAL_AGENT_CPU_MS" "$(ms "$OUT/collect-local-paced.txt")")x (collector cycles 1 s apart)"
 	echo "logs and raw reports: $OUT"
 } | tee "$OUT/summary.txt"

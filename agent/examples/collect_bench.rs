@@ -2,7 +2,12 @@
 //! medium and slow cycle, the fast payload's size and series count, and the process's resident
 //! memory.
 //!
-//! `cargo run --release -p proxmox-monitor-agent --example collect_bench -- ROOT [--cycles N]`
+//! `cargo run --release -p proxmox-monitor-agent --example collect_bench -- ROOT [--cycles N]
+//! [--pause-ms MS]`
+//!
+//! With `--pause-ms`, the measured cycles are that far apart, as in the agent (whose cycles run
+//! with cold caches, other processes having run in between); back to back they measure the
+//! collector at its warmest.
 //!
 //! Prints one `name=value` line per metric. CPU time is the calling thread's on-CPU time (user +
 //! system) from `/proc/thread-self/schedstat` (nanoseconds), so it includes the kernel's work
@@ -18,11 +23,16 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut root = None;
     let mut cycles = 100usize;
+    let mut pause = Duration::ZERO;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--cycles" => match args.next().and_then(|v| v.parse().ok()) {
                 Some(n) if n > 0 => cycles = n,
                 _ => return usage("--cycles needs a positive number"),
+            },
+            "--pause-ms" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(ms) => pause = Duration::from_millis(ms),
+                None => return usage("--pause-ms needs a number of milliseconds"),
             },
             other if other.starts_with('-') => return usage(&format!("unknown option {other}")),
             other => root = Some(PathBuf::from(other)),
@@ -43,6 +53,8 @@ fn main() -> ExitCode {
     let mut last = first.clone();
     let cpu_before = thread_cpu();
     for i in 0..cycles {
+        // Sleeping is not on-CPU time: only the cycles themselves are counted.
+        std::thread::sleep(pause);
         let w0 = Instant::now();
         last = collector.fast_at(start + Duration::from_secs(30 * (i as u64 + 1)));
         wall.push(w0.elapsed());
@@ -105,7 +117,7 @@ fn main() -> ExitCode {
 
 fn usage(message: &str) -> ExitCode {
     eprintln!("collect_bench: {message}");
-    eprintln!("usage: collect_bench ROOT [--cycles N]");
+    eprintln!("usage: collect_bench ROOT [--cycles N] [--pause-ms MS]");
     ExitCode::from(2)
 }
 

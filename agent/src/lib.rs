@@ -5,7 +5,9 @@ pub mod collect;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod link;
 pub mod run;
 pub mod spool;
+pub mod wake;
 
 pub use error::{Error, Result};

@@ -1,7 +1,7 @@
 //! `proxmox-monitor-agent`: parse the command line, run, map errors to a message and exit code.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -111,18 +111,36 @@ fn run(config_flag: Option<PathBuf>, log_level: Option<log::LevelFilter>) -> i32
         }
     };
     init_logging(log_level.unwrap_or(config.log_level));
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let flag = shutdown.clone();
-    if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
+    let stop = match agent::wake::Stop::new() {
+        Ok(stop) => Arc::new(stop),
+        Err(e) => {
+            eprintln!("proxmox-monitor-agent: cannot create the stop signal: {e}");
+            return 1;
+        }
+    };
+    // Both the signal handler and the end of the loop report here, so this thread sleeps until
+    // one of them happens.
+    let (tx, rx) = mpsc::channel::<Signal>();
+    let (handler_stop, handler_tx) = (stop.clone(), tx.clone());
+    let handler = move || {
+        log::info!("stop requested; leaving the channel");
+        // Wakes the loop at once, wherever it waits (connecting, joining, between samples).
+        handler_stop.request();
+        let _ = handler_tx.send(Signal::Stop);
+    };
+    if let Err(e) = ctrlc::set_handler(handler) {
         eprintln!("proxmox-monitor-agent: cannot install the signal handler: {e}");
         return 1;
     }
-    // The loop runs on its own thread so that a stop request is honoured within the deadline
-    // even if the loop is blocked in a connect to an unreachable server.
-    let worker_flag = shutdown.clone();
+    // The loop runs on its own thread so that a stop is honoured within the deadline even if
+    // the loop is stuck where the stop cannot reach it (resolving the server's name).
     let worker = std::thread::Builder::new()
         .name("agent".into())
-        .spawn(move || agent::run::run(&config, &worker_flag));
+        .spawn(move || {
+            let result = agent::run::run(&config, &stop);
+            let _ = tx.send(Signal::Done);
+            result
+        });
     let worker = match worker {
         Ok(worker) => worker,
         Err(e) => {
@@ -130,18 +148,17 @@ fn run(config_flag: Option<PathBuf>, log_level: Option<log::LevelFilter>) -> i32
             return 1;
         }
     };
-    while !shutdown.load(Ordering::SeqCst) && !worker.is_finished() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if !worker.is_finished() {
-        log::info!("stop requested; leaving the channel");
+    if let Ok(Signal::Stop) = rx.recv() {
         let deadline = Instant::now() + STOP_DEADLINE;
-        while !worker.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !worker.is_finished() {
-            log::warn!("the connection did not close in time; exiting anyway (unsent samples stay spooled)");
-            return 0;
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Signal::Done) => break,
+                Ok(Signal::Stop) => {}
+                Err(_) => {
+                    log::warn!("the connection did not close in time; exiting anyway (unsent samples stay spooled)");
+                    return 0;
+                }
+            }
         }
     }
     match worker.join() {
@@ -153,6 +170,14 @@ fn run(config_flag: Option<PathBuf>, log_level: Option<log::LevelFilter>) -> i32
         }
         Err(_) => 1,
     }
+}
+
+/// What the main thread waits for.
+enum Signal {
+    /// Ctrl+C or SIGTERM.
+    Stop,
+    /// The loop has ended.
+    Done,
 }
 
 fn init_logging(level: log::LevelFilter) {

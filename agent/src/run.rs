@@ -1,38 +1,34 @@
-//! The agent's loop: collect on schedule, spool, send, reconnect.
+//! The agent's loop: collect on schedule, spool, and drive the link to the server.
 //!
 //! Collection never waits for the network: every sample goes into the spool first and leaves
-//! it only when the server's `phx_reply` says it is stored. While connected, the loop sends
-//! spooled samples oldest first with a bounded number in flight, heartbeats every 30 s, and
-//! treats a missed heartbeat or a stuck push as a dead connection. While disconnected it
-//! retries with capped, jittered exponential backoff.
+//! it only when the server's `phx_reply` says it is stored. The link's state machine
+//! (`link.rs`) decides what to send and when to give up on a connection; this loop does the
+//! I/O it asks for and then blocks in one `poll` until the earliest of: the next collection, the
+//! link's next deadline, the socket being ready, or a stop request (`wake.rs`). Nothing wakes
+//! the agent when there is nothing to do.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::events::{reason, MetricKind};
+use common::events::MetricKind;
 
 use crate::collect::Collector;
 use crate::config::AgentConfig;
-use crate::connection::{self, Connection, Incoming};
-use crate::error::{Error, Result};
+use crate::connection::{self, Connection, Incoming, Opening};
+use crate::error::Result;
+use crate::link::{Action, Event, Link, Outbox};
 use crate::spool::{Spool, SpoolConfig};
+use crate::wake::{self, Stop, Woke};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
-/// A push without a reply for this long means the connection is dead.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pushes sent but not yet acknowledged, at most.
-const MAX_IN_FLIGHT: usize = 32;
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// After the server refused our token, try again this rarely (the admin must fix the config).
-const REJECTED_FIRST: Duration = Duration::from_secs(30);
-const REJECTED_MAX: Duration = Duration::from_secs(300);
+/// A spooled sample that the server has not acknowledged this long after it was collected is
+/// synced to disk (at once while the link is not up). Acknowledged sooner, it never needs to be:
+/// see the spool's "Durability".
+pub const SYNC_GRACE: Duration = Duration::from_secs(1);
 
-/// Runs until `shutdown` is set. Returns an error only when the agent cannot start at all.
-pub fn run(config: &AgentConfig, shutdown: &AtomicBool) -> Result<()> {
+/// Runs until `stop` is requested. Returns an error only when the agent cannot start at all.
+pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
     let tls = connection::tls_config(config.ca_file.as_deref())?;
     let spool_config = SpoolConfig {
         max_entries: config.spool_max_samples,
@@ -46,21 +42,6 @@ pub fn run(config: &AgentConfig, shutdown: &AtomicBool) -> Result<()> {
             spool.path().display()
         );
     }
-    let mut agent = Agent {
-        config,
-        collector: Collector::new(&config.root),
-        spool,
-        schedule: Schedule::new(config, Instant::now()),
-        stamps: Stamps::default(),
-        conn: None,
-        in_flight: HashMap::new(),
-        sent_up_to: 0,
-        heartbeat: None,
-        joining: None,
-        next_connect: Instant::now(),
-        backoff: Backoff::new(BACKOFF_FIRST, BACKOFF_MAX),
-        rejected_backoff: Backoff::new(REJECTED_FIRST, REJECTED_MAX),
-    };
     log::info!(
         "agent {AGENT_VERSION} starting as host '{}' → {} (fast {} s, medium {} s, slow {} s)",
         config.host_id,
@@ -69,141 +50,187 @@ pub fn run(config: &AgentConfig, shutdown: &AtomicBool) -> Result<()> {
         config.medium.as_secs(),
         config.slow.as_secs()
     );
-    while !shutdown.load(Ordering::SeqCst) {
-        agent.collect_due(Instant::now());
-        agent.step(&tls);
-    }
-    agent.stop();
+    let now = Instant::now();
+    let mut agent = Agent {
+        config,
+        tls,
+        collector: Collector::new(&config.root),
+        spool,
+        schedule: Schedule::new(config, now),
+        stamps: Stamps::default(),
+        link: Link::new(now),
+        socket: Socket::None,
+        stop,
+        stopping: false,
+        fresh: None,
+        sync_at: None,
+    };
+    agent.run();
+    agent.sync_spool(Instant::now());
+    log::info!("stopped ({} samples kept in the spool)", agent.spool.len());
     Ok(())
 }
 
 struct Agent<'a> {
     config: &'a AgentConfig,
+    tls: Arc<rustls::ClientConfig>,
     collector: Collector,
     spool: Spool,
     schedule: Schedule,
     stamps: Stamps,
-    conn: Option<Connection>,
-    /// Message ref → (spool seq, when sent).
-    in_flight: HashMap<String, (u64, Instant)>,
-    /// Spooled samples up to this seq have been sent on the current connection.
-    sent_up_to: u64,
-    heartbeat: Option<(String, Instant)>,
-    /// While the join is unanswered: its ref and how long we wait for the reply.
-    joining: Option<(String, Instant)>,
-    next_connect: Instant,
-    backoff: Backoff,
-    rejected_backoff: Backoff,
+    link: Link,
+    socket: Socket,
+    stop: &'a Stop,
+    /// The stop request has been seen (and handed to the link).
+    stopping: bool,
+    /// The sample spooled last, kept until it is pushed so that it need not be read back.
+    fresh: Option<Fresh>,
+    /// When to sync the spool if its newest samples are still unacknowledged by then.
+    sync_at: Option<Instant>,
+}
+
+struct Fresh {
+    seq: u64,
+    kind: MetricKind,
+    payload: String,
+}
+
+/// The link's socket, as far as it got.
+enum Socket {
+    None,
+    Opening(Opening),
+    Open(Connection),
+}
+
+impl Outbox for Spool {
+    fn pending_after(&self, after: u64, max: usize) -> Vec<u64> {
+        self.pending_seqs()
+            .skip_while(|seq| *seq <= after)
+            .take(max)
+            .collect()
+    }
 }
 
 impl Agent<'_> {
-    fn collect_due(&mut self, now: Instant) {
-        for kind in self.schedule.due(now) {
+    fn run(&mut self) {
+        loop {
+            if !self.stopping && self.collect_due(Instant::now()) {
+                self.dispatch(Event::Spooled);
+            }
+            self.dispatch(Event::Timer);
+            self.exchange();
+            if self.link.is_stopped() {
+                return;
+            }
+            self.sync_spool(Instant::now());
+            let deadline = self.next_deadline();
+            let stop = (!self.stopping).then_some(self.stop);
+            let interest = match &self.socket {
+                Socket::None => None,
+                Socket::Opening(opening) => opening.interest(),
+                Socket::Open(conn) => Some(conn.interest()),
+            };
+            match wake::wait(interest, stop, deadline) {
+                Ok(Woke::Stop) => {
+                    self.stopping = true;
+                    self.dispatch(Event::Stop);
+                }
+                Ok(Woke::Ready) => self.advance_opening(),
+                Ok(Woke::Timeout) => {}
+                Err(e) => {
+                    // Not expected (poll fails only for bad arguments or no memory); wait out the
+                    // deadline rather than spin.
+                    log::error!("waiting for the socket failed: {e}");
+                    if let Some(deadline) = deadline {
+                        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The earliest of the link's next deadline, the next collection (none once stopping) and
+    /// the time to sync the spool.
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.link.deadline(),
+            (!self.stopping).then(|| self.schedule.next_due()),
+            self.sync_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Collects the kinds of sample that are due into the spool; whether any were.
+    fn collect_due(&mut self, now: Instant) -> bool {
+        let due = self.schedule.due(now);
+        for kind in &due {
             let collected_at =
-                common::time::format_rfc3339(self.stamps.next(kind, SystemTime::now()));
+                common::time::format_rfc3339(self.stamps.next(*kind, SystemTime::now()));
             // Straight from the typed sample to text: no JSON tree of a big sample in memory.
             let payload = match kind {
                 MetricKind::Fast => push_text(&collected_at, &self.collector.fast()),
                 MetricKind::Medium => push_text(&collected_at, &self.collector.medium()),
                 MetricKind::Slow => push_text(&collected_at, &self.collector.slow()),
             };
-            let before = self.spool.dropped_total();
-            match self.spool.append(kind.event(), &payload) {
+            // Not synced yet: it is pushed at once, and a sample the server stored needs no
+            // copy on disk (`sync_spool` makes it durable if that does not happen soon).
+            match self.spool.append_unsynced(kind.event(), &payload) {
                 Ok(seq) => {
                     log::debug!("collected {} sample (spool seq {seq})", kind.as_str());
-                    let dropped = self.spool.dropped_total() - before;
-                    if dropped > 0 {
-                        log::warn!(
-                            "spool full: dropped the {dropped} oldest samples ({} dropped since start)",
-                            self.spool.dropped_total()
-                        );
-                    }
+                    self.fresh = Some(Fresh {
+                        seq,
+                        kind: *kind,
+                        payload,
+                    });
                 }
-                // The sample is lost only if the connection is down too; nothing else we can do.
+                // Full disk or the like: the sample is lost (the link sends spooled ones only);
+                // the error names the file.
                 Err(e) => log::error!("cannot spool a {} sample: {e}", kind.as_str()),
             }
         }
+        !due.is_empty()
     }
 
-    /// One turn: connect if due, else send what is pending and wait up to a tick for replies.
-    fn step(&mut self, tls: &Arc<rustls::ClientConfig>) {
-        if self.conn.is_none() {
-            let now = Instant::now();
-            if now < self.next_connect {
-                let wake = self
-                    .next_connect
-                    .min(self.schedule.next_due())
-                    .min(now + connection::TICK);
-                std::thread::sleep(wake.saturating_duration_since(now));
-                return;
-            }
-            self.connect(tls);
+    /// Syncs the spool when an unacknowledged sample in it is not on disk yet and either the
+    /// link is not up (no acknowledgement is coming soon) or `SYNC_GRACE` has passed.
+    fn sync_spool(&mut self, now: Instant) {
+        if !self.spool.needs_sync() {
+            self.sync_at = None;
             return;
         }
-        let result = match self.joining.clone() {
-            Some((join_ref, deadline)) => self.await_join(&join_ref, deadline),
-            None => self.exchange(),
-        };
-        match result {
-            Ok(()) => {}
-            Err(Error::Rejected { reason }) => self.rejected(&reason),
+        let sync_at = *self.sync_at.get_or_insert(now + SYNC_GRACE);
+        if self.link.is_up() && now < sync_at {
+            return;
+        }
+        match self.spool.sync() {
+            Ok(()) => self.sync_at = None,
             Err(e) => {
-                log::warn!("{e}; reconnecting");
-                self.disconnect();
+                log::error!("{e}");
+                self.sync_at = Some(now + SYNC_GRACE);
             }
         }
     }
 
-    fn connect(&mut self, tls: &Arc<rustls::ClientConfig>) {
-        let attempt = Connection::open(&self.config.server_url, tls, &self.config.host_id)
-            .and_then(|mut conn| {
-                conn.send_join(&self.config.token, AGENT_VERSION)
-                    .map(|r| (conn, r))
-            });
-        match attempt {
-            Ok((conn, join_ref)) => {
-                self.conn = Some(conn);
-                self.joining = Some((join_ref, Instant::now() + connection::JOIN_TIMEOUT));
-                self.in_flight.clear();
-                self.sent_up_to = 0;
-                self.heartbeat = None;
+    /// Feeds `event` to the link and carries out what it asks, feeding back what that causes.
+    fn dispatch(&mut self, event: Event) {
+        let mut events = VecDeque::from([event]);
+        while let Some(event) = events.pop_front() {
+            let was_up = self.link.is_up();
+            let actions = self.link.handle(event, Instant::now(), &self.spool);
+            if !was_up && self.link.is_up() {
+                self.joined();
             }
-            Err(e) => {
-                let wait = self.backoff.next();
-                log::warn!("{e}; retrying in {:.1} s", wait.as_secs_f64());
-                self.next_connect = Instant::now() + wait;
+            for action in actions {
+                if let Some(event) = self.perform(action) {
+                    events.push_back(event);
+                }
             }
         }
     }
 
-    /// Waits (a tick at a time) for the answer to our join.
-    fn await_join(&mut self, join_ref: &str, deadline: Instant) -> Result<()> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(());
-        };
-        if Instant::now() > deadline {
-            return Err(Error::Connection(format!(
-                "no answer to our join within {} s",
-                connection::JOIN_TIMEOUT.as_secs()
-            )));
-        }
-        let Some(Incoming::Reply {
-            msg_ref,
-            ok,
-            reason,
-        }) = conn.poll()?
-        else {
-            return Ok(());
-        };
-        if msg_ref != join_ref {
-            return Ok(());
-        }
-        self.joining = None;
-        if !ok {
-            return Err(Error::Rejected {
-                reason: reason.unwrap_or_else(|| "no reason given".into()),
-            });
-        }
+    fn joined(&self) {
         log::info!(
             "connected to {} as host '{}'",
             self.config.server_url,
@@ -215,153 +242,121 @@ impl Agent<'_> {
                 self.spool.len()
             );
         }
-        self.backoff.reset();
-        self.rejected_backoff.reset();
-        self.schedule.next_heartbeat = Instant::now() + HEARTBEAT_EVERY;
-        Ok(())
     }
 
-    fn rejected(&mut self, reason: &str) {
-        self.conn = None;
-        self.joining = None;
-        let wait = self.rejected_backoff.next();
-        let hint = match reason {
-            reason::INVALID_TOKEN => {
-                "the token in the config does not match this host's (rotate-token?)"
+    /// Does one thing the link asked; the event it leads to, if any.
+    fn perform(&mut self, action: Action) -> Option<Event> {
+        let failed = |e: crate::Error| Some(Event::Failed(e.to_string()));
+        match action {
+            Action::Connect => {
+                log::debug!("connecting to {}", self.config.server_url);
+                match Opening::start(&self.config.server_url, &self.tls, &self.config.host_id) {
+                    Ok(opening) => self.socket = Socket::Opening(opening),
+                    Err(e) => return failed(e),
+                }
+                None
             }
-            reason::UNKNOWN_HOST => {
-                "no host of this name is registered on the server (register-host?)"
+            Action::Disconnect => {
+                self.socket = Socket::None;
+                None
             }
-            _ => "see the server's log",
-        };
-        log::error!(
-            "server refused host '{}': {reason} — {hint}; retrying in {} s",
-            self.config.host_id,
-            wait.as_secs()
-        );
-        self.next_connect = Instant::now() + wait;
-    }
-
-    fn disconnect(&mut self) {
-        self.conn = None;
-        self.joining = None;
-        self.in_flight.clear();
-        self.heartbeat = None;
-        let wait = self.backoff.next();
-        self.next_connect = Instant::now() + wait;
-    }
-
-    /// Sends pending samples and a due heartbeat, then handles at most one incoming message.
-    fn exchange(&mut self) -> Result<()> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        if self.in_flight.len() < MAX_IN_FLIGHT {
-            let to_send: Vec<u64> = self
-                .spool
-                .pending_seqs()
-                .filter(|seq| *seq > self.sent_up_to)
-                .take(MAX_IN_FLIGHT - self.in_flight.len())
-                .collect();
-            for seq in to_send {
-                match self.spool.read(seq) {
-                    Ok(entry) => match conn.push(&entry.event, &entry.payload) {
-                        Ok(msg_ref) => {
-                            self.in_flight.insert(msg_ref, (seq, now));
-                        }
-                        // Not JSON: sending it again would never work; do not block the queue.
-                        Err(Error::Parse { message, .. }) => {
-                            log::error!("dropping spooled sample {seq}: {message}");
-                            let _ = self.spool.ack(seq);
-                        }
-                        Err(e) => return Err(e),
-                    },
-                    Err(e) => {
+            Action::Ack { seq } => {
+                if let Err(e) = self.spool.ack(seq) {
+                    // Still pending: it is sent again on the next connection.
+                    log::error!("cannot record the acknowledgement of sample {seq}: {e}");
+                }
+                None
+            }
+            Action::Discard { seq, reason } => {
+                log::error!("server refused spooled sample {seq} ({reason}); dropping it");
+                let _ = self.spool.ack(seq);
+                None
+            }
+            Action::Push { seq, msg_ref } => {
+                let Socket::Open(conn) = &mut self.socket else {
+                    return Some(Event::Failed("not connected".into()));
+                };
+                let sent = match self.fresh.take() {
+                    Some(fresh) if fresh.seq == seq => {
+                        conn.push(msg_ref, fresh.kind.event(), &fresh.payload)
+                    }
+                    fresh => {
+                        self.fresh = fresh;
+                        self.spool
+                            .read(seq)
+                            .and_then(|entry| conn.push(msg_ref, &entry.event, &entry.payload))
+                    }
+                };
+                match sent {
+                    Ok(()) => None,
+                    // Unreadable or not JSON: sending it again would never work; do not block
+                    // the queue.
+                    Err(e @ (crate::Error::Parse { .. } | crate::Error::Spool { .. })) => {
                         log::error!("dropping spooled sample {seq}: {e}");
                         let _ = self.spool.ack(seq);
+                        Some(Event::Unsendable { msg_ref })
                     }
-                }
-                self.sent_up_to = seq;
-            }
-        }
-        match &self.heartbeat {
-            Some((_, sent)) if now.duration_since(*sent) > HEARTBEAT_EVERY => {
-                return Err(Error::Connection("heartbeat not answered".into()));
-            }
-            Some(_) => {}
-            None => {
-                if self.schedule.heartbeat_due(now) {
-                    self.heartbeat = Some((conn.heartbeat()?, now));
+                    Err(e) => failed(e),
                 }
             }
-        }
-        if self
-            .in_flight
-            .values()
-            .any(|(_, sent)| now.duration_since(*sent) > REPLY_TIMEOUT)
-        {
-            return Err(Error::Connection(format!(
-                "no reply to a push within {} s",
-                REPLY_TIMEOUT.as_secs()
-            )));
-        }
-        match conn.poll()? {
-            Some(Incoming::Reply {
-                msg_ref,
-                ok,
-                reason,
-            }) => self.on_reply(&msg_ref, ok, reason),
-            Some(Incoming::ChannelClosed { event }) => Err(Error::Connection(format!(
-                "server sent {event} for our channel"
-            ))),
-            Some(Incoming::Other) | None => Ok(()),
+            Action::Join { join_ref } => {
+                self.send(|conn, token| conn.join(join_ref, token, AGENT_VERSION))
+            }
+            Action::Heartbeat { msg_ref } => self.send(|conn, _| conn.heartbeat(msg_ref)),
+            Action::Leave { msg_ref } => self.send(|conn, _| conn.leave(msg_ref)),
+            Action::Close => self.send(|conn, _| conn.close()),
         }
     }
 
-    fn on_reply(&mut self, msg_ref: &str, ok: bool, reason: Option<String>) -> Result<()> {
-        if self.heartbeat.as_ref().is_some_and(|(r, _)| r == msg_ref) {
-            self.heartbeat = None;
-            return Ok(());
-        }
-        let Some((seq, _)) = self.in_flight.remove(msg_ref) else {
-            return Ok(());
+    fn send(&mut self, write: impl FnOnce(&mut Connection, &str) -> Result<()>) -> Option<Event> {
+        let Socket::Open(conn) = &mut self.socket else {
+            return Some(Event::Failed("not connected".into()));
         };
-        if ok {
-            return self.spool.ack(seq);
-        }
-        let reason = reason.unwrap_or_default();
-        if reason == reason::STORE_FAILED {
-            // The server could not store it (disk full?): keep it and try again later.
-            return Err(Error::Connection("server could not store a sample".into()));
-        }
-        // The server will never accept this sample; keeping it would block the queue forever.
-        log::error!("server refused spooled sample {seq} ({reason}); dropping it");
-        self.spool.ack(seq)
+        write(conn, &self.config.token)
+            .err()
+            .map(|e| Event::Failed(e.to_string()))
     }
 
-    /// Waits briefly for outstanding replies, then leaves the channel and closes the socket.
-    fn stop(&mut self) {
-        let Some(mut conn) = self.conn.take() else {
-            log::info!("stopped ({} samples kept in the spool)", self.spool.len());
+    /// With the socket ready while opening: takes the opening a step further.
+    fn advance_opening(&mut self) {
+        let Socket::Opening(opening) = &mut self.socket else {
             return;
         };
-        let deadline = Instant::now() + Duration::from_millis(700);
-        while !self.in_flight.is_empty() && Instant::now() < deadline {
-            match conn.poll() {
-                Ok(Some(Incoming::Reply {
-                    msg_ref, ok: true, ..
-                })) => {
-                    if let Some((seq, _)) = self.in_flight.remove(&msg_ref) {
-                        let _ = self.spool.ack(seq);
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break,
+        match opening.advance() {
+            Ok(None) => {}
+            Ok(Some(conn)) => {
+                self.socket = Socket::Open(conn);
+                self.dispatch(Event::Connected);
+            }
+            Err(e) => self.dispatch(Event::Failed(e.to_string())),
+        }
+    }
+
+    /// Writes out what is queued and handles everything that has arrived, without waiting.
+    fn exchange(&mut self) {
+        if let Socket::Open(conn) = &mut self.socket {
+            if let Err(e) = conn.flush_if_unflushed() {
+                self.dispatch(Event::Failed(e.to_string()));
             }
         }
-        conn.close(Duration::from_millis(500));
-        log::info!("stopped ({} samples kept in the spool)", self.spool.len());
+        while let Socket::Open(conn) = &mut self.socket {
+            let event = match conn.read() {
+                Ok(None) => return,
+                Ok(Some(Incoming::Reply {
+                    msg_ref,
+                    ok,
+                    reason,
+                })) => Event::Reply {
+                    msg_ref,
+                    ok,
+                    reason,
+                },
+                Ok(Some(Incoming::ChannelClosed { event })) => Event::ChannelClosed { event },
+                Ok(Some(Incoming::Other)) => continue,
+                Err(e) => Event::Failed(e.to_string()),
+            };
+            self.dispatch(event);
+        }
     }
 }
 
@@ -376,11 +371,10 @@ fn push_text<T: serde::Serialize>(collected_at: &str, data: &T) -> String {
     serde_json::to_string(&Push { collected_at, data }).unwrap_or_default()
 }
 
-/// When each kind of sample and the heartbeat are next due, on the monotonic clock. Deadlines
+/// When each kind of sample is next due, on the monotonic clock. Deadlines
 /// advance by whole intervals from the start, so samples do not drift.
 struct Schedule {
     next: [(MetricKind, Instant, Duration); 3],
-    next_heartbeat: Instant,
 }
 
 impl Schedule {
@@ -391,7 +385,6 @@ impl Schedule {
                 (MetricKind::Medium, start, config.medium),
                 (MetricKind::Slow, start, config.slow),
             ],
-            next_heartbeat: start + HEARTBEAT_EVERY,
         }
     }
 
@@ -419,14 +412,6 @@ impl Schedule {
             .min()
             .unwrap_or_else(Instant::now)
     }
-
-    fn heartbeat_due(&mut self, now: Instant) -> bool {
-        if now < self.next_heartbeat {
-            return false;
-        }
-        self.next_heartbeat = now + HEARTBEAT_EVERY;
-        true
-    }
 }
 
 /// `collected_at` travels in whole seconds and the server keys points by (series, second), so
@@ -451,34 +436,6 @@ impl Stamps {
     }
 }
 
-/// Capped exponential backoff with ±25 % jitter, so that a thousand agents do not reconnect to
-/// a restarted server in the same instant.
-struct Backoff {
-    first: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    fn new(first: Duration, max: Duration) -> Backoff {
-        Backoff {
-            first,
-            max,
-            current: first,
-        }
-    }
-
-    fn next(&mut self) -> Duration {
-        let base = self.current;
-        self.current = (self.current * 2).min(self.max);
-        base.mul_f64(0.75 + fastrand::f64() * 0.5)
-    }
-
-    fn reset(&mut self) {
-        self.current = self.first;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,21 +452,6 @@ mod tests {
         assert_eq!(common::time::unix_seconds(c), 1000);
         let d = stamps.next(MetricKind::Fast, t + Duration::from_secs(5));
         assert_eq!(common::time::unix_seconds(d), 1005);
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter() {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        let waits: Vec<f64> = (0..10).map(|_| backoff.next().as_secs_f64()).collect();
-        for (i, wait) in waits.iter().enumerate() {
-            let base = (1u64 << i).min(60) as f64;
-            assert!(
-                *wait >= base * 0.75 && *wait <= base * 1.25,
-                "attempt {i}: {wait}"
-            );
-        }
-        backoff.reset();
-        assert!(backoff.next() <= Duration::from_millis(1250));
     }
 
     #[test]

@@ -21,11 +21,21 @@
 //!
 //! # Durability
 //!
-//! Every `append`, `ack` and drop is written and then `sync_data`-ed before the call returns: one
-//! fsync per sample and one per acknowledgement, which at one sample every few seconds costs
-//! nothing. So a crash (power loss or `kill -9`) loses nothing that `append` returned a seq for;
-//! it can lose at most an acknowledgement being written at that instant, and that sample is then
-//! sent a second time (delivery is at-least-once).
+//! `append` and drops are written and then `sync_data`-ed before the call returns, so a crash
+//! (power loss or `kill -9`) loses nothing that `append` returned a seq for.
+//!
+//! `append_unsynced` writes without the sync, for the agent's normal case: the sample is sent
+//! at once and normally acknowledged within milliseconds, and a sample the server has stored
+//! needs no copy on the node's disk. The caller must `sync` when the sample is not acknowledged
+//! soon (the agent: when the link is not up, or after `run::SYNC_GRACE`; `needs_sync` tells).
+//! So a power loss can lose only a sample collected in the last moments that the server has not
+//! stored either. A process crash or `kill -9` loses nothing: written data is in the kernel's
+//! page cache, and an opened spool counts its pending entries as unsynced until `sync`.
+//!
+//! An `ack` is written without a sync too: the next sync carries it to disk. A power loss can
+//! therefore lose recent acknowledgements, and those samples are sent a second time after the
+//! restart (delivery is at-least-once; the server keys points by series and second, so a repeat
+//! changes nothing).
 //!
 //! On open the log is replayed. A torn tail (a record cut short, or zeros after the last record)
 //! is truncated with a warning giving the bytes discarded. A bad record followed by more data, or
@@ -114,6 +124,16 @@ pub struct Spool {
     dropped_total: u64,
     /// Dead bytes needed before compaction is tried again after a failed attempt.
     compact_retry_at: u64,
+    /// Entries up to this seq are known to be on disk (synced).
+    synced_through: u64,
+}
+
+/// Whether a write must be on disk before the call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    Now,
+    /// With the next synced write.
+    Later,
 }
 
 impl Spool {
@@ -147,6 +167,7 @@ impl Spool {
             next_seq: 1,
             dropped_total: 0,
             compact_retry_at: 0,
+            synced_through: 0,
         };
         spool.load()?;
         spool.enforce_bounds()?;
@@ -161,6 +182,32 @@ impl Spool {
     /// On an error (full disk, ...) nothing was added and nothing dropped; the caller logs it and
     /// still sends the sample live, unspooled.
     pub fn append(&mut self, event: &str, payload: &str) -> Result<u64> {
+        self.append_flushed(event, payload, Flush::Now)
+    }
+
+    /// Like `append`, without making it durable yet: see "Durability" above. The caller must
+    /// `sync` unless the sample is acknowledged soon.
+    pub fn append_unsynced(&mut self, event: &str, payload: &str) -> Result<u64> {
+        self.append_flushed(event, payload, Flush::Later)
+    }
+
+    /// Whether a pending entry is not known to be on disk yet.
+    pub fn needs_sync(&self) -> bool {
+        self.index
+            .back()
+            .is_some_and(|slot| slot.seq > self.synced_through)
+    }
+
+    /// Makes everything written so far durable.
+    pub fn sync(&mut self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| io_error(&self.path, "cannot sync", &e))?;
+        self.synced_through = self.next_seq.saturating_sub(1);
+        Ok(())
+    }
+
+    fn append_flushed(&mut self, event: &str, payload: &str, flush: Flush) -> Result<u64> {
         if event.len() > MAX_EVENT_LEN {
             return Err(spool_error(
                 &self.path,
@@ -199,7 +246,7 @@ impl Spool {
         head.extend_from_slice(&(body_len as u32).to_le_bytes()); // ≤ MAX_BODY_LEN, checked above
         head.extend_from_slice(&crc.to_le_bytes());
         head.extend_from_slice(&prefix);
-        self.write_and_sync(&[&head, payload.as_bytes()])?;
+        self.write_records(&[&head, payload.as_bytes()], flush)?;
 
         if dropped > 0 {
             self.index.drain(..dropped);
@@ -217,6 +264,9 @@ impl Spool {
         });
         self.live_bytes += size;
         self.next_seq += 1;
+        if flush == Flush::Now {
+            self.synced_through = seq;
+        }
         if dropped > 0 {
             self.maybe_compact();
         }
@@ -231,7 +281,7 @@ impl Spool {
         };
         let mut record = Vec::with_capacity(HEADER_LEN as usize + 9);
         push_record(&mut record, &small_body(KIND_ACK, seq, None));
-        self.write_and_sync(&[&record])?;
+        self.write_records(&[&record], Flush::Later)?;
         if let Some(slot) = self.index.remove(position) {
             self.live_bytes -= slot.len;
         }
@@ -598,7 +648,7 @@ impl Spool {
         };
         let mut record = Vec::new();
         push_record(&mut record, &small_body(KIND_DROP_THROUGH, last.seq, None));
-        self.write_and_sync(&[&record])?;
+        self.write_records(&[&record], Flush::Now)?;
         for slot in self.index.drain(..dropped) {
             self.live_bytes -= slot.len;
         }
@@ -629,7 +679,7 @@ impl Spool {
 
     /// Writes `parts` back to back at the end of the file and syncs them; on failure cuts the
     /// file back so no partial record is left between good ones.
-    fn write_and_sync(&mut self, parts: &[&[u8]]) -> Result<()> {
+    fn write_records(&mut self, parts: &[&[u8]], flush: Flush) -> Result<()> {
         let mut offset = self.file_len;
         let result = parts
             .iter()
@@ -638,10 +688,16 @@ impl Spool {
                 offset += part.len() as u64;
                 Ok(())
             })
-            .and_then(|()| self.file.sync_data());
+            .and_then(|()| match flush {
+                Flush::Now => self.file.sync_data(),
+                Flush::Later => Ok(()),
+            });
         match result {
             Ok(()) => {
                 self.file_len = offset;
+                if flush == Flush::Now {
+                    self.synced_through = self.next_seq.saturating_sub(1);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -689,6 +745,7 @@ impl Spool {
         self.file = file;
         self.index = index;
         self.file_len = len;
+        self.synced_through = self.next_seq.saturating_sub(1);
         sync_dir(&self.dir)
     }
 
@@ -957,6 +1014,40 @@ mod tests {
             .map(|&n| Spool::entry_size("metric:fast", &payload(n)))
             .sum();
         assert_eq!(spool.bytes(), expected);
+    }
+
+    #[test]
+    fn unsynced_appends_need_a_sync_until_acked_or_synced() {
+        let dir = TempDir::new("unsynced");
+        let mut spool = open(&dir);
+        assert!(!spool.needs_sync());
+        let a = spool.append_unsynced("metric:fast", &payload(1)).unwrap();
+        assert!(spool.needs_sync());
+        // Acknowledged before anyone synced: the server has it, no sync needed.
+        spool.ack(a).unwrap();
+        assert!(!spool.needs_sync());
+        // A synced append carries the unsynced one before it to disk.
+        spool.append_unsynced("metric:fast", &payload(2)).unwrap();
+        spool.append("metric:fast", &payload(3)).unwrap();
+        assert!(!spool.needs_sync());
+        spool.append_unsynced("metric:fast", &payload(4)).unwrap();
+        assert!(spool.needs_sync());
+        spool.sync().unwrap();
+        assert!(!spool.needs_sync());
+        spool.append_unsynced("metric:fast", &payload(5)).unwrap();
+        drop(spool);
+        // Reopened (after a kill, its writes may be only in the page cache): everything pending
+        // counts as unsynced until synced.
+        let mut spool = open(&dir);
+        assert_eq!(pending(&spool), [2, 3, 4, 5]);
+        assert!(spool.needs_sync());
+        spool.sync().unwrap();
+        assert!(!spool.needs_sync());
+        for seq in [2, 3, 4, 5] {
+            spool.ack(seq).unwrap();
+        }
+        assert!(!spool.needs_sync());
+        assert!(spool.is_empty());
     }
 
     #[test]

@@ -226,3 +226,57 @@ fn spool_survives_an_agent_sigint_while_the_server_is_down() {
 fn spool_survives_an_agent_kill_9_while_the_server_is_down() {
     spool_survives_an_agent_restart_while_the_server_is_down("durable-agent-kill", libc::SIGKILL);
 }
+
+/// The server freezes (SIGSTOP: the socket stays open, nothing is answered) while the agent has
+/// pushes in flight; the agent is stopped with SIGINT. It waits briefly for the replies, leaves,
+/// and exits by itself, keeping the unanswered samples; once the server thaws, the restarted
+/// agent sends them again and every sample is stored exactly once.
+#[test]
+fn a_stop_while_the_server_hangs_keeps_the_unanswered_samples() {
+    let server = Server::start("durable-hang");
+    let token = server.register(HOST);
+    let from = now_unix() - 5;
+    let config = write_config(server.dir.path(), &server.socket_url(), &token);
+    let first_log = server.dir.path().join("agent-1.log");
+    let mut first = start_agent(&config, &first_log);
+    wait_for_samples(&server, from, 2, &first);
+
+    support::signal(server.process.pid(), libc::SIGSTOP);
+    let at_freeze = collected(&[&first_log]);
+    assert!(
+        support::wait_until(Duration::from_secs(30), || collected(&[&first_log])
+            >= at_freeze + 2),
+        "the agent stopped collecting while the server hung:\n{}",
+        first.output()
+    );
+    support::signal(first.pid(), libc::SIGINT);
+    let status = first.wait_timeout(PATIENCE);
+    support::signal(server.process.pid(), libc::SIGCONT);
+    let log = first.output();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "agent log:\n{log}");
+    assert!(
+        log.contains("still unanswered; they stay in the spool"),
+        "the agent did not drain its window:\n{log}"
+    );
+    assert!(
+        log.contains("stopped ("),
+        "the loop did not end by itself:\n{log}"
+    );
+    assert!(!log.contains("did not close in time"), "{log}");
+    let stopped_at = now_unix();
+
+    // A new process must not stamp a second the old one used (see above).
+    support::wait_until(PATIENCE, || now_unix() >= stopped_at + 2);
+    let second_log = server.dir.path().join("agent-2.log");
+    let mut second = start_agent(&config, &second_log);
+    // The thawed server may store what reached its socket before the first agent left; the
+    // unanswered samples are in the spool all the same, and the new process finds them.
+    assert!(
+        second.wait_for_output("samples from before the restart are waiting", PATIENCE),
+        "the unanswered samples were not kept:\nfirst agent:\n{log}\nsecond agent:\n{}",
+        second.output()
+    );
+    let logs = format!("first agent:\n{log}\nsecond agent:\n{}", second.output());
+    let total = expect_all_stored(&server, from, &[&first_log, &second_log], &logs);
+    eprintln!("{total} fast samples collected and stored, {at_freeze} before the hang");
+}

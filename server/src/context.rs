@@ -9,6 +9,7 @@ use crate::config::ServerConfig;
 use crate::registry::Registry;
 use crate::state::HostStates;
 use crate::store::Store;
+use crate::ws::Sockets;
 
 pub struct Context {
     pub config: ServerConfig,
@@ -21,6 +22,8 @@ pub struct Context {
     pub stats: Stats,
     /// Failed dashboard logins, for the backoff.
     pub login_throttle: LoginThrottle,
+    /// The open agent sockets, to wake their threads on a kick or at shutdown.
+    pub sockets: Sockets,
 }
 
 /// Counters since the server started.
@@ -57,6 +60,7 @@ impl Context {
             shutdown,
             stats: Stats::default(),
             login_throttle: LoginThrottle::default(),
+            sockets: Sockets::default(),
         }
     }
 

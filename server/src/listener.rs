@@ -11,7 +11,8 @@ use crate::context::{Context, Stats};
 use crate::http::{self, HttpConn, ReadOutcome, Response};
 use crate::ws;
 
-/// How often a blocked read wakes up to look at the shutdown and kick flags.
+/// How often a blocked accept (and an HTTP connection's read) wakes up to look at the shutdown
+/// flag. Agent sockets do not tick: `ws::Sockets` wakes them.
 pub const TICK: Duration = Duration::from_millis(200);
 /// A client that does not read what we send for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,6 +65,8 @@ pub fn run(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
         }
     }
     drop(listener);
+    // Agent sockets block in read until their idle timeout; wake them all now.
+    ctx.sockets.wake_all();
     log::info!(
         "shutting down: closing {} connections",
         threads.iter().filter(|t| !t.is_finished()).count()

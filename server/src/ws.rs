@@ -1,10 +1,17 @@
 //! The agent socket: the WebSocket upgrade of `/socket/websocket?vsn=2.0.0` and the read loop
 //! of one connection, feeding text frames to its `Channel`.
+//!
+//! The read loop blocks until a frame arrives or the idle timeout is due — nothing else wakes it.
+//! A kick (a newer connection of the same host joined) or a shutdown wakes it through `Sockets`:
+//! the read half of its socket is shut down, so the blocked read returns at once, and the loop
+//! still writes its goodbye (`phx_close`, then the WebSocket close) on the write half.
 
-use std::net::TcpStream;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use common::events;
 use common::Frame;
@@ -15,6 +22,104 @@ use tungstenite::{Message, WebSocket};
 use crate::channel::Channel;
 use crate::context::Context;
 use crate::http::{is_timeout, HttpConn, Request, Response};
+
+/// While replies wait behind a full send buffer, the loop wakes this often to push them on.
+const FLUSH_RETRY: Duration = Duration::from_millis(200);
+
+/// The open agent sockets, so that a kick or a shutdown can wake a connection thread that is
+/// blocked reading (for up to the idle timeout).
+#[derive(Default)]
+pub struct Sockets {
+    open: Mutex<HashMap<u64, Waker>>,
+}
+
+struct Waker {
+    kick: Arc<AtomicBool>,
+    woken: Arc<AtomicBool>,
+    /// A second handle of the connection's socket.
+    stream: TcpStream,
+}
+
+impl Waker {
+    fn wake(&self) {
+        if !self.woken.swap(true, Ordering::SeqCst) {
+            // Ends a blocked read (it returns end-of-file, which `Wakeable` reports as a wake-up);
+            // the write half stays open for the goodbye frames.
+            let _ = self.stream.shutdown(Shutdown::Read);
+        }
+    }
+}
+
+impl Sockets {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Waker>> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes the connections whose kick flag is set.
+    pub fn wake_kicked(&self) {
+        for waker in self.lock().values() {
+            if waker.kick.load(Ordering::SeqCst) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Wakes every connection (the server is shutting down).
+    pub fn wake_all(&self) {
+        for waker in self.lock().values() {
+            waker.wake();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Removes a connection from `Sockets` when it ends.
+struct Registration<'a> {
+    sockets: &'a Sockets,
+    conn_id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.sockets.lock().remove(&self.conn_id);
+    }
+}
+
+/// The connection's socket as the WebSocket reads it: the end-of-file that a wake-up causes is
+/// reported as `WouldBlock`, like a read timeout, so the WebSocket stays usable for writing.
+struct Wakeable {
+    stream: TcpStream,
+    woken: Arc<AtomicBool>,
+}
+
+impl Read for Wakeable {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.stream.read(buf)? {
+            0 if !buf.is_empty() && self.woken.load(Ordering::SeqCst) => {
+                Err(std::io::ErrorKind::WouldBlock.into())
+            }
+            n => Ok(n),
+        }
+    }
+}
+
+impl Write for Wakeable {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
 
 /// Whether the request asks for the agent socket.
 pub fn is_upgrade(request: &Request) -> bool {
@@ -85,14 +190,47 @@ pub fn serve_socket(
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
     let leftover = std::mem::take(&mut conn.buf);
-    let socket = WebSocket::from_partially_read(conn.stream, leftover, Role::Server, Some(config));
-    run(ctx, socket, conn_id, peer);
+    let woken = Arc::new(AtomicBool::new(false));
+    let kick = Arc::new(AtomicBool::new(false));
+    let _registration = match conn.stream.try_clone() {
+        Ok(stream) => {
+            ctx.sockets.lock().insert(
+                conn_id,
+                Waker {
+                    kick: kick.clone(),
+                    woken: woken.clone(),
+                    stream,
+                },
+            );
+            Registration {
+                sockets: &ctx.sockets,
+                conn_id,
+            }
+        }
+        Err(e) => {
+            log::warn!("{peer}: cannot serve the agent socket: {e}");
+            return;
+        }
+    };
+    let stream = Wakeable {
+        stream: conn.stream,
+        woken,
+    };
+    let socket = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(config));
+    run(ctx, socket, kick, conn_id, peer);
 }
 
-fn run(ctx: &Context, mut socket: WebSocket<TcpStream>, conn_id: u64, peer: &str) {
-    let kick = Arc::new(AtomicBool::new(false));
+fn run(
+    ctx: &Context,
+    mut socket: WebSocket<Wakeable>,
+    kick: Arc<AtomicBool>,
+    conn_id: u64,
+    peer: &str,
+) {
     let mut channel = Channel::new(ctx, conn_id, kick.clone(), peer.to_owned());
     let mut last_heard = Instant::now();
+    // Replies that a full send buffer held back; they are pushed on at every wake-up.
+    let mut unflushed = false;
     let end = loop {
         if ctx.shutting_down() {
             let frames = channel.closing();
@@ -107,7 +245,8 @@ fn run(ctx: &Context, mut socket: WebSocket<TcpStream>, conn_id: u64, peer: &str
                 "replaced by a newer connection of this host",
             ));
         }
-        if last_heard.elapsed() > ctx.config.idle_timeout {
+        let idle_left = ctx.config.idle_timeout.saturating_sub(last_heard.elapsed());
+        if idle_left.is_zero() {
             log::info!(
                 "{peer}: nothing received for {} s; closing ({})",
                 ctx.config.idle_timeout.as_secs(),
@@ -115,12 +254,29 @@ fn run(ctx: &Context, mut socket: WebSocket<TcpStream>, conn_id: u64, peer: &str
             );
             break Some((CloseCode::Away, "idle timeout"));
         }
+        // Block until a frame arrives or the idle timeout is due; kicks and shutdown wake us.
+        let wait = if unflushed {
+            idle_left.min(FLUSH_RETRY)
+        } else {
+            idle_left
+        };
+        if let Err(e) = socket.get_ref().stream.set_read_timeout(Some(wait)) {
+            log::info!("{peer}: connection ended: {e}");
+            break None;
+        }
         match socket.read() {
             Ok(Message::Text(text)) => {
                 last_heard = Instant::now();
-                let replies = channel.handle_text(text.as_str());
-                if !send_all(&mut socket, &replies) {
-                    break None;
+                let text = text.as_str();
+                let replies = channel.handle_text(text);
+                if text.contains(events::PHX_JOIN) {
+                    // A join may have taken a host over from another connection: wake it.
+                    ctx.sockets.wake_kicked();
+                }
+                match send_all(&mut socket, &replies) {
+                    Sent::All => unflushed = false,
+                    Sent::Queued => unflushed = true,
+                    Sent::Gone => break None,
                 }
             }
             Ok(Message::Binary(_)) => {
@@ -132,11 +288,13 @@ fn run(ctx: &Context, mut socket: WebSocket<TcpStream>, conn_id: u64, peer: &str
             }
             Ok(Message::Close(_)) => {}
             Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
-                // Replies may be queued behind a full send buffer; keep them moving.
-                match socket.flush() {
-                    Ok(()) => {}
-                    Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
-                    Err(_) => break None,
+                // A wake-up or the idle deadline; first push on replies held back, if any.
+                if unflushed {
+                    match socket.flush() {
+                        Ok(()) => unflushed = false,
+                        Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+                        Err(_) => break None,
+                    }
                 }
             }
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
@@ -162,14 +320,143 @@ fn run(ctx: &Context, mut socket: WebSocket<TcpStream>, conn_id: u64, peer: &str
     channel.end();
 }
 
-/// Sends frames in order; false when the connection is gone.
-fn send_all(socket: &mut WebSocket<TcpStream>, frames: &[Frame]) -> bool {
+/// How `send_all` went.
+enum Sent {
+    All,
+    /// Some of it waits behind a full send buffer.
+    Queued,
+    /// The connection is gone.
+    Gone,
+}
+
+/// Sends frames in order.
+fn send_all<S: Read + Write>(socket: &mut WebSocket<S>, frames: &[Frame]) -> Sent {
+    let mut sent = Sent::All;
     for frame in frames {
         match socket.send(Message::text(frame.encode())) {
             Ok(()) => {}
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
-            Err(_) => return false,
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => sent = Sent::Queued,
+            Err(_) => return Sent::Gone,
         }
     }
-    true
+    sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A server-side WebSocket over a `Wakeable` registered in `sockets`, and its client.
+    fn pair(
+        sockets: &Sockets,
+        conn_id: u64,
+    ) -> (WebSocket<Wakeable>, Arc<AtomicBool>, WebSocket<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let (kick, woken) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        sockets.lock().insert(
+            conn_id,
+            Waker {
+                kick: kick.clone(),
+                woken: woken.clone(),
+                stream: server.try_clone().unwrap(),
+            },
+        );
+        let server = WebSocket::from_raw_socket(
+            Wakeable {
+                stream: server,
+                woken,
+            },
+            Role::Server,
+            None,
+        );
+        let client = WebSocket::from_raw_socket(client, Role::Client, None);
+        (server, kick, client)
+    }
+
+    /// Reads on `server` (blocking, no timeout) in a thread; if nothing wakes it, a watchdog
+    /// makes the client send a frame after `PATIENCE`, so a missing wake-up fails the test
+    /// instead of hanging it.
+    type Reader = std::thread::JoinHandle<(WebSocket<Wakeable>, String)>;
+    type Watchdog = std::thread::JoinHandle<WebSocket<TcpStream>>;
+
+    fn blocked_read(
+        server: WebSocket<Wakeable>,
+        client: WebSocket<TcpStream>,
+    ) -> (Reader, Watchdog) {
+        const PATIENCE: Duration = Duration::from_secs(20);
+        let reader = std::thread::spawn(move || {
+            let mut server = server;
+            let outcome = match server.read() {
+                Err(tungstenite::Error::Io(e)) if is_timeout(&e) => "woken".to_owned(),
+                other => format!("{other:?}"),
+            };
+            (server, outcome)
+        });
+        let watchdog = std::thread::spawn(move || {
+            let mut client = client;
+            client.get_ref().set_read_timeout(Some(PATIENCE)).unwrap();
+            // Returns early with the server's frame when the wake-up worked.
+            if client.read().is_err() {
+                let _ = client.send(Message::text("watchdog"));
+            }
+            client
+        });
+        (reader, watchdog)
+    }
+
+    #[test]
+    fn a_kick_wakes_only_the_kicked_connection_which_can_still_write() {
+        let sockets = Sockets::default();
+        let (server, kick, client) = pair(&sockets, 1);
+        let (mut other, _, mut other_client) = pair(&sockets, 2);
+        assert_eq!(sockets.len(), 2);
+        let (reader, watchdog) = blocked_read(server, client);
+        kick.store(true, Ordering::SeqCst);
+        sockets.wake_kicked();
+        let (mut server, outcome) = reader.join().unwrap();
+        assert_eq!(outcome, "woken");
+        // The write half still works: the goodbye reaches the client.
+        assert!(matches!(
+            send_all(&mut server, &[Frame::heartbeat("9")]),
+            Sent::All
+        ));
+        let mut client = watchdog.join().unwrap();
+        let _ = client
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(20)));
+        // The watchdog consumed the first frame; send another and read it.
+        assert!(matches!(
+            send_all(&mut server, &[Frame::heartbeat("10")]),
+            Sent::All
+        ));
+        let received = client.read().unwrap();
+        assert!(
+            received.to_text().unwrap().contains("\"10\""),
+            "{received:?}"
+        );
+        // The other connection was not woken: a frame sent to it is read normally.
+        other_client.send(Message::text("hello")).unwrap();
+        assert_eq!(other.read().unwrap(), Message::text("hello"));
+    }
+
+    #[test]
+    fn shutdown_wakes_every_connection_and_registrations_end_with_them() {
+        let sockets = Sockets::default();
+        let (server, _, client) = pair(&sockets, 7);
+        let (reader, _watchdog) = blocked_read(server, client);
+        sockets.wake_all();
+        let (_, outcome) = reader.join().unwrap();
+        assert_eq!(outcome, "woken");
+        drop(Registration {
+            sockets: &sockets,
+            conn_id: 7,
+        });
+        assert!(sockets.is_empty());
+    }
 }
