@@ -55,18 +55,19 @@ fn the_running_server_rolls_up_history_and_recomputes_late_buckets() {
     );
     assert_eq!(rollup(&server, bucket), Some((2.0, 1.0, 3.0, 2)));
     // The same pass moved those raw points (older than 30 s) into the history file.
-    let raw_where = |table: &str| -> i64 {
+    let in_recent = || -> i64 {
         inspect::open_database(&server.database())
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM recent", [], |r| r.get(0))
             .unwrap()
     };
+    let in_history = || inspect::points_in_history(&server.database());
     assert!(
-        wait_until(PATIENCE, || raw_where("history.points") == 2),
+        wait_until(PATIENCE, || in_history() == 2),
         "points not moved: {} in history, {} in recent",
-        raw_where("history.points"),
-        raw_where("recent")
+        in_history(),
+        in_recent()
     );
-    assert_eq!(raw_where("recent"), 0);
+    assert_eq!(in_recent(), 0);
 
     // A sample replayed into that finished bucket makes the next pass recompute it.
     push_load(&mut client, bucket + 180, 5.0);

@@ -9,6 +9,8 @@
 //! history file. SQLite allows one writer per file, so the move never waits for ingestion's
 //! lock and ingestion never waits for the move.
 
+mod chunk;
+mod chunks;
 mod hosts;
 mod migrations;
 mod mover;
@@ -121,9 +123,11 @@ impl Store {
             Synchronous::Normal => "NORMAL",
         };
         let mut conn = open_connection(path, &history, sync)?;
-        migrations::migrate_history(&mut conn).map_err(history_err)?;
-        migrations::migrate(&mut conn).map_err(db_err)?;
-        if !migrations::check_pairing(&conn).map_err(history_err)? {
+        let paired = migrations::migrate(&mut conn).map_err(|failure| match failure.schema {
+            migrations::Schema::Main => db_err(failure.source),
+            migrations::Schema::History => history_err(failure.source),
+        })?;
+        if !paired {
             return Err(Error::MismatchedHistory {
                 main: path.to_owned(),
                 history,
