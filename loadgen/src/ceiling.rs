@@ -10,7 +10,7 @@ use common::events::{MetricKind, MetricPush};
 use server::store::{Store, Synchronous};
 
 use crate::error::{Error, Result};
-use crate::sample::Templates;
+use crate::sample::Node;
 
 #[derive(Debug, Clone)]
 pub struct CeilingOptions {
@@ -51,7 +51,7 @@ pub struct CeilingReport {
 fn group_commit(
     store: &Store,
     ids: &[(i64, String)],
-    data: &[serde_json::Value],
+    nodes: &mut [Node],
     options: &CeilingOptions,
     mut report: CeilingReport,
 ) -> Result<CeilingReport> {
@@ -68,7 +68,7 @@ fn group_commit(
                     let t = now + i64::try_from(i / hosts).unwrap_or(0);
                     let push = MetricPush {
                         collected_at: String::new(),
-                        data: data[(i / hosts + i % hosts) % data.len()].clone(),
+                        data: sample_json(&mut nodes[i % hosts]),
                     };
                     server::ingest::sample_write(*host_id, MetricKind::Fast, t, &push, name)
                 })
@@ -126,9 +126,8 @@ pub fn ceiling(database: &Path, options: &CeilingOptions) -> Result<CeilingRepor
             ids.push((store.create_host(&name, "not a hash", now)?.id, name));
         }
     }
-    let templates = Templates::new(options.guests);
-    let data: Vec<serde_json::Value> = (0..crate::sample::VARIANTS)
-        .map(|v| serde_json::from_str(templates.data(v)).unwrap_or_default())
+    let mut nodes: Vec<Node> = (0..hosts)
+        .map(|i| Node::new(i as u64, options.guests))
         .collect();
     let mut report = CeilingReport {
         batch: options.batch.max(1),
@@ -136,7 +135,7 @@ pub fn ceiling(database: &Path, options: &CeilingOptions) -> Result<CeilingRepor
         ..CeilingReport::default()
     };
     if options.writers > 0 {
-        return group_commit(&store, &ids, &data, options, report);
+        return group_commit(&store, &ids, &mut nodes, options, report);
     }
     let started = Instant::now();
     let mut k = 0;
@@ -149,7 +148,7 @@ pub fn ceiling(database: &Path, options: &CeilingOptions) -> Result<CeilingRepor
                 let t = now + i64::try_from(i / hosts).unwrap_or(0);
                 let push = MetricPush {
                     collected_at: common::time::format_rfc3339(common::time::from_unix_seconds(t)),
-                    data: data[(i / hosts + i % hosts) % data.len()].clone(),
+                    data: sample_json(&mut nodes[i % hosts]),
                 };
                 server::ingest::sample_write(*host_id, MetricKind::Fast, t, &push, name)
             })
@@ -163,6 +162,11 @@ pub fn ceiling(database: &Path, options: &CeilingOptions) -> Result<CeilingRepor
         k = end;
     }
     Ok(report)
+}
+
+/// A host's next sample (one second on) as a JSON tree, as a connection thread has it.
+fn sample_json(node: &mut Node) -> serde_json::Value {
+    serde_json::to_value(node.next(1.0)).unwrap_or_default()
 }
 
 impl CeilingReport {

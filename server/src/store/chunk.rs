@@ -20,6 +20,7 @@
 //!   0     f64 bits (u64 LE): every point's value
 //!   1     u8 scale e (value = integer / 10^e), varint zigzag(i0) (the first integer),
 //!         varint step g (every integer is i0 + a multiple of g), u8 order << 6 | rice k
+//!         and for order 3, varint zigzag(center)
 //!   2     f64 bits (u64 LE): the first value
 //! bits    (most significant bit first, zero-padded to a byte) n − 1 time codes when the
 //!         times are not regular, then for codings 1 and 2, n − 1 value codes
@@ -31,9 +32,11 @@
 //! before the first being 0: `0` for 0, `10` + 7 bits, `110` + 9 bits, `1110` + 12 bits
 //! (two's complement), `1111` + 64 bits — Gorilla's buckets, one bit per regular time.
 //!
-//! **Decimal value codes**: with `wᵢ = (iᵢ − i0) / g`, the residual is `wᵢ` (order 0, noise
-//! around a level), `wᵢ − wᵢ₋₁` (order 1, a wandering gauge) or the delta-of-delta (order 2, a
-//! steady climb such as an uptime), whichever is cheapest for the chunk. Residuals are zigzag
+//! **Decimal value codes**: with `wᵢ = (iᵢ − i0) / g`, the residual is `wᵢ` (order 0, mostly
+//! the first value: an idle rate at 0 with bursts), `wᵢ − wᵢ₋₁` (order 1, a wandering gauge),
+//! the delta-of-delta (order 2, a steady climb such as an uptime) or `wᵢ − center` (order 3,
+//! noise around a level, the center being the mean of the chunk), whichever is cheapest for
+//! the chunk. Residuals are zigzag
 //! mapped to unsigned and Rice coded with parameter k: `q = u >> k` as q one-bits and a zero,
 //! then the k low bits; a `q` of [`RICE_ESCAPE`] or more is written as that many one-bits and
 //! the 64 bits of `u`. The step g takes out a common factor, such as the 1024 of sizes read in
@@ -196,6 +199,8 @@ struct Decimal {
     step: u64,
     order: u8,
     rice: u8,
+    /// Order 3 only: the level the values are noise around.
+    center: i64,
 }
 
 impl Decimal {
@@ -230,10 +235,14 @@ impl Decimal {
             .max(1);
         let step_i = i64::try_from(step).ok()?;
         let w: Vec<i64> = ints.iter().map(|&i| (i - first) / step_i).collect();
+        let center = mean(w.get(1..).unwrap_or_default());
         let mut best: Option<(u64, u8, u8, Vec<u64>)> = None;
-        for order in 0..3u8 {
-            let u: Vec<u64> = residuals(&w, order).map(zigzag).collect();
-            let (rice, cost) = best_rice(&u);
+        for order in 0..4u8 {
+            let u: Vec<u64> = residuals(&w, order, center).map(zigzag).collect();
+            let (rice, mut cost) = best_rice(&u);
+            if order == 3 {
+                cost += 8 * varint_len(zigzag(center));
+            }
             if best.as_ref().map_or(true, |b| cost < b.0) {
                 best = Some((cost, order, rice, u));
             }
@@ -246,6 +255,7 @@ impl Decimal {
                 step,
                 order,
                 rice,
+                center,
             },
             codes,
         })
@@ -260,15 +270,18 @@ impl Decimal {
         let step = reader.varint()?;
         let packed = reader.byte()?;
         let order = packed >> 6;
-        if order > 2 {
-            return Err(ChunkError("unknown residual order"));
-        }
+        let center = if order == 3 {
+            unzigzag(reader.varint()?)
+        } else {
+            0
+        };
         Ok(Decimal {
             scale,
             first,
             step,
             order,
             rice: packed & 63,
+            center,
         })
     }
 
@@ -292,10 +305,11 @@ impl Decimal {
             match self.order {
                 0 => w = r,
                 1 => w = w.wrapping_add(r),
-                _ => {
+                2 => {
                     delta = delta.wrapping_add(r);
                     w = w.wrapping_add(delta);
                 }
+                _ => w = r.wrapping_add(self.center),
             }
             let i = self.first.wrapping_add(w.wrapping_mul(step));
             #[allow(clippy::cast_precision_loss)]
@@ -319,15 +333,18 @@ impl EncodedDecimal {
         put_varint(out, zigzag(p.first));
         put_varint(out, p.step);
         out.push(p.order << 6 | p.rice);
+        if p.order == 3 {
+            put_varint(out, zigzag(p.center));
+        }
         for &u in &self.codes {
             put_rice(bits, u, p.rice);
         }
     }
 }
 
-/// The residuals of order 0, 1 or 2 of `w` (whose first element is 0), one per element after
-/// the first.
-fn residuals(w: &[i64], order: u8) -> impl Iterator<Item = i64> + '_ {
+/// The residuals of `w` (whose first element is 0), one per element after the first: of
+/// order 0, 1 or 2, or (3) around `center`.
+fn residuals(w: &[i64], order: u8, center: i64) -> impl Iterator<Item = i64> + '_ {
     let mut previous = 0i64;
     let mut previous_delta = 0i64;
     w.iter().skip(1).map(move |&x| {
@@ -335,7 +352,8 @@ fn residuals(w: &[i64], order: u8) -> impl Iterator<Item = i64> + '_ {
         let r = match order {
             0 => x,
             1 => delta,
-            _ => delta - previous_delta,
+            2 => delta - previous_delta,
+            _ => x - center,
         };
         previous = x;
         previous_delta = delta;
@@ -422,6 +440,13 @@ fn min_scale(v: f64) -> Option<usize> {
         let back = i as f64 / p;
         back.to_bits() == v.to_bits()
     })
+}
+
+/// The rounded mean (0 for none).
+fn mean(w: &[i64]) -> i64 {
+    let sum: i128 = w.iter().map(|&x| i128::from(x)).sum();
+    let n = i128::try_from(w.len()).unwrap_or(i128::MAX).max(1);
+    i64::try_from((sum + n / 2).div_euclid(n)).unwrap_or(0)
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -542,6 +567,10 @@ fn zigzag(v: i64) -> u64 {
 
 fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+fn varint_len(v: u64) -> u64 {
+    u64::from((64 - v.leading_zeros()).max(1).div_ceil(7))
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {

@@ -16,12 +16,14 @@ mod migrations;
 mod mover;
 pub mod rollup;
 mod series;
+mod stats;
 mod users;
 
 pub use hosts::{Host, HostStatus};
 pub use mover::MoveReport;
 pub use rollup::Retention;
 pub use series::{Point, SampleWrite, SeriesQuery};
+pub use stats::{DbStats, FileStats, TierStats};
 pub use users::ADMIN_USER;
 
 use std::collections::HashMap;
