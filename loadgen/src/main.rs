@@ -152,6 +152,9 @@ enum Command {
         /// How many series to store and read
         #[arg(long, default_value_t = 8)]
         series: usize,
+        /// Seconds of data per move into chunks (the chunks come out the same)
+        #[arg(long, default_value_t = 600)]
+        move_every: i64,
         #[arg(long, default_value = "reads")]
         label: String,
     },
@@ -316,6 +319,7 @@ fn run(command: Command) -> Result<()> {
             days,
             interval,
             series,
+            move_every,
             label,
         } => {
             let options = loadgen::storage::ReadOptions {
@@ -323,6 +327,7 @@ fn run(command: Command) -> Result<()> {
                 days,
                 interval,
                 series,
+                move_every,
             };
             loadgen::storage::reads(&options)?.print(&label);
         }

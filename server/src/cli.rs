@@ -168,7 +168,7 @@ fn db_stats(config: &ServerConfig, json: bool) -> Result<()> {
     }
     let _ = writeln!(
         out,
-        "{:<5} {:<8} {:<22} {:>14} {:>12} {:>8}",
+        "{:<5} {:<8} {:<8} {:>14} {:>14} {:>8}",
         "TIER", "FILE", "TABLE", "POINTS", "BYTES", "B/POINT"
     );
     for t in &stats.tiers {
@@ -177,7 +177,7 @@ fn db_stats(config: &ServerConfig, json: bool) -> Result<()> {
             .map_or_else(|| "-".into(), |b| format!("{b:.2}"));
         let _ = writeln!(
             out,
-            "{:<5} {:<8} {:<22} {:>14} {:>12} {:>8}",
+            "{:<5} {:<8} {:<8} {:>14} {:>14} {:>8}",
             t.tier, t.file, t.table, t.points, t.bytes, per
         );
     }

@@ -1,5 +1,6 @@
-//! Metric history in the running server: the maintenance thread rolls finished buckets up (and
-//! recomputes one that a replayed sample lands in), and `query` reads the rolled-up tier for old
+//! Metric history in the running server: the maintenance thread moves raw points into the
+//! history file's chunks and rolls finished buckets up (and recomputes one that a replayed
+//! sample lands in), `db-stats` counts them, and `query` reads the rolled-up tier for old
 //! ranges.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -68,6 +69,26 @@ fn the_running_server_rolls_up_history_and_recomputes_late_buckets() {
         in_recent()
     );
     assert_eq!(in_recent(), 0);
+    // db-stats tells the same, per tier and file.
+    let out = server.admin(&["db-stats", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tier = |name: &str, file: &str| -> Value {
+        stats["tiers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tier"] == name && t["file"] == file)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} tier in {file}: {stats}"))
+    };
+    assert_eq!(tier("raw", "history")["points"], 2);
+    assert!(tier("raw", "history")["bytes"].as_u64().unwrap() > 0);
+    assert!(tier("30m", "main")["points"].as_u64().unwrap() >= 1);
+    assert_eq!(stats["files"].as_array().unwrap().len(), 2);
+    let text = server.admin(&["db-stats"]);
+    assert!(text.status.success(), "{text:?}");
+    assert!(String::from_utf8_lossy(&text.stdout).contains("B/POINT"));
 
     // A sample replayed into that finished bucket makes the next pass recompute it.
     push_load(&mut client, bucket + 180, 5.0);

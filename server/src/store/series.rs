@@ -493,14 +493,19 @@ fn write_one(
 ) -> rusqlite::Result<()> {
     let late = w.collected_at < rolled_up_until;
     let names = host_series(tx, series_ids, w.host_id)?;
-    // Names this host never sent: created together, in one row. Looked up by &str: no
-    // allocation per point on the writer's hot path.
+    // One lookup per point, by &str: no allocation on the writer's hot path. Names this host
+    // never sent are created together, in one row.
+    let mut ids: Vec<i64> = Vec::with_capacity(w.points.len());
     let mut fresh: Vec<&str> = Vec::new();
     for (name, _) in &w.points {
-        if !names.contains_key(name.as_str()) {
-            names.insert(name.clone(), NOT_YET);
-            new_ids.push((w.host_id, name.clone()));
-            fresh.push(name);
+        match names.get(name.as_str()) {
+            Some(&id) => ids.push(id),
+            None => {
+                names.insert(name.clone(), NOT_YET);
+                new_ids.push((w.host_id, name.clone()));
+                fresh.push(name);
+                ids.push(NOT_YET);
+            }
         }
     }
     if !fresh.is_empty() {
@@ -510,12 +515,16 @@ fn write_one(
                 *slot = id;
             }
         }
+        for (id, (name, _)) in ids.iter_mut().zip(&w.points) {
+            if *id == NOT_YET {
+                *id = names.get(name.as_str()).copied().unwrap_or(NOT_YET);
+            }
+        }
     }
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO recent (host_id, t, series_id, v) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    for (name, value) in &w.points {
-        let series_id = names.get(name.as_str()).copied().unwrap_or(NOT_YET);
+    for (series_id, (_, value)) in ids.into_iter().zip(&w.points) {
         insert.execute(params![w.host_id, w.collected_at, series_id, value])?;
         if late {
             // A replayed sample for a bucket already rolled up: recompute that bucket.
