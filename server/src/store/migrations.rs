@@ -401,6 +401,32 @@ mod tests {
     use crate::store::{history_path, Retention, SeriesQuery, Store, Synchronous};
     use crate::testutil::TempDir;
 
+    #[test]
+    fn the_order_reaches_every_migration_of_both_files() {
+        for schema in [Schema::Main, Schema::History] {
+            let last = ORDER
+                .iter()
+                .filter(|(s, _)| *s == schema)
+                .map(|(_, v)| *v)
+                .max();
+            assert_eq!(last, Some(schema.steps().len()), "{schema:?}");
+        }
+        let fresh = Connection::open_in_memory().unwrap();
+        fresh
+            .execute("ATTACH DATABASE ':memory:' AS history", [])
+            .unwrap();
+        let mut fresh = fresh;
+        assert!(migrate(&mut fresh).unwrap());
+        for schema in [Schema::Main, Schema::History] {
+            let version: usize = fresh
+                .query_row(&format!("PRAGMA {}.user_version", schema.name()), [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(version, schema.steps().len());
+        }
+    }
+
     /// A version-4 database as the previous release left it, built with its own migrations.
     fn version_4(path: &std::path::Path) -> Connection {
         let mut conn = Connection::open(path).unwrap();
