@@ -273,6 +273,17 @@ fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ 
     }
 }
 
+/// A transaction that holds the history file's write lock from its first statement (deferred:
+/// the main file is only read). A statement that writes nothing takes the lock, so that no
+/// read of the history file comes first: a read would fix the transaction's snapshot, and if
+/// another connection (`remove-host`, a second process) committed to the file before this one
+/// writes, SQLite refuses the write at once (`SQLITE_BUSY_SNAPSHOT`) instead of waiting.
+pub(crate) fn history_write(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    let tx = conn.transaction()?;
+    tx.execute_batch("DELETE FROM history.chunks WHERE 0")?;
+    Ok(tx)
+}
+
 /// The smallest value of an indexed integer column above `after` (`sql` selects it with
 /// `> ?1 ORDER BY … LIMIT 1`): one index seek per distinct value, so walking the distinct hosts
 /// or series of a big table never scans it.

@@ -12,7 +12,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{chunks, next_key, Bite, Store};
+use super::{chunks, history_write, next_key, Bite, Store};
 use crate::error::Result;
 
 /// Rows copied per history transaction: bounds the memory and the transaction, while a host's
@@ -132,7 +132,7 @@ impl Store {
     /// file, in one transaction; returns how many points were new there.
     fn copy_step(&self, host_id: i64, bound: i64) -> Result<usize> {
         let mut conn = self.background();
-        let tx = conn.transaction().map_err(|e| self.history_err(e))?;
+        let tx = history_write(&mut conn).map_err(|e| self.history_err(e))?;
         let mut rows: Vec<(i64, i64, f64)> = tx
             .prepare_cached("SELECT series_id, t, v FROM recent WHERE host_id = ?1 AND t < ?2")
             .and_then(|mut stmt| {
@@ -274,6 +274,39 @@ mod tests {
             store.delete_step(host, T0 + 30, &|| false).unwrap(),
             Deleted::All(1)
         ));
+    }
+
+    #[test]
+    fn a_move_waits_for_another_writer_of_the_history_file() {
+        let dir = TempDir::new("move-busy");
+        let (store, host) = setup(&dir);
+        store
+            .write_sample(write(host, T0, &[("x", 1.0), ("y", 2.0)]))
+            .unwrap();
+        // Another connection (remove-host, a second process) writes the history file and
+        // commits while the move is under way: the move waits for it, then sees its commit,
+        // rather than failing on a snapshot gone stale.
+        let other = rusqlite::Connection::open(store.path()).unwrap();
+        other
+            .execute(
+                "ATTACH DATABASE ?1 AS history",
+                [store.history_path().to_str().unwrap()],
+            )
+            .unwrap();
+        other
+            .execute_batch(
+                "BEGIN; INSERT INTO history.chunks (series_id, start, end, n, data)
+                 VALUES (999999, 0, 0, 1, x'00');",
+            )
+            .unwrap();
+        let committer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        let report = store.move_to_history(T0 + 1, &|| false).unwrap();
+        committer.join().unwrap();
+        assert_eq!((report.copied, report.deleted), (2, 2));
+        assert_eq!(count(&store, "history.chunks"), 3);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Deserialize;
 
 use super::series::{history_first, host_of_series, host_series_ids, recent_by_series};
-use super::{chunks, next_key, Bite, Store};
+use super::{chunks, history_write, next_key, Bite, Store};
 use crate::error::Result;
 
 pub const TIER_COUNT: usize = 3;
@@ -375,7 +375,7 @@ impl Store {
         let mut after = i64::MIN;
         while !stop() {
             let mut bg = self.background();
-            let tx = bg.transaction().map_err(|e| self.history_err(e))?;
+            let tx = history_write(&mut bg).map_err(|e| self.history_err(e))?;
             let mut chunk = 0;
             while chunk < SERIES_PER_TRANSACTION {
                 let next = next_key(
