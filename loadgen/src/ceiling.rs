@@ -109,13 +109,7 @@ pub fn ceiling(database: &Path, options: &CeilingOptions) -> Result<CeilingRepor
     }
     let store = Store::open(database, options.synchronous)?;
     for (name, value) in &options.pragmas {
-        store
-            .lock()
-            .pragma_update(None, name, value)
-            .map_err(|source| Error::Database {
-                path: database.to_owned(),
-                source,
-            })?;
+        store.set_pragma(name, value)?;
     }
     let now = common::time::now_unix();
     let hosts = options.hosts.max(1);

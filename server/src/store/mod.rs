@@ -222,6 +222,14 @@ impl Store {
         }
     }
 
+    /// Sets a `PRAGMA` on the ingestion connection: for trying SQLite settings in benchmarks
+    /// (`proxmox-monitor-loadgen ceiling --pragma`) before proposing them for the server.
+    pub fn set_pragma(&self, name: &str, value: &str) -> Result<()> {
+        self.lock()
+            .pragma_update(None, name, value)
+            .map_err(|e| self.err(e))
+    }
+
     /// Copies both write-ahead logs into their files and truncates them (benchmarks, backups).
     pub fn checkpoint(&self) -> Result<()> {
         let db = self.lock();
