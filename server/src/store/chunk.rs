@@ -1,7 +1,8 @@
 //! The compressed chunk: how a run of one series' raw points is stored in the history file.
 //! Pure functions over bytes, no I/O; `chunks` stores them.
 //!
-//! Timestamps are delta-of-delta coded as in Facebook's Gorilla. Values are stored as
+//! Timestamps are one interval when they are regular, else delta-of-deltas as in Facebook's
+//! Gorilla. Values are stored as
 //! integers when they are decimals, which is what agents send (two decimals at most for rates
 //! and percentages, whole bytes for sizes): the integer differences between neighbours are
 //! small, and so is their code. Values that are not short decimals (NaN, infinities, floats
@@ -36,11 +37,12 @@
 //! the first value: an idle rate at 0 with bursts), `wᵢ − wᵢ₋₁` (order 1, a wandering gauge),
 //! the delta-of-delta (order 2, a steady climb such as an uptime) or `wᵢ − center` (order 3,
 //! noise around a level, the center being the mean of the chunk), whichever is cheapest for
-//! the chunk. Residuals are zigzag
-//! mapped to unsigned and Rice coded with parameter k: `q = u >> k` as q one-bits and a zero,
+//! the chunk. Residuals are zigzag mapped to unsigned and Rice coded with parameter k (the
+//! cheapest of 0 and the few around log2 of the mean): `q = u >> k` as q one-bits and a zero,
 //! then the k low bits; a `q` of [`RICE_ESCAPE`] or more is written as that many one-bits and
 //! the 64 bits of `u`. The step g takes out a common factor, such as the 1024 of sizes read in
-//! KiB.
+//! KiB. The scale e is the smallest for which every value of the chunk decodes to its own
+//! bits; the agent rounds rates and percentages to two decimals, so e is 0 or 2 in practice.
 //!
 //! **XOR value codes** (Gorilla): `x = bits(vᵢ) ^ bits(vᵢ₋₁)`; `0` when x is 0; `10` + the
 //! meaningful bits when they fit the previous window of leading and trailing zeros; else `11`,
