@@ -1,5 +1,6 @@
 //! The Proxmox Monitor load generator: many simulated agents over loopback, the storage ceiling
-//! without sockets, and reconnect storms against the real server binary. Used by `bench/run.sh`.
+//! without sockets, the raw history at rest and its range reads, and reconnect storms against
+//! the real server binary. Used by `bench/run.sh`.
 //!
 //! No async runtime here either: one thread per simulated agent, blocking sockets, like the
 //! real agent (see `agents` for why).
@@ -8,12 +9,12 @@ pub mod agents;
 pub mod ceiling;
 pub mod client;
 pub mod error;
-pub mod layout;
 pub mod pages;
 pub mod proc_stat;
 pub mod register;
 pub mod sample;
 pub mod stats;
+pub mod storage;
 pub mod storm;
 
 pub use error::{Error, Result};
