@@ -164,6 +164,7 @@ fn guest(index: u32, variant: u32) -> GuestFast {
         net_in_bytes_per_s: Some(f * 512.125 + 0.75),
         net_out_bytes_per_s: Some(f * 256.0625 + 1.5),
         pressure: container.then(|| pressure(variant + index)),
+        lock: None,
     }
 }
 
@@ -205,6 +206,7 @@ pub fn medium_sample(guests: u32, host: usize) -> MediumSample {
         total_bytes: Some(total),
         used_bytes: Some(total / 3),
         avail_bytes: Some(total - total / 3),
+        pool: (kind == "zfspool").then(|| "rpool/data".to_owned()),
     };
     const TAGS: [&str; 5] = ["prod", "web", "db", "backup", "test"];
     MediumSample {
@@ -247,6 +249,7 @@ pub fn medium_sample(guests: u32, host: usize) -> MediumSample {
                     onboot: true,
                     template: false,
                     tags: vec![TAGS[i % 5].into(), TAGS[(i + host) % 5].into()],
+                    lock: None,
                 }
             })
             .collect(),
