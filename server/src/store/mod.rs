@@ -9,6 +9,7 @@
 //! history file. SQLite allows one writer per file, so the move never waits for ingestion's
 //! lock and ingestion never waits for the move.
 
+pub mod alerts;
 mod hosts;
 mod latest;
 mod migrations;
