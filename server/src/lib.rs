@@ -1,6 +1,7 @@
 //! The Proxmox Monitor server: authenticates agents over a Phoenix Channels WebSocket, tracks
 //! hosts online/offline, stores their samples in SQLite and serves HTTP on the same port.
 
+pub mod alert_cli;
 pub mod alerts;
 pub mod auth;
 pub mod channel;

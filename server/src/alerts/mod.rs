@@ -260,3 +260,58 @@ impl Alerts {
         std::mem::take(&mut *lock(&self.commands))
     }
 }
+
+/// An alert as the API and `alerts --json` show it (documented in the README).
+pub fn alert_json(
+    rec: &crate::store::alerts::AlertRecord,
+    quiet: Option<&quiet::QuietReason>,
+    now: i64,
+) -> serde_json::Value {
+    let ack = rec.ack.as_ref();
+    serde_json::json!({
+        "id": rec.id,
+        "rule": rec.rule,
+        "severity": rec.severity.as_str(),
+        "state": rec.state.as_str(),
+        "host": rec.host,
+        "object": rec.object,
+        "guest": rec.guest,
+        "label": rec.label,
+        "summary": rec.summary,
+        "value": rec.value.filter(|v| v.is_finite()),
+        "threshold": rec.threshold.filter(|v| v.is_finite()),
+        "since": rec.since,
+        "fired_at": rec.fired_at,
+        "changed_at": rec.changed_at,
+        "resolved_at": rec.resolved_at,
+        "resolution": rec.resolution,
+        "live": rec.live,
+        "silenced": quiet.is_some(),
+        "silenced_by": quiet.map(quiet::QuietReason::describe),
+        "suppressed_by": rec.suppressed_by,
+        "acknowledged": ack.is_some_and(|a| a.holds(now)),
+        "acknowledged_by": ack.map(|a| a.by.as_str()),
+        "acknowledged_at": ack.map(|a| a.at),
+        "ack_comment": ack.and_then(|a| a.comment.as_deref()),
+        "ack_expires_at": ack.and_then(|a| a.expires_at),
+        "repeats": rec.repeats,
+    })
+}
+
+/// A silence as the API and `silences --json` show it.
+pub fn silence_json(s: &Silence, now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id,
+        "matchers": s.matchers.describe(),
+        "host": s.matchers.hosts.first(),
+        "guest": s.matchers.guests.first(),
+        "rule": s.matchers.rules.first(),
+        "tag": s.matchers.tags.first(),
+        "object": s.matchers.objects.first(),
+        "starts_at": s.starts_at,
+        "ends_at": s.ends_at,
+        "active": s.active_at(now),
+        "comment": s.comment,
+        "created_by": s.created_by,
+    })
+}

@@ -66,10 +66,11 @@ pub fn summary(rules: &RuleTable, a: &AlertRecord) -> String {
     let time = |t: i64| common::time::format_rfc3339(common::time::from_unix_seconds(t));
     match kind {
         Some(RuleKind::Builtin(b)) => match b {
-            Builtin::HostOffline => {
-                format!("{}: no agent connection since {}", a.host, time(a.since))
-            }
-            Builtin::HostStale => format!("{}: no fast sample since {}", a.host, time(a.since)),
+            Builtin::HostOffline => format!("no agent connection since {}", time(a.since)),
+            Builtin::HostStale => format!(
+                "connected, but no new sample for 3 intervals (since {})",
+                time(a.since)
+            ),
             Builtin::CpuHigh => format!("CPU {v}{level}"),
             Builtin::MemoryHigh => format!("memory {v} used (without ZFS ARC){level}"),
             Builtin::SwapHigh => format!("swap {v} used{level}"),
@@ -167,7 +168,7 @@ mod tests {
         );
         assert_eq!(
             summary(&rules, &alert("host_offline", "", None, None)),
-            "pve1: no agent connection since 1970-01-01T00:00:00Z"
+            "no agent connection since 1970-01-01T00:00:00Z"
         );
         assert_eq!(
             summary(
