@@ -210,7 +210,7 @@ fn live_part(view: &AlertView, filters: &Filters, csrf: &str, now: i64) -> Marku
             @if !pending.is_empty() {
                 section aria-labelledby="pending-title" {
                     h2 id="pending-title" { "Pending " small { "(" (pending.len()) ")" } }
-                    p.note { "The condition holds, not yet for the rule's `for`." }
+                    p.note { "The condition holds, not yet for as long as the rule's " em { "for" } " asks." }
                     (alert_table("alerts-pending", &pending, csrf, now, false))
                 }
             }
