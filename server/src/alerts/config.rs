@@ -827,6 +827,20 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_example_is_a_valid_config() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("```toml\n[alerts]").unwrap() + "```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let mut config = crate::config::ServerConfig::default();
+        config.apply_toml(&readme[start..end], "README.md").unwrap();
+        let rules = &config.alerts.rules;
+        assert!(rules.id("nightly_io").is_some());
+        let down = RuleTable::builtin(Builtin::GuestDown);
+        assert!(!rules.settings(down, &subject("pve1", "9000", Some(9000), &[])).enabled);
+        assert_eq!(config.alerts.windows[0].describe(), "Sun 02:00–04:00 Europe/Berlin");
+    }
+
+    #[test]
     fn maintenance_windows() {
         let config = parse(
             r#"
