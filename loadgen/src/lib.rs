@@ -5,6 +5,7 @@
 //! real agent (see `agents` for why).
 
 pub mod agents;
+pub mod alerts;
 pub mod ceiling;
 pub mod client;
 pub mod error;

@@ -836,8 +836,15 @@ mod tests {
         let rules = &config.alerts.rules;
         assert!(rules.id("nightly_io").is_some());
         let down = RuleTable::builtin(Builtin::GuestDown);
-        assert!(!rules.settings(down, &subject("pve1", "9000", Some(9000), &[])).enabled);
-        assert_eq!(config.alerts.windows[0].describe(), "Sun 02:00–04:00 Europe/Berlin");
+        assert!(
+            !rules
+                .settings(down, &subject("pve1", "9000", Some(9000), &[]))
+                .enabled
+        );
+        assert_eq!(
+            config.alerts.windows[0].describe(),
+            "Sun 02:00–04:00 Europe/Berlin"
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use common::events::MetricKind;
-use common::sample::{FastSample, MediumSample, PoolHealth, SlowSample, SourceError};
+use common::sample::{FastSample, GuestConfig, MediumSample, PoolHealth, SlowSample, SourceError};
 use serde_json::json;
 
 use super::config::{AlertsConfig, RuleId, RuleKind, RuleTable};
@@ -140,8 +140,9 @@ struct HostBook {
     evaluated: [Option<i64>; 3],
     /// The previous fast sample (error counters become rates).
     prev_fast: Option<Arc<Latest<FastSample>>>,
-    /// Guests seen running (or paused) since they were last absent from the node's list.
-    was_up: HashSet<u32>,
+    /// Guests seen running (or paused) since they were last absent from the node's list,
+    /// sorted.
+    was_up: Vec<u32>,
     /// Per storage: when its forecast was computed and what it said.
     forecasts: HashMap<String, (i64, Forecast)>,
     /// When the absence rules want to look at this host again.
@@ -302,6 +303,8 @@ impl Engine {
                     .filter(|g| g.status.is_up())
                     .map(|g| g.vmid)
                     .collect();
+                book.was_up.sort_unstable();
+                book.was_up.dedup();
             }
             for alert in &mut book.alerts {
                 if let Some(vmid) = alert.rec.guest {
@@ -767,11 +770,71 @@ impl Engine {
         let t = latest.collected_at;
         let down = RuleTable::builtin(Builtin::GuestDown);
         let memory = RuleTable::builtin(Builtin::GuestMemoryHigh);
-        let cluster = self.books.get(&host_id).and_then(|b| b.cluster);
+        let guests = &latest.sample.guests;
+        let configs: &[GuestConfig] = state.medium().map_or(&[], |m| m.guests.as_slice());
+        // Agents list configs by vmid; a binary search then finds one in a few steps.
+        let sorted = configs.windows(2).all(|w| w[0].vmid < w[1].vmid);
+        let config_of = |vmid: u32| -> Option<&GuestConfig> {
+            if sorted {
+                configs
+                    .binary_search_by_key(&vmid, |c| c.vmid)
+                    .ok()
+                    .map(|i| &configs[i])
+            } else {
+                configs.iter().find(|c| c.vmid == vmid)
+            }
+        };
+        let (cluster, was_up) = match self.books.get_mut(&host_id) {
+            Some(book) => (book.cluster, std::mem::take(&mut book.was_up)),
+            None => return,
+        };
+        let mut now_up: Vec<u32> = Vec::with_capacity(guests.len());
         let mut vmid_text = itoa::Buffer::new();
-        for g in &latest.sample.guests {
+        for g in guests {
             let object = vmid_text.format(g.vmid);
-            let config = state.guest_config(g.vmid);
+            let up = g.status.is_up();
+            let stopped = g.status == common::sample::GuestStatus::Stopped;
+            // Details (config, tags, name) matter only when something may be wrong or open.
+            let open = self.books.get(&host_id).is_some_and(|b| {
+                b.alerts
+                    .iter()
+                    .any(|a| a.rec.guest == Some(g.vmid) && (a.rule == down || a.rule == memory))
+            });
+            let memory_share = if up { g.mem_used_bytes } else { None }
+                .zip(g.mem_limit_bytes.filter(|l| *l > 0))
+                .map(|(used, limit)| {
+                    #[allow(clippy::cast_precision_loss)]
+                    let share = used as f64 / limit as f64 * 100.0;
+                    share
+                });
+            if up {
+                now_up.push(g.vmid);
+                // Running on this node now: a stop elsewhere of the same vmid is a move.
+                if let (Some(c), Err(_)) = (cluster, was_up.binary_search(&g.vmid)) {
+                    self.guest_homes.insert((c, g.vmid), (host_id, t));
+                }
+            }
+            let fine_memory = memory_share.map_or(true, |share| {
+                // Overrides by tag need the guest's config; without them the host's settings
+                // tell whether the share reaches a level.
+                let subject = Subject {
+                    host: &state.host.name,
+                    rule: self.rules.name(memory),
+                    object,
+                    guest: Some(g.vmid),
+                    tags: &[],
+                };
+                !self.rules.needs_tags(memory)
+                    && self
+                        .rules
+                        .settings(memory, &subject)
+                        .levels
+                        .map_or(true, |l| l.level(share).is_none())
+            });
+            if up && !open && fine_memory {
+                continue; // running, nothing open, memory fine: nothing to observe
+            }
+            let config = config_of(g.vmid);
             let tags: &[String] = config.map(|c| c.tags.as_slice()).unwrap_or_default();
             let label = g.name.as_deref().or(config.map(|c| c.name.as_str()));
             let base = Obs {
@@ -780,29 +843,22 @@ impl Engine {
                 tags,
                 ..Obs::new(down, object, Reading::Hold)
             };
-            let up = g.status.is_up();
             let reading = if up {
-                if let Some(book) = self.books.get_mut(&host_id) {
-                    book.was_up.insert(g.vmid);
-                }
-                if let Some(c) = cluster {
-                    self.guest_homes.insert((c, g.vmid), (host_id, t));
-                }
                 Reading::State(None)
-            } else if g.status == common::sample::GuestStatus::Stopped {
+            } else if stopped {
                 let template = config.is_some_and(|c| c.template);
                 let locked = g.lock.is_some() || config.is_some_and(|c| c.lock.is_some());
-                // Running on another node of the same cluster, seen after this sample: it
-                // moved (a migration whose lock this node's samples did not catch).
+                // Running on another node of the same cluster now: it moved (a migration
+                // whose lock this node's samples did not catch).
                 let moved = cluster.is_some_and(|c| {
-                    self.guest_homes
-                        .get(&(c, g.vmid))
-                        .is_some_and(|(h, seen)| *h != host_id && *seen >= t)
+                    self.guest_homes.get(&(c, g.vmid)).is_some_and(|(h, _)| {
+                        *h != host_id
+                            && self
+                                .books
+                                .get(h)
+                                .is_some_and(|b| b.was_up.binary_search(&g.vmid).is_ok())
+                    })
                 });
-                let was_up = self
-                    .books
-                    .get(&host_id)
-                    .is_some_and(|b| b.was_up.contains(&g.vmid));
                 let onboot = config.is_some_and(|c| c.onboot);
                 if template || moved {
                     Reading::State(None)
@@ -810,7 +866,7 @@ impl Engine {
                     Reading::Hold
                 } else if onboot {
                     Reading::State(Some(Severity::Critical))
-                } else if was_up {
+                } else if was_up.binary_search(&g.vmid).is_ok() {
                     Reading::State(Some(Severity::Warning))
                 } else {
                     Reading::State(None)
@@ -825,23 +881,29 @@ impl Engine {
                 live,
                 Some(MetricKind::Fast),
             );
-            let used = if up { g.mem_used_bytes } else { None };
-            if let Some((used, limit)) = used.zip(g.mem_limit_bytes.filter(|l| *l > 0)) {
-                #[allow(clippy::cast_precision_loss)]
-                let percent = used as f64 / limit as f64 * 100.0;
+            if let Some(share) = memory_share {
                 let obs = Obs {
                     rule: memory,
-                    reading: Reading::Value(percent),
+                    reading: Reading::Value(share),
                     ..base
                 };
                 self.observe(host_id, &obs, t, live, Some(MetricKind::Fast));
             }
         }
+        // Seen running since it was last absent: running now, or before and still listed (a
+        // list that came back empty with an error keeps what it had).
+        let complete = !guests.is_empty() || latest.sample.errors.is_empty();
+        let mut listed: Vec<u32> = guests.iter().map(|g| g.vmid).collect();
+        listed.sort_unstable();
+        let mut next: Vec<u32> = was_up
+            .into_iter()
+            .filter(|v| !complete || listed.binary_search(v).is_ok())
+            .chain(now_up)
+            .collect();
+        next.sort_unstable();
+        next.dedup();
         if let Some(book) = self.books.get_mut(&host_id) {
-            let listed: HashSet<u32> = latest.sample.guests.iter().map(|g| g.vmid).collect();
-            if !latest.sample.guests.is_empty() || latest.sample.errors.is_empty() {
-                book.was_up.retain(|v| listed.contains(v));
-            }
+            book.was_up = next;
         }
     }
 

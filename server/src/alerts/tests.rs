@@ -954,3 +954,91 @@ fn a_restart_keeps_every_alerts_id_and_since_and_fires_nothing_again() {
         .event_keys()
         .contains(&format!("alert/{cpu_id}/repeat/1")));
 }
+
+#[test]
+fn a_guest_stopped_here_but_running_on_another_node_of_the_cluster_moved() {
+    use common::sample::{Cluster, SlowSample};
+    let config = config("[rules.guest_down]\nfor = \"0s\"\n");
+    let node = |id: i64, name: &str| {
+        let mut state = HostState::new(Host {
+            id,
+            name: name.into(),
+            ..host(HostStatus::Online, T0)
+        });
+        state.fast_interval = Some(30);
+        state.slow = Some(Arc::new(Latest {
+            collected_at: T0,
+            sample: SlowSample {
+                cluster: Some(Cluster {
+                    name: "homelab".into(),
+                    ..Cluster::default()
+                }),
+                ..SlowSample::default()
+            },
+        }));
+        state.medium = Some(Arc::new(Latest {
+            collected_at: T0,
+            sample: configs(&[(100, true, false)]),
+        }));
+        state
+    };
+    let mut a = node(1, "pve1");
+    let mut b = node(2, "pve2");
+    let mut engine = Engine::new(&config, LoadedAlerts::default(), Vec::new(), T0);
+    engine.seed(&[Arc::new(a.clone()), Arc::new(b.clone())], T0);
+    let fast = |engine: &mut Engine, state: &mut HostState, t: i64, list: Vec<GuestFast>| {
+        state.fast = Some(Arc::new(Latest {
+            collected_at: t,
+            sample: guests(list),
+        }));
+        engine.evaluate_sample(state, MetricKind::Fast, t, &NoHistory);
+    };
+    fast(
+        &mut engine,
+        &mut a,
+        T0,
+        vec![guest(100, GuestStatus::Running)],
+    );
+    fast(&mut engine, &mut b, T0, Vec::new());
+    // Migrated: running on pve2 while pve1's (late) sample still lists it, stopped.
+    fast(
+        &mut engine,
+        &mut b,
+        T0 + 30,
+        vec![guest(100, GuestStatus::Running)],
+    );
+    fast(
+        &mut engine,
+        &mut a,
+        T0 + 31,
+        vec![guest(100, GuestStatus::Stopped)],
+    );
+    assert!(engine.view(T0 + 31).is_empty(), "a move, not a guest down");
+    fast(&mut engine, &mut a, T0 + 61, Vec::new());
+    // Stopped on pve2 now, with onboot: that one is down.
+    fast(
+        &mut engine,
+        &mut b,
+        T0 + 60,
+        vec![guest(100, GuestStatus::Stopped)],
+    );
+    let view = engine.view(T0 + 60);
+    assert_eq!(view.len(), 1);
+    assert_eq!(
+        (view[0].rec.host.as_str(), view[0].rec.rule.as_str()),
+        ("pve2", "guest_down")
+    );
+}
+
+#[test]
+fn fast_samples_leave_alerts_of_medium_rules_alone() {
+    let config = AlertsConfig::default();
+    let mut sim = Sim::new(&config, T0);
+    sim.medium(T0, pools_and_storages("ONLINE", 97));
+    assert_eq!(sim.last("storage_full", "tank-vm").unwrap().state, AlertState::Pending);
+    for i in 1..=20 {
+        sim.fast(T0 + 30 * i, cpu(10.0));
+    }
+    let open: Vec<String> = sim.open(T0 + 600).into_iter().map(|(r, o, _, _)| format!("{r} {o}")).collect();
+    assert_eq!(open, ["fs_full /tank/backup", "storage_full tank-vm"]);
+}
