@@ -337,3 +337,40 @@ fn pool_degraded_agent_killed_and_back_and_a_server_restart() {
     );
     assert!(!server.log().contains("alert firing"), "{}", server.log());
 }
+
+#[test]
+fn a_bad_alerts_config_names_rule_and_key_and_the_server_refuses_to_start() {
+    let dir = TempDir::new("alerts-bad-config");
+    for (text, wanted) in [
+        (
+            "[alerts.rules.cpu_high]\nwarning = 99\n",
+            "alerts.rules.cpu_high.warning: critical (98) must be at or above warning (99)",
+        ),
+        (
+            "[alerts.rules.pool_unhealthy]\nfor = \"soon\"\n",
+            "alerts.rules.pool_unhealthy.for",
+        ),
+        (
+            "[[alerts.maintenance]]\nstart = \"02:00\"\nend = \"04:00\"\ntimezone = \"Europe/Berln\"\n",
+            "alerts.maintenance[0].timezone",
+        ),
+    ] {
+        let config = dir.path().join("server.toml");
+        std::fs::write(&config, text).unwrap();
+        let out = std::process::Command::new(support::server_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("--database")
+            .arg(dir.path().join("db"))
+            .args(["--listen", "127.0.0.1:0", "serve"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started with {text:?}");
+        assert!(
+            stderr.contains(wanted) && stderr.contains("server.toml"),
+            "{text:?}: {stderr}"
+        );
+        assert!(!dir.path().join("db").exists(), "refused before touching the database");
+    }
+}
