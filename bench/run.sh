@@ -13,8 +13,9 @@
 # Knobs (environment): BENCH_AGENTS (1000), BENCH_SECONDS (150), BENCH_FLOOD_SECONDS (20),
 # BENCH_STORM_AGENTS_10 (1000), BENCH_STORM_AGENTS_12 (300), BENCH_STORAGE_HOSTS (10),
 # BENCH_SKIP_BUILD=1, BENCH_PAGES_AGENTS (1000), BENCH_BASELINE_SERVER (an older server binary
-# whose pages are measured too, side by side; without it the summary shows the figures recorded
-# for main). BENCH_IDLE_SECONDS (300): the at-rest part (bench/idle.sh) adds about 8 minutes.
+# whose pages, and whose interval-1000 and flood-1000 runs, are measured too, side by side;
+# without it the summary shows the figures recorded for main).
+# BENCH_IDLE_SECONDS (300): the at-rest part (bench/idle.sh) adds about 8 minutes.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -90,10 +91,11 @@ cpu_s() { awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); printf "%.2f\n"
 sched_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%d\n", s }'; }
 vcsw() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'; }
 
-# Starts the release server on DB and a free port, --log-level warn; sets SERVER_PID, PORT.
+# Starts the release server (or BINARY) on DB and a free port, --log-level warn; sets
+# SERVER_PID, PORT. Usage: start_server DB [BINARY]
 start_server() {
 	PORT=$(free_port)
-	"$SERVER" --database "$1" --listen "127.0.0.1:$PORT" --log-level warn serve 2>>"$1.log" &
+	"${2:-$SERVER}" --database "$1" --listen "127.0.0.1:$PORT" --log-level warn serve 2>>"$1.log" &
 	SERVER_PID=$!
 	STARTED+=("$SERVER_PID")
 	wait_port "$PORT"
@@ -257,13 +259,13 @@ AGENT="$AGENT" SERVER="$SERVER" LOADGEN="$LOADGEN" NE_BIN="$NE_BIN" OUT="$OUT" I
 # ---------------------------------------------------------------- server
 # One load run against a fresh database; then the ceiling for the same shape (same hosts,
 # same number of samples: the cost of an insert grows with the history per series).
-# Usage: server_run LABEL MODE AGENTS SECONDS
+# Usage: server_run LABEL MODE AGENTS SECONDS [SERVER_BINARY]
 server_run() {
-	local label=$1 mode=$2 n=$3 secs=$4 dir=$OUT/$1
-	say "server: $label ($n agents, $mode, ${secs} s)"
+	local label=$1 mode=$2 n=$3 secs=$4 dir=$OUT/$1 binary=${5:-$SERVER}
+	say "server: $label ($n agents, $mode, ${secs} s, $binary)"
 	mkdir -p "$dir"
 	"$LOADGEN" --log-level warn register --database "$dir/server.db" --count "$n" --cost 4 --tokens "$dir/tokens.txt" >&2
-	start_server "$dir/server.db"
+	start_server "$dir/server.db" "$binary"
 	"$LOADGEN" --log-level warn run --url "ws://127.0.0.1:$PORT/socket/websocket" --tokens "$dir/tokens.txt" \
 		--agents "$n" --duration "$secs" --mode "$mode" --interval-ms 1000 --guests 30 \
 		--server-pid "$SERVER_PID" --database "$dir/server.db" --warmup "$WARMUP_SECONDS" \
@@ -279,6 +281,17 @@ server_run() {
 server_run interval-$AGENTS interval "$AGENTS" "$SECONDS_RUN"
 server_run flood-$AGENTS flood "$AGENTS" "$FLOOD_SECONDS"
 server_run flood-100 flood 100 "$FLOOD_SECONDS"
+if [ -n "${BENCH_BASELINE_SERVER:-}" ]; then
+	# The same runs with the baseline binary, right after: what this branch costs ingestion.
+	server_run baseline-interval-$AGENTS interval "$AGENTS" "$SECONDS_RUN" "$BENCH_BASELINE_SERVER"
+	server_run baseline-flood-$AGENTS flood "$AGENTS" "$FLOOD_SECONDS" "$BENCH_BASELINE_SERVER"
+fi
+
+# ---------------------------------------------------------------- alerts
+# The default rules' evaluation per fast sample (30 guests), without sockets or the database:
+# a quiet fleet and one with alerts open, firing and announced.
+say "alerts: rule evaluation per sample, $AGENTS hosts"
+"$LOADGEN" --log-level warn alerts --hosts "$AGENTS" --rounds 400 | tee "$OUT/alerts.txt" >&2
 
 say "ceiling: one sample per transaction (no group commit), $AGENTS hosts, 20 s"
 "$LOADGEN" --log-level warn ceiling --database "$OUT/ceiling-1.db" --samples 1000000 --hosts "$AGENTS" \
@@ -369,7 +382,8 @@ div2() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "") printf "%.2f
 	printf '  %-52s %s\n' "server CPU per hour, $(kv "$i" idle_server_agents) agents pushing every 30 s" "$(kv "$i" idle_server_cpu_s_per_hour) s ($(kv "$i" idle_server_cpu_s) s in $(kv "$i" idle_server_seconds) s, RSS $(kv "$i" idle_server_rss_mib) MiB)"
 	echo "SERVER (release, --log-level warn, synchronous=full; 30 guests per agent -> 395 points per sample)"
 	printf '  %-16s %8s %9s %10s %9s %9s %9s %8s %9s %8s %7s %8s\n' run samples/s points/s ceiling e2e/ceil p50_ms p99_ms max_ms srv_cpu_s rss_MiB B/point join_s
-	for label in "interval-$AGENTS" "flood-$AGENTS" flood-100; do
+	for label in "interval-$AGENTS" "flood-$AGENTS" flood-100 "baseline-interval-$AGENTS" "baseline-flood-$AGENTS"; do
+		[ -f "$OUT/$label/run.txt" ] || continue
 		r=$OUT/$label/run.txt
 		c=$OUT/$label/ceiling.txt
 		printf '  %-16s %8s %9s %10s %9s %9s %9s %8s %9s %8s %7s %8s\n' "$label" \
@@ -398,6 +412,18 @@ div2() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "") printf "%.2f
 			"$(kv "$r" read_24h_previous_ms)/$(kv "$r" read_24h_chunks_ms)" \
 			"$(kv "$r" read_7d_previous_ms)/$(kv "$r" read_7d_chunks_ms) ms"
 	done
+	echo "ALERTS (default rules, 30-guest fast samples; rules and state machine, no I/O)"
+	for fleet in quiet busy; do
+		a=$(grep "label=alerts-$fleet " "$OUT/alerts.txt" || true)
+		printf '  %-52s %s\n' "evaluation per sample, $fleet fleet" \
+			"$(echo "$a" | grep -oE 'alert_eval_cpu_ns_per_sample=[0-9]+' | cut -d= -f2) ns CPU ($(echo "$a" | grep -oE ' open=[^ ]+' | cut -d= -f2-))"
+	done
+	if [ -n "${BENCH_BASELINE_SERVER:-}" ]; then
+		printf '  %-52s %s\n' "flood-$AGENTS points/s, this / baseline (target >= 90 %)" \
+			"$(kv "$OUT/flood-$AGENTS/run.txt" points_per_s) / $(kv "$OUT/baseline-flood-$AGENTS/run.txt" points_per_s) = $(ratio "$(kv "$OUT/flood-$AGENTS/run.txt" points_per_s)" "$(kv "$OUT/baseline-flood-$AGENTS/run.txt" points_per_s)")"
+		printf '  %-52s %s\n' "interval-$AGENTS p99 ms, this / baseline" \
+			"$(kv "$OUT/interval-$AGENTS/run.txt" p99_ms) / $(kv "$OUT/baseline-interval-$AGENTS/run.txt" p99_ms)"
+	fi
 	echo "RECONNECT STORM (server restart with SIGINT; every rejoin pays one bcrypt verification)"
 	for cost in 10 12; do
 		s=$OUT/storm-$cost/storm.txt

@@ -241,6 +241,10 @@ pub struct GuestFast {
     pub net_out_bytes_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pressure: Option<Pressure>,
+    /// The config's `lock` (`backup`, `migrate`, `rollback`, `suspended`, `mounted`, ...):
+    /// Proxmox is doing something with the guest, which explains it being stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
 }
 
 /// The `metric:medium` sample: pools, filesystems, storages and guest configuration.
@@ -432,6 +436,18 @@ pub struct Storage {
     pub total_bytes: Option<u64>,
     pub used_bytes: Option<u64>,
     pub avail_bytes: Option<u64>,
+    /// A `zfspool` storage's dataset (`pool rpool/data` in `storage.cfg`): its pool is the
+    /// part before the first `/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+}
+
+impl Storage {
+    /// The ZFS pool this storage lives on, for a `zfspool` storage.
+    pub fn zfs_pool(&self) -> Option<&str> {
+        let dataset = self.pool.as_deref()?;
+        dataset.split('/').next().filter(|p| !p.is_empty())
+    }
 }
 
 /// A guest's configuration facts.
@@ -458,6 +474,9 @@ pub struct GuestConfig {
     pub template: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The config's `lock`, as in `GuestFast::lock`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
 }
 
 /// The `metric:slow` sample: versions, hardware and cluster membership.

@@ -152,7 +152,6 @@ pub fn ceiling(database: &Path, options: &CeilingOptions) -> Result<CeilingRepor
     Ok(report)
 }
 
-
 impl CeilingReport {
     #[allow(clippy::cast_precision_loss)]
     pub fn points_per_second(&self) -> f64 {

@@ -6,6 +6,7 @@
 //! real agent (see `agents` for why).
 
 pub mod agents;
+pub mod alerts;
 pub mod ceiling;
 pub mod client;
 pub mod error;

@@ -187,6 +187,22 @@ enum Command {
         #[arg(long, default_value = "pages")]
         label: String,
     },
+    /// What evaluating the default alert rules costs per fast sample (no sockets, no database)
+    Alerts {
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        /// Fast samples per host (one a second of simulated time; alerts fire after 5 min)
+        #[arg(long, default_value_t = 400)]
+        rounds: usize,
+        #[arg(long, default_value_t = 30)]
+        guests: u32,
+        /// In the busy fleet, one host in this many has CPU at 95 %, a stopped onboot guest
+        /// and a full storage
+        #[arg(long, default_value_t = 10)]
+        busy_every: usize,
+        #[arg(long, default_value = "alerts")]
+        label: String,
+    },
     /// Time for N agents to be online again after a server restart (spawns the server itself)
     Storm {
         #[arg(long)]
@@ -238,6 +254,33 @@ fn hosts(tokens: &std::path::Path, n: usize) -> Result<Vec<(String, String)>> {
 
 fn run(command: Command) -> Result<()> {
     match command {
+        Command::Alerts {
+            hosts,
+            rounds,
+            guests,
+            busy_every,
+            label,
+        } => {
+            let options = loadgen::alerts::AlertBenchOptions {
+                hosts,
+                rounds,
+                guests,
+                busy_every,
+            };
+            for (fleet, busy) in [("quiet", false), ("busy", true)] {
+                let r = loadgen::alerts::run(&options, busy);
+                println!(
+                    "summary label={label}-{fleet} samples={} alert_eval_ns_per_sample={:.0} \
+                     alert_eval_cpu_ns_per_sample={:.0} open_alerts={} events={} open={}",
+                    r.samples,
+                    r.wall_ns_per_sample,
+                    r.cpu_ns_per_sample,
+                    r.open_alerts,
+                    r.events,
+                    if r.open_by_rule.is_empty() { "-" } else { &r.open_by_rule }
+                );
+            }
+        }
         Command::Register {
             database,
             count,

@@ -528,6 +528,7 @@ fn guest(g: &mut GuestState, rng: &mut fastrand::Rng, dt: f64, elapsed: f64) -> 
         net_in_bytes_per_s: Some(rate(g.net_in.delta(rng, dt), elapsed)),
         net_out_bytes_per_s: Some(rate(g.net_out.delta(rng, dt), elapsed)),
         pressure: g.pressure.as_mut().map(|p| p.next(rng, dt)),
+        lock: None,
     }
 }
 
@@ -569,6 +570,7 @@ pub fn medium_sample(guests: u32, host: usize) -> MediumSample {
         total_bytes: Some(total),
         used_bytes: Some(total / 3),
         avail_bytes: Some(total - total / 3),
+        pool: (kind == "zfspool").then(|| "rpool/data".to_owned()),
     };
     const TAGS: [&str; 5] = ["prod", "web", "db", "backup", "test"];
     MediumSample {
@@ -611,6 +613,7 @@ pub fn medium_sample(guests: u32, host: usize) -> MediumSample {
                     onboot: true,
                     template: false,
                     tags: vec![TAGS[i % 5].into(), TAGS[(i + host) % 5].into()],
+                    lock: None,
                 }
             })
             .collect(),

@@ -15,7 +15,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::events::{MetricKind, MetricPush};
+use common::events::MetricKind;
 use rusqlite::{params, Connection};
 use server::store::{history_path, SampleWrite, Store, Synchronous};
 
@@ -82,11 +82,8 @@ pub fn storage(options: &StorageOptions) -> Result<StorageReport> {
         let writes: Vec<SampleWrite> = hosts
             .iter_mut()
             .map(|(id, name, node)| {
-                let push = MetricPush {
-                    collected_at: String::new(),
-                    data: serde_json::to_value(node.next(dt)).unwrap_or_default(),
-                };
-                server::ingest::sample_write(*id, MetricKind::Fast, t, &push, name)
+                let data = node.next_json(dt);
+                server::ingest::sample_write(*id, MetricKind::Fast, t, &data, name)
             })
             .collect();
         report.points += writes.iter().map(|w| w.points.len() as u64).sum::<u64>();
@@ -294,7 +291,7 @@ pub fn reads(options: &ReadOptions) -> Result<ReadReport> {
         }
         batch.push(SampleWrite {
             host_id: host,
-            kind: "fast",
+            kind: MetricKind::Fast,
             collected_at: t,
             data_json: "{}".into(),
             points,

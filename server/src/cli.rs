@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::alert_cli;
 use crate::config::{Overrides, ServerConfig};
 use crate::error::{Error, Result};
 use crate::store::{SeriesQuery, Store};
@@ -110,6 +111,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List open alerts (firing and pending), worst first
+    Alerts(alert_cli::AlertsArgs),
+    /// Silence alerts of a host (optionally one rule, object, guest or tag) for a while
+    Silence(alert_cli::SilenceArgs),
+    /// List silences and maintenance windows
+    Silences(alert_cli::SilencesArgs),
+    /// End a silence now
+    Unsilence {
+        /// The silence's id (from `silences`)
+        id: i64,
+    },
+    /// Acknowledge a firing alert: no reminders until it resolves (or --expires)
+    Ack(alert_cli::AckArgs),
+    /// List notification events in the outbox (firing, repeat, resolved)
+    AlertEvents(alert_cli::EventsArgs),
 }
 
 /// Runs the parsed command line.
@@ -157,6 +173,12 @@ pub fn run(cli: Cli) -> Result<()> {
             query(&config, &host, &series, from, to, max_points, json)
         }
         Command::DbStats { json } => db_stats(&config, json),
+        Command::Alerts(args) => alert_cli::alerts(&config, &open_store(&config)?, &args),
+        Command::Silence(args) => alert_cli::silence(&config, &open_store(&config)?, &args),
+        Command::Silences(args) => alert_cli::silences(&config, &open_store(&config)?, &args),
+        Command::Unsilence { id } => alert_cli::unsilence(&open_store(&config)?, id),
+        Command::Ack(args) => alert_cli::ack(&open_store(&config)?, &args),
+        Command::AlertEvents(args) => alert_cli::events(&open_store(&config)?, &args),
     }
 }
 

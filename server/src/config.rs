@@ -6,6 +6,7 @@ use std::time::Duration;
 use log::LevelFilter;
 use serde::Deserialize;
 
+use crate::alerts::AlertsConfig;
 use crate::error::{Error, Result};
 use crate::store::rollup::RetentionDays;
 use crate::store::{Retention, Synchronous};
@@ -32,6 +33,8 @@ pub struct ServerConfig {
     /// How often the maintenance thread rolls up finished buckets.
     pub maintenance_interval: Duration,
     pub http: HttpConfig,
+    /// `[alerts]`: rules, overrides, maintenance windows.
+    pub alerts: AlertsConfig,
 }
 
 /// `[http]`: who may read `/metrics`, and how the session cookie is marked.
@@ -66,6 +69,7 @@ impl Default for ServerConfig {
             retention: Retention::default(),
             maintenance_interval: Duration::from_secs(60),
             http: HttpConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -85,6 +89,7 @@ struct FileConfig {
     retention: Option<RetentionDays>,
     maintenance_interval_seconds: Option<u64>,
     http: Option<HttpConfig>,
+    alerts: Option<toml::Value>,
 }
 
 /// Values given on the command line; they win over the file.
@@ -215,6 +220,13 @@ impl ServerConfig {
                 }
             }
             self.http = http.clone();
+        }
+        if let Some(alerts) = &file.alerts {
+            self.alerts =
+                AlertsConfig::from_toml(alerts.clone()).map_err(|message| Error::Config {
+                    source_name: source_name.to_owned(),
+                    message,
+                })?;
         }
         Ok(())
     }

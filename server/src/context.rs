@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::alerts::Alerts;
 use crate::auth::{Authenticator, LoginThrottle};
 use crate::config::ServerConfig;
 use crate::registry::Registry;
@@ -24,6 +25,8 @@ pub struct Context {
     pub login_throttle: LoginThrottle,
     /// The open agent sockets, to wake their threads on a kick or at shutdown.
     pub sockets: Sockets,
+    /// The alerts as the alert thread last published them, and its command queue.
+    pub alerts: Alerts,
 }
 
 /// Counters since the server started.
@@ -53,6 +56,7 @@ impl Context {
     ) -> Context {
         Context {
             auth: Authenticator::new(config.bcrypt_cost),
+            alerts: Alerts::new(config.alerts.clone()),
             config,
             store,
             hosts,

@@ -94,6 +94,7 @@ impl Collector {
                 kind: entry.kind,
                 name: Some(conf.display_name(entry.kind, entry.vmid)),
                 status: GuestStatus::Stopped,
+                lock: conf.lock.clone(),
                 ..GuestFast::default()
             };
             let process = match entry.kind {

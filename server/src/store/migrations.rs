@@ -46,7 +46,7 @@ const ORDER: &[(Schema, usize)] = &[
     (Schema::History, 1),
     (Schema::Main, 4),
     (Schema::History, 2),
-    (Schema::Main, 5),
+    (Schema::Main, 6),
 ];
 
 /// A migration that failed, and which file it was for.
@@ -168,6 +168,73 @@ const MIGRATIONS: &[Step] = &[
     DROP TABLE series;
     CREATE VIEW series (id, host_id, name) AS
         SELECT s.first_id + j.key, s.host_id, j.value FROM series_sets s, json_each(s.names) j;",
+    ),
+    // 6: alerts (see `store::alerts`). One row per alert episode — pending, firing, then
+    // resolved — kept as history after it resolves; at most one open row per (rule, host,
+    // object). Ids are AUTOINCREMENT: never handed out twice, so an id in a notification or a
+    // link always means the same alert. `alert_outbox` holds notification events under a
+    // unique idempotency key; `silences` the admins' silences; `alert_control` counts changes
+    // made by any process (`ack`, `silence` from the command line), which the server watches.
+    Step::Sql(
+        "CREATE TABLE IF NOT EXISTS alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        rule TEXT NOT NULL,
+        host_id INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        object TEXT NOT NULL DEFAULT '',
+        guest INTEGER,
+        label TEXT,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'firing', 'resolved')),
+        severity TEXT NOT NULL CHECK (severity IN ('warning', 'critical')),
+        value REAL,
+        threshold REAL,
+        summary TEXT NOT NULL,
+        since INTEGER NOT NULL,
+        fired_at INTEGER,
+        changed_at INTEGER NOT NULL,
+        resolved_at INTEGER,
+        resolution TEXT,
+        live INTEGER NOT NULL DEFAULT 1,
+        announced TEXT CHECK (announced IN ('warning', 'critical')),
+        last_notified_at INTEGER,
+        repeats INTEGER NOT NULL DEFAULT 0,
+        suppressed_by TEXT,
+        acked_at INTEGER,
+        acked_by TEXT,
+        ack_comment TEXT,
+        ack_expires_at INTEGER
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts (rule, host_id, object)
+        WHERE state != 'resolved';
+    CREATE INDEX IF NOT EXISTS alerts_resolved ON alerts (resolved_at)
+        WHERE state = 'resolved';
+    CREATE TABLE IF NOT EXISTS alert_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        alert_id INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('firing', 'repeat', 'resolved')),
+        created_at INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        delivered_at INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS silences (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        host TEXT,
+        guest INTEGER,
+        rule TEXT,
+        tag TEXT,
+        object TEXT,
+        starts_at INTEGER NOT NULL,
+        ends_at INTEGER NOT NULL,
+        comment TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS alert_control (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO alert_control (id, generation) VALUES (1, 0);"
     ),
 ];
 

@@ -11,6 +11,7 @@
 
 mod chunk;
 mod chunks;
+pub mod alerts;
 mod hosts;
 mod latest;
 mod migrations;

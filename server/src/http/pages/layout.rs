@@ -28,6 +28,11 @@ pub fn page(title: &str, nav: Nav, body: Markup) -> Markup {
                 header.top {
                     a.brand href="/" { "Proxmox Monitor" }
                     @if nav == Nav::LoggedIn {
+                        nav.top-links aria-label="Pages" {
+                            a href="/" { "Hosts" }
+                            " "
+                            a href="/alerts" { "Alerts" }
+                        }
                         form.logout method="post" action="/logout" {
                             button type="submit" { "Log out" }
                         }
