@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agent::collect::command::{CommandError, CommandRunner};
+use agent::collect::command::{CommandError, CommandRunner, Output};
 use agent::collect::Collector;
 use common::sample::{FastSample, GuestStatus, MediumSample, SourceError};
 
@@ -373,6 +373,10 @@ fn medium_and_slow_of_the_pve_node() {
     assert_eq!(medium.storages, golden.storages);
     assert_eq!(medium.guests, golden.guests);
     assert_eq!(medium.filesystems[..2], golden.filesystems[..]);
+    assert_eq!(medium.backup_jobs, golden.backup_jobs);
+    assert_eq!(medium.backups, golden.backups);
+    assert_eq!(medium.replication, golden.replication);
+    assert_eq!(medium.ha, golden.ha);
     let slow = collector.slow();
     assert_eq!(
         serde_json::to_value(&slow).unwrap(),
@@ -558,7 +562,7 @@ fn broken_files_are_errors_not_panics() {
 struct Missing(Arc<Mutex<Vec<String>>>);
 
 impl CommandRunner for Missing {
-    fn run(&self, program: &str, _args: &[&str]) -> Result<String, CommandError> {
+    fn run_output(&self, program: &str, _args: &[&str]) -> Result<Output, CommandError> {
         self.0.lock().unwrap().push(program.to_owned());
         Err(CommandError::NotFound {
             program: program.to_owned(),
@@ -570,7 +574,7 @@ impl CommandRunner for Missing {
 struct Hanging;
 
 impl CommandRunner for Hanging {
-    fn run(&self, program: &str, args: &[&str]) -> Result<String, CommandError> {
+    fn run_output(&self, program: &str, args: &[&str]) -> Result<Output, CommandError> {
         Err(CommandError::Timeout {
             command: format!("{program} {}", args.join(" ")),
             timeout: Duration::from_secs(10),
