@@ -110,6 +110,7 @@ pub fn fast_sample(guests: u32, variant: u32) -> FastSample {
             })
             .collect(),
         guests: (0..guests).map(|g| guest(g, variant)).collect(),
+        temperatures: Vec::new(),
         errors: Vec::new(),
     }
 }
