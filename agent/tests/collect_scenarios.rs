@@ -516,9 +516,14 @@ fn broken_files_are_errors_not_panics() {
             "/proc/net/dev",
             "/proc/diskstats",
             "/etc/pve/.vmlist",
+            "/sys/class/hwmon/hwmon0/temp1_input",
         ]
     );
     assert_eq!(fast.hostname.as_deref(), Some("pve1"));
+    // A sensor whose value does not read is still listed, with its label.
+    assert_eq!(fast.temperatures.len(), 1);
+    assert_eq!(fast.temperatures[0].label.as_deref(), Some("Package id 0"));
+    assert_eq!(fast.temperatures[0].celsius, None);
     assert_eq!(fast.pressure.unwrap().memory_some, Some(0.0));
     // What comes before the damage is still read.
     assert_eq!(fast.mem_total_bytes, Some(65_759_444 * 1024));
@@ -552,9 +557,14 @@ fn broken_files_are_errors_not_panics() {
             "/sys/module/zfs/version",
             "/proc/sys/kernel/osrelease",
             "/proc/cpuinfo",
+            "smartctl --scan",
+            "smartctl /dev/sda",
         ]
     );
     assert_eq!(slow.node_name.as_deref(), Some("pve1"));
+    // The scan's whole lines before the damage name one disk.
+    assert_eq!(slow.smart.len(), 1);
+    assert_eq!(slow.smart[0].device, "/dev/sda");
 }
 
 /// Answers every command with "not installed", counting the calls.

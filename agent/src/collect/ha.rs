@@ -23,10 +23,20 @@ pub struct ResourceConf {
     /// `vm:100`
     pub sid: String,
     pub vmid: u32,
-    /// `started` (the default; `enabled` is an old name of it), `stopped`, `disabled`,
-    /// `ignored`.
-    pub state: String,
+    /// `state` as written: `started` (the default; `enabled` is an old name of it),
+    /// `stopped`, `disabled`, `ignored`.
+    pub state: Option<String>,
     pub group: Option<String>,
+}
+
+impl ResourceConf {
+    /// The state asked for.
+    pub fn requested(&self) -> &str {
+        match self.state.as_deref() {
+            None | Some("enabled") => "started",
+            Some(state) => state,
+        }
+    }
 }
 
 /// The `vm` and `ct` sections of `resources.cfg`; the id must be a VMID.
@@ -41,14 +51,10 @@ pub fn parse_resources(text: &str, problems: &mut Problems) -> Result<Vec<Resour
         .filter(|s| matches!(s.kind.as_str(), "vm" | "ct"))
         .filter_map(|s| {
             let vmid = s.id.parse().ok()?;
-            let state = match s.value("state").unwrap_or("started") {
-                "enabled" => "started",
-                other => other,
-            };
             Some(ResourceConf {
                 sid: format!("{}:{}", s.kind, s.id),
                 vmid,
-                state: state.to_owned(),
+                state: s.value("state").map(str::to_owned),
                 group: s.value("group").map(str::to_owned),
             })
         })
@@ -160,7 +166,7 @@ pub fn verbose_state(
     let Some(conf) = conf else {
         return "deleting".into();
     };
-    let request = conf.state.as_str();
+    let request = conf.requested();
     if request == "ignored" {
         return "ignored".into();
     }
@@ -210,7 +216,7 @@ pub fn status(
             sid: sid.to_owned(),
             node,
             crm_state: service.and_then(|s| s.state.clone()),
-            request_state: conf.map(|c| c.state.clone()),
+            request_state: conf.map(|c| c.requested().to_owned()),
             state: verbose_state(service, conf, conf_node.is_some()),
             group: conf.and_then(|c| c.group.clone()),
         });
@@ -247,7 +253,7 @@ mod tests {
         ResourceConf {
             sid: "vm:1".into(),
             vmid: 1,
-            state: state.into(),
+            state: Some(state.into()),
             group: None,
         }
     }

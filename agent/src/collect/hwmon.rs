@@ -42,9 +42,10 @@ pub fn sensor_file(name: &str) -> Option<(u32, Attribute)> {
     Some((number.parse().ok()?, attribute))
 }
 
-/// A millidegree value (`45000\n`) in degrees Celsius, to 0.001.
+/// A millidegree value (`45000\n`) in degrees Celsius, to 0.001. A sysfs attribute is one
+/// line: only the first is read.
 pub fn parse_millidegrees(text: &str) -> Result<f64, String> {
-    let trimmed = text.trim();
+    let trimmed = text.lines().next().unwrap_or("").trim();
     let value: i64 = trimmed
         .parse()
         .map_err(|_| format!("{} is not a temperature in millidegrees", quote(trimmed)))?;
@@ -60,7 +61,7 @@ pub fn parse_millidegrees(text: &str) -> Result<f64, String> {
 /// A threshold file (`tempN_max`, `tempN_crit`): its value in degrees Celsius, or `None` when it
 /// is no temperature: NVMe sensors without a threshold say 65261.850 °C (0xffff kelvin).
 pub fn parse_threshold(text: &str) -> Result<Option<f64>, String> {
-    let trimmed = text.trim();
+    let trimmed = text.lines().next().unwrap_or("").trim();
     let value: i64 = trimmed
         .parse()
         .map_err(|_| format!("{} is not a temperature in millidegrees", quote(trimmed)))?;

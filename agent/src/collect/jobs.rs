@@ -24,12 +24,33 @@ pub struct JobConf {
     /// Read from `vzdump.cron`.
     pub legacy: bool,
     pub schedule: Option<String>,
-    /// `enabled` (default 1); a `#vzdump` cron line is disabled.
-    pub enabled: bool,
+    /// `enabled` as written (Proxmox's default is 1); a `#vzdump` cron line is disabled.
+    pub enabled: Option<bool>,
     pub storage: Option<String>,
     pub node: Option<String>,
-    pub selection: Selection,
+    /// The selecting keys as written; `selection()` says what they select.
+    pub pool: Option<String>,
+    pub vmid: Option<Vec<u32>>,
+    pub all: Option<bool>,
+    pub exclude: Option<Vec<u32>>,
     pub comment: Option<String>,
+}
+
+impl JobConf {
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or(true)
+    }
+
+    /// What the job selects (`get_included_guests`' order: pool, then vmid, then
+    /// all/exclude; `exclude` alone means all).
+    pub fn selection(&self) -> Selection {
+        selection(
+            self.pool.as_deref(),
+            self.vmid.clone(),
+            self.all.unwrap_or(false),
+            self.exclude.clone(),
+        )
+    }
 }
 
 /// What a job selects.
@@ -97,9 +118,10 @@ pub fn parse_jobs_cfg(text: &str, problems: &mut Problems) -> Result<Vec<JobConf
 }
 
 fn job_of_section(section: &Section, problems: &mut Problems) -> JobConf {
-    let mut flag = |key: &str, default: bool| match section.get(key) {
-        None => default,
-        Some(value) => parse_boolean(value.unwrap_or("1")).unwrap_or_else(|| {
+    let mut flag = |key: &str| {
+        let value = section.get(key)?;
+        let flag = parse_boolean(value.unwrap_or("1"));
+        if flag.is_none() {
             problems.line(
                 section.line_of(key),
                 format!(
@@ -108,12 +130,12 @@ fn job_of_section(section: &Section, problems: &mut Problems) -> JobConf {
                     quote(value.unwrap_or(""))
                 ),
             );
-            default
-        }),
+        }
+        flag
     };
-    let enabled = flag("enabled", true);
-    let all = flag("all", false);
-    let vmids = section
+    let enabled = flag("enabled");
+    let all = flag("all");
+    let vmid = section
         .value("vmid")
         .map(|list| vmid_list(list, section.line_of("vmid"), &section.id, problems));
     let exclude = section
@@ -126,7 +148,10 @@ fn job_of_section(section: &Section, problems: &mut Problems) -> JobConf {
         enabled,
         storage: section.value("storage").map(str::to_owned),
         node: section.value("node").map(str::to_owned),
-        selection: selection(section.value("pool"), vmids, all, exclude),
+        pool: section.value("pool").map(str::to_owned),
+        vmid,
+        all,
+        exclude,
         comment: section.value("comment").map(str::to_owned),
     }
 }
@@ -244,10 +269,13 @@ fn cron_job(line: &str, n: usize) -> Option<JobConf> {
             Some(days) => format!("{days} {time}"),
             None => time,
         }),
-        enabled,
+        enabled: Some(enabled),
         storage,
         node,
-        selection: selection(pool.as_deref(), Some(vmids), all, exclude),
+        pool,
+        vmid: (!vmids.is_empty()).then_some(vmids),
+        all: all.then_some(true),
+        exclude,
         comment: None,
     })
 }
@@ -305,19 +333,17 @@ pub struct JobState {
     pub time: Option<u64>,
 }
 
-/// Parses a job state file. An empty file is Proxmox's default state (`created`).
-pub fn parse_job_state(text: &str, problems: &mut Problems) -> Result<JobState, String> {
+/// Parses a job state file; `None` for an empty one, which Proxmox reads as its default
+/// state (`created`: never ran).
+pub fn parse_job_state(text: &str, problems: &mut Problems) -> Result<Option<JobState>, String> {
     if text.trim().is_empty() {
-        return Ok(JobState {
-            state: "created".into(),
-            ..JobState::default()
-        });
+        return Ok(None);
     }
     let value = json::parse(text, problems)?;
     let object = value.as_object().ok_or("not a JSON object")?;
     let string = |key: &str| object.get(key).and_then(Value::as_str).map(str::to_owned);
     let state = string("state").ok_or("no \"state\"")?;
-    Ok(JobState {
+    Ok(Some(JobState {
         state,
         msg: string("msg"),
         upid: string("upid"),
@@ -325,7 +351,7 @@ pub fn parse_job_state(text: &str, problems: &mut Problems) -> Result<JobState, 
             .get("time")
             .and_then(Value::as_u64)
             .filter(|t| *t > 0),
-    })
+    }))
 }
 
 /// The resource pools of `user.cfg`: `pool:<name>:<comment>:<vmids>:<storages>:` lines. A VMID
@@ -401,18 +427,18 @@ mod tests {
             ]
         );
         assert_eq!(jobs[0].schedule.as_deref(), Some("01:00"));
-        assert_eq!(jobs[0].selection, Selection::Vmids(vec![100, 101]));
+        assert_eq!(jobs[0].selection(), Selection::Vmids(vec![100, 101]));
         assert_eq!(jobs[0].storage.as_deref(), Some("local"));
         assert_eq!(jobs[0].node.as_deref(), Some("pve1"));
         assert_eq!(
             jobs[1].comment.as_deref(),
             Some("weekly copy of the prod pool (paused)")
         );
-        assert!(jobs[0].enabled);
-        assert_eq!(jobs[1].selection, Selection::Pool("prod".into()));
-        assert!(!jobs[1].enabled);
+        assert!(jobs[0].is_enabled());
+        assert_eq!(jobs[1].selection(), Selection::Pool("prod".into()));
+        assert!(!jobs[1].is_enabled());
         assert_eq!(
-            jobs[2].selection,
+            jobs[2].selection(),
             Selection::All {
                 exclude: vec![100, 101, 102]
             }
@@ -469,8 +495,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(jobs.len(), 1);
-        assert_eq!(jobs[0].selection, Selection::Vmids(vec![100]));
-        assert!(jobs[0].enabled);
+        assert_eq!(jobs[0].selection(), Selection::Vmids(vec![100]));
+        assert!(jobs[0].is_enabled());
         assert_eq!(
             problems_of(&problems),
             [
@@ -492,9 +518,9 @@ mod tests {
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].id, "vzdump.cron:1");
         assert_eq!(jobs[0].schedule.as_deref(), Some("sun 03:30"));
-        assert!(!jobs[0].enabled);
+        assert!(!jobs[0].is_enabled());
         assert_eq!(
-            jobs[0].selection,
+            jobs[0].selection(),
             Selection::All {
                 exclude: vec![100, 101]
             }
@@ -505,7 +531,7 @@ mod tests {
             Some("mon,tue,wed,thu,fri 02:00")
         );
         assert_eq!(jobs[1].node.as_deref(), Some("pve2"));
-        assert_eq!(jobs[1].selection, Selection::Vmids(vec![200]));
+        assert_eq!(jobs[1].selection(), Selection::Vmids(vec![200]));
         let mut problems = Problems::new();
         let jobs = parse_vzdump_cron("0 2 * * * root vzdump 1\n61 2 * * * root vzdump 1\n0 2 * * xyz root vzdump 1\n0 2 1 * * root vzdump 1\n", &mut problems).unwrap();
         assert_eq!(jobs.len(), 1);
@@ -520,11 +546,12 @@ mod tests {
             include_str!("../../../fixtures/pve-node/var/lib/pve-manager/jobs/vzdump-backup-5f0d2c1e-9a41.json"),
             &mut problems,
         )
+        .unwrap()
         .unwrap();
         assert_eq!(state.state, "stopped");
         assert_eq!(state.msg.as_deref(), Some("job errors"));
         assert!(state.upid.unwrap().contains(":vzdump::"));
-        assert_eq!(parse_job_state("", &mut problems).unwrap().state, "created");
+        assert_eq!(parse_job_state("", &mut problems).unwrap(), None);
         assert!(parse_job_state("{\"msg\":1}", &mut problems).is_err());
         assert!(parse_job_state("[1]", &mut problems).is_err());
     }

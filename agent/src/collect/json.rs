@@ -40,8 +40,9 @@ pub fn parse(text: &str, problems: &mut Problems) -> Result<Value, String> {
             let kept: String = text.split_inclusive('\n').take(line - 1).collect();
             match close(&kept) {
                 Some(value) => {
+                    // At the end of a text that ends with a newline, serde counts one more line.
                     problems.line(
-                        line,
+                        line.min(text.lines().count().max(1)),
                         format!("not JSON ({e}): the lines before it are read"),
                     );
                     Ok(value)

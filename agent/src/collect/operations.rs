@@ -301,10 +301,7 @@ impl Collector {
             .iter()
             .map(|e| (e.vmid, e.node.clone()))
             .collect();
-        let pools = if jobs
-            .iter()
-            .any(|j| matches!(j.selection, jobs::Selection::Pool(_)))
-        {
+        let pools = if jobs.iter().any(|j| j.pool.is_some()) {
             match self.optional_source("etc/pve/user.cfg", jobs::parse_pools, errors) {
                 Some(pools) => Some(pools),
                 None if !self.root.join("etc/pve/user.cfg").exists() => Some(BTreeMap::new()),
@@ -319,13 +316,13 @@ impl Collector {
             if job.node.as_deref().is_some_and(|n| n != view.node) {
                 continue;
             }
-            let guests: Vec<u32> = job
-                .selection
+            let selection = job.selection();
+            let guests: Vec<u32> = selection
                 .guests(&cluster, pools.as_ref().unwrap_or(&BTreeMap::new()))
                 .into_iter()
                 .filter(|v| locals.iter().any(|e| e.vmid == *v))
                 .collect();
-            if job.enabled {
+            if job.is_enabled() {
                 for vmid in &guests {
                     covering.entry(*vmid).or_default().push(job.id.clone());
                 }
@@ -338,10 +335,10 @@ impl Collector {
             out_jobs.push(BackupJob {
                 id: job.id.clone(),
                 schedule: job.schedule.clone(),
-                enabled: job.enabled,
+                enabled: job.is_enabled(),
                 storage: job.storage.clone(),
                 node: job.node.clone(),
-                selection: job.selection.describe(),
+                selection: selection.describe(),
                 guests,
                 comment: job.comment.clone(),
                 last_run,
@@ -630,7 +627,7 @@ impl Collector {
         errors: &mut Vec<SourceError>,
     ) -> Option<JobRun> {
         let path = format!("var/lib/pve-manager/jobs/vzdump-{}.json", job.id);
-        let state = self.optional_source(&path, jobs::parse_job_state, errors)?;
+        let state = self.optional_source(&path, jobs::parse_job_state, errors)??;
         let task = state.upid.as_deref().and_then(Upid::parse);
         let ended = state
             .upid
@@ -755,6 +752,13 @@ impl Collector {
         errors: &mut Vec<SourceError>,
     ) -> (Vec<SmartDisk>, Option<String>) {
         let scan = match self.runner.run_output("smartctl", &smart::SCAN_ARGS) {
+            // Exit status bit 0: the command line did not parse (smartmontools before 7.0 has
+            // no JSON output).
+            Ok(output) if output.status.is_some_and(|s| s & 1 != 0) => {
+                let note = "smartctl does not know --json (smartmontools 7.0 or later is needed): no SMART data";
+                self.note_absent("smartctl --json", note);
+                return (Vec::new(), Some(note.to_owned()));
+            }
             Ok(output) => output,
             Err(CommandError::NotFound { .. }) => {
                 let note = "smartctl is not installed (package smartmontools): no SMART data";
@@ -784,6 +788,12 @@ impl Collector {
                     let mut problems = Problems::new();
                     let parsed = parse(&output.stdout, &mut problems);
                     self.report(&source, problems, errors);
+                    if let Err(message) = &parsed {
+                        errors.push(SourceError {
+                            source: source.clone(),
+                            message: message.clone(),
+                        });
+                    }
                     parsed.unwrap_or_else(|message| SmartDisk {
                         device: device.name.clone(),
                         kind: device.kind.clone(),

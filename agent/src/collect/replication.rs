@@ -21,7 +21,8 @@ pub struct ReplicationConf {
     pub guest: u32,
     pub target: String,
     pub schedule: Option<String>,
-    pub disabled: bool,
+    /// `disable` as written (absent: enabled).
+    pub disable: Option<bool>,
 }
 
 /// The `local` sections of `replication.cfg`. A job id must be `<vmid>-<n>`; a job without a
@@ -37,9 +38,9 @@ pub fn parse_config(text: &str, problems: &mut Problems) -> Result<Vec<Replicati
             problems.line(section.line, format!("{}: no target: skipped", section.id));
             continue;
         };
-        let disabled = match section.get("disable") {
-            None => false,
-            Some(value) => parse_boolean(value.unwrap_or("1")).unwrap_or_else(|| {
+        let disable = section.get("disable").and_then(|value| {
+            let flag = parse_boolean(value.unwrap_or("1"));
+            if flag.is_none() {
                 problems.line(
                     section.line_of("disable"),
                     format!(
@@ -48,15 +49,15 @@ pub fn parse_config(text: &str, problems: &mut Problems) -> Result<Vec<Replicati
                         quote(value.unwrap_or(""))
                     ),
                 );
-                false
-            }),
-        };
+            }
+            flag
+        });
         out.push(ReplicationConf {
             id: section.id.clone(),
             guest,
             target: target.to_owned(),
             schedule: section.value("schedule").map(str::to_owned),
-            disabled,
+            disable,
         });
     }
     Ok(out)
@@ -149,7 +150,7 @@ pub fn merge(
                 guest: c.guest,
                 target: c.target.clone(),
                 schedule: c.schedule.clone().unwrap_or_else(|| "*/15".to_owned()),
-                enabled: !c.disabled,
+                enabled: !c.disable.unwrap_or(false),
                 last_sync: state.last_sync,
                 last_try: state.last_try,
                 duration_seconds: state.duration,

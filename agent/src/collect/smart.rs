@@ -151,9 +151,7 @@ pub fn parse_device(
         percentage_used: nvme32("percentage_used"),
         media_errors: nvme("media_errors"),
         unsafe_shutdowns: nvme("unsafe_shutdowns"),
-        message: (passed.is_none() || standby)
-            .then(|| messages.first().cloned())
-            .flatten(),
+        message: messages.first().cloned(),
     })
 }
 

@@ -21,7 +21,7 @@
 use common::sample::GuestType;
 
 use super::localtime::LocalDateTime;
-use super::problem::{numbered_lines, quote, Problems};
+use super::problem::{numbered_lines, quote, set_once, Problems};
 
 /// One vzdump log, read.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -45,7 +45,8 @@ pub struct GuestRun {
     pub kind: Option<GuestType>,
     /// `Backup started at` (task log), else the time of its first line (per-guest log).
     pub started: Option<LocalDateTime>,
-    /// `Backup finished at` / `Failed at`, else the time of its last line.
+    /// `Backup finished at` / `Failed at` (task log), else the time of the line that ended it
+    /// (per-guest log).
     pub ended: Option<LocalDateTime>,
     /// From `Finished Backup of VM <vmid> (HH:MM:SS)`.
     pub duration_seconds: Option<u64>,
@@ -64,30 +65,33 @@ pub enum Outcome {
 }
 
 /// Parses a task log or a per-guest log. Never fails: a log with no guest is a job that
-/// failed before its first guest (or a log of something else).
+/// failed before its first guest (or a log of something else). Each fact is taken from the
+/// first line that gives it; a repeat (a damaged log, two logs run together) is reported.
 pub fn parse(text: &str, problems: &mut Problems) -> Result<VzdumpLog, String> {
     let mut log = VzdumpLog::default();
     for (number, line) in numbered_lines(text) {
         let (time, rest) = split_time(line);
         if let Some(status) = rest.strip_prefix("TASK ") {
-            log.task_status = Some(match status.strip_prefix("ERROR: ") {
+            let status = match status.strip_prefix("ERROR: ") {
                 Some(error) => error.to_owned(),
                 None => status.to_owned(),
-            });
+            };
+            set_once(
+                &mut log.task_status,
+                status,
+                number,
+                "TASK status",
+                problems,
+            );
             continue;
         }
         let Some((level, message)) = split_level(rest) else {
             continue;
         };
-        if let Some(current) = log.guests.last_mut() {
-            if let Some(time) = time {
-                current.started.get_or_insert(time);
-                if current.outcome == Outcome::Unfinished || current.ended.is_none() {
-                    current.ended = Some(time);
-                }
-            }
+        if let (Some(current), Some(time)) = (log.guests.last_mut(), time) {
+            current.started.get_or_insert(time);
         }
-        if let Err(message) = read_message(&mut log, level, message, time) {
+        if let Err(message) = read_message(&mut log, level, message, time, number, problems) {
             problems.line(number, message);
         }
     }
@@ -134,8 +138,13 @@ fn read_message(
     level: Level,
     message: &str,
     time: Option<LocalDateTime>,
+    number: usize,
+    problems: &mut Problems,
 ) -> Result<(), String> {
     if let Some(args) = message.strip_prefix("starting new backup job: vzdump") {
+        if log.storage.is_some() || !log.listed.is_empty() {
+            return Err("a second \"starting new backup job\" line: ignored".into());
+        }
         read_command_line(log, args);
         return Ok(());
     }
@@ -153,25 +162,38 @@ fn read_message(
             vmid,
             kind,
             started: time,
-            ended: time,
             ..GuestRun::default()
         });
         return Ok(());
     }
     if let Some(error) = message.strip_prefix("Backup job failed - ") {
-        log.job_error = Some(error.to_owned());
+        set_once(
+            &mut log.job_error,
+            error.to_owned(),
+            number,
+            "job error",
+            problems,
+        );
         return Ok(());
     }
     let Some(guest) = log.guests.last_mut() else {
         return Ok(());
     };
     if let Some(at) = message.strip_prefix("Backup started at ") {
-        guest.started = Some(local_time(at, message)?);
+        let at = local_time(at, message)?;
+        set_once(
+            &mut guest.started,
+            at,
+            number,
+            "Backup started at",
+            problems,
+        );
     } else if let Some(at) = message
         .strip_prefix("Backup finished at ")
         .or_else(|| message.strip_prefix("Failed at "))
     {
-        guest.ended = Some(local_time(at, message)?);
+        let at = local_time(at, message)?;
+        set_once(&mut guest.ended, at, number, "Backup finished at", problems);
     } else if let Some(rest) = message.strip_prefix("Finished Backup of VM ") {
         let duration = rest
             .split_once(" (")
@@ -179,8 +201,8 @@ fn read_message(
             .and_then(|(_, d)| d.strip_suffix(')'))
             .and_then(parse_duration)
             .ok_or_else(|| format!("{} does not read", quote(message)))?;
+        finish(guest, Outcome::Ok, time)?;
         guest.duration_seconds = Some(duration);
-        guest.outcome = Outcome::Ok;
     } else if let Some(rest) = message.strip_prefix("Backup of VM ") {
         if level == Level::Error {
             let (vmid, error) = rest
@@ -193,7 +215,7 @@ fn read_message(
                     guest.vmid
                 ));
             }
-            guest.outcome = Outcome::Failed(error.to_owned());
+            finish(guest, Outcome::Failed(error.to_owned()), time)?;
         }
     } else if let Some(rest) = message
         .strip_prefix("creating vzdump archive ")
@@ -204,10 +226,38 @@ fn read_message(
             .strip_prefix('\'')
             .and_then(|r| r.strip_suffix('\''))
             .ok_or_else(|| format!("{} does not read", quote(message)))?;
-        guest.archive = Some(name.to_owned());
+        set_once(
+            &mut guest.archive,
+            name.to_owned(),
+            number,
+            "archive",
+            problems,
+        );
     } else if let Some(size) = message.strip_prefix("archive file size: ") {
-        guest.size_bytes =
-            Some(parse_size(size).ok_or_else(|| format!("{} does not read", quote(message)))?);
+        let size = parse_size(size).ok_or_else(|| format!("{} does not read", quote(message)))?;
+        set_once(
+            &mut guest.size_bytes,
+            size,
+            number,
+            "archive file size",
+            problems,
+        );
+    }
+    Ok(())
+}
+
+/// The guest's outcome, once; a per-guest log's line time is when it ended.
+fn finish(
+    guest: &mut GuestRun,
+    outcome: Outcome,
+    time: Option<LocalDateTime>,
+) -> Result<(), String> {
+    if guest.outcome != Outcome::Unfinished {
+        return Err(format!("guest {} already ended: ignored", guest.vmid));
+    }
+    guest.outcome = outcome;
+    if let Some(time) = time {
+        guest.ended.get_or_insert(time);
     }
     Ok(())
 }
