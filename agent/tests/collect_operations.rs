@@ -445,17 +445,22 @@ fn smart_of_a_shelf_of_disks() {
     );
 
     // Drive temperatures: with the drive's SCT limits, and without.
-    let temps: Vec<(Option<&str>, Option<f64>, Option<f64>, Option<f64>)> = slow
+    let temps: Vec<String> = slow
         .drive_temperatures
         .iter()
-        .map(|t| (t.disk.as_deref(), t.celsius, t.max_celsius, t.crit_celsius))
+        .map(|t| {
+            format!(
+                "{:?} {:?} {:?} {:?}",
+                t.disk, t.celsius, t.max_celsius, t.crit_celsius
+            )
+        })
         .collect();
     assert_eq!(
         temps,
         [
-            (Some("sda"), Some(36.0), Some(60.0), Some(70.0)),
-            (Some("sdb"), Some(41.0), None, None),
-            (Some("sdc"), Some(29.0), Some(60.0), Some(70.0)),
+            "Some(\"sda\") Some(36.0) Some(60.0) Some(70.0)",
+            "Some(\"sdb\") Some(41.0) None None",
+            "Some(\"sdc\") Some(29.0) Some(60.0) Some(70.0)",
         ]
     );
     // Drive sensors are not read in the fast cycle.

@@ -695,8 +695,8 @@ pub struct SmartDisk {
     pub media_errors: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unsafe_shutdowns: Option<u64>,
-    /// What smartctl said when it could not read everything (`Device is in STANDBY mode`,
-    /// `Smartctl open device: /dev/sdb failed: Permission denied`), or that it timed out.
+    /// smartctl's first message (`Device is in STANDBY mode, exit(2)`, `Smartctl open device:
+    /// /dev/sdb failed: Permission denied`), or why it gave no report (it timed out).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
