@@ -36,19 +36,21 @@ pub fn parse(text: &str, problems: &mut Problems) -> Result<Value, String> {
         }
         None => Err("empty: no JSON document".into()),
         Some(Err(e)) => {
+            // serde may notice the damage only on the line after it (a string cut by a line
+            // end): step back a line or two until what is left closes.
             let line = e.line().max(1);
-            let kept: String = text.split_inclusive('\n').take(line - 1).collect();
-            match close(&kept) {
-                Some(value) => {
-                    // At the end of a text that ends with a newline, serde counts one more line.
+            let lines: Vec<&str> = text.split_inclusive('\n').collect();
+            for keep in (line.saturating_sub(3)..line).rev() {
+                let kept: String = lines.iter().take(keep).copied().collect();
+                if let Some(value) = close(&kept) {
                     problems.line(
-                        line.min(text.lines().count().max(1)),
+                        (keep + 1).min(lines.len().max(1)),
                         format!("not JSON ({e}): the lines before it are read"),
                     );
-                    Ok(value)
+                    return Ok(value);
                 }
-                None => Err(format!("not JSON: {e}")),
             }
+            Err(format!("not JSON: {e}"))
         }
     }
 }

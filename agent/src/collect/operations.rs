@@ -19,7 +19,7 @@
 //! ~100 kB there) and the logs of the backup tasks they list.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -467,11 +467,7 @@ impl Collector {
     ) -> Option<usize> {
         let log_path = Upid::log_path(&entry.upid)?;
         let relative = format!("{TASKS}/{log_path}");
-        let log = if self.root.join(&relative).exists() {
-            self.optional_source(&relative, vzdump_log::parse, errors)
-        } else {
-            None
-        };
+        let log = self.read_vzdump_log(&relative, errors);
         let status = entry.status.as_deref();
         match log {
             Some(log) => {
@@ -541,7 +537,7 @@ impl Collector {
                 continue;
             };
             let relative = format!("{TASKS}/{log_path}");
-            if let Some(log) = self.optional_source(&relative, vzdump_log::parse, errors) {
+            if let Some(log) = self.read_vzdump_log(&relative, errors) {
                 out.extend(
                     log.guests
                         .iter()
@@ -580,7 +576,7 @@ impl Collector {
             if self.backup_history.guest_logs.get(&relative) == Some(&stamp) {
                 continue;
             }
-            let Some(log) = self.optional_source(&relative, vzdump_log::parse, errors) else {
+            let Some(log) = self.read_vzdump_log(&relative, errors) else {
                 continue;
             };
             self.backup_history.guest_logs.insert(relative, stamp);
@@ -593,6 +589,56 @@ impl Collector {
                 }
             }
         }
+    }
+
+    /// A vzdump log read a line at a time (`None`, and no error, when it does not exist).
+    fn read_vzdump_log(
+        &self,
+        relative: &str,
+        errors: &mut Vec<SourceError>,
+    ) -> Option<vzdump_log::VzdumpLog> {
+        let path = self.root.join(relative);
+        let source = format!("/{relative}");
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                errors.push(SourceError {
+                    source,
+                    message: format!("cannot read {}: {e}", path.display()),
+                });
+                return None;
+            }
+        };
+        let mut lines = std::io::BufReader::with_capacity(16 * 1024, file.take(MAX_READ));
+        let mut reader = vzdump_log::Reader::default();
+        let mut problems = Problems::new();
+        let mut bytes = Vec::new();
+        let mut number = 0;
+        loop {
+            bytes.clear();
+            match lines.read_until(b'\n', &mut bytes) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    errors.push(SourceError {
+                        source,
+                        message: format!("cannot read {}: {e}", path.display()),
+                    });
+                    return None;
+                }
+            }
+            number += 1;
+            let line = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let text = String::from_utf8_lossy(line);
+            if matches!(text, std::borrow::Cow::Owned(_)) {
+                problems.line(number, "bytes that are not UTF-8 (read as U+FFFD)");
+            }
+            reader.line(&text, &mut problems);
+        }
+        self.report(&source, problems, errors);
+        Some(reader.finish())
     }
 
     /// The jobs of `jobs.cfg` and `vzdump.cron`; `false` when one of them could not be read

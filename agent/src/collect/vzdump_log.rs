@@ -68,8 +68,27 @@ pub enum Outcome {
 /// failed before its first guest (or a log of something else). Each fact is taken from the
 /// first line that gives it; a repeat (a damaged log, two logs run together) is reported.
 pub fn parse(text: &str, problems: &mut Problems) -> Result<VzdumpLog, String> {
-    let mut log = VzdumpLog::default();
-    for (number, line) in numbered_lines(text) {
+    let mut reader = Reader::default();
+    for (_, line) in numbered_lines(text) {
+        reader.line(line, problems);
+    }
+    Ok(reader.finish())
+}
+
+/// `parse` a line at a time, for logs read from a file without holding them whole (a job of
+/// 200 guests writes a few hundred kB).
+#[derive(Debug, Default)]
+pub struct Reader {
+    log: VzdumpLog,
+    number: usize,
+}
+
+impl Reader {
+    /// The next line (without its line end).
+    pub fn line(&mut self, line: &str, problems: &mut Problems) {
+        self.number += 1;
+        let number = self.number;
+        let log = &mut self.log;
         let (time, rest) = split_time(line);
         if let Some(status) = rest.strip_prefix("TASK ") {
             let status = match status.strip_prefix("ERROR: ") {
@@ -83,26 +102,30 @@ pub fn parse(text: &str, problems: &mut Problems) -> Result<VzdumpLog, String> {
                 "TASK status",
                 problems,
             );
-            continue;
+            return;
         }
         let Some((level, message)) = split_level(rest) else {
-            continue;
+            return;
         };
         if let (Some(current), Some(time)) = (log.guests.last_mut(), time) {
             current.started.get_or_insert(time);
         }
-        if let Err(message) = read_message(&mut log, level, message, time, number, problems) {
+        if let Err(message) = read_message(log, level, message, time, number, problems) {
             problems.line(number, message);
         }
     }
-    if let Some(error) = &log.job_error {
-        for guest in &mut log.guests {
-            if guest.outcome == Outcome::Unfinished {
-                guest.outcome = Outcome::Failed(error.clone());
+
+    /// The log as read; a job that failed took down the guest it was backing up.
+    pub fn finish(mut self) -> VzdumpLog {
+        if let Some(error) = &self.log.job_error {
+            for guest in &mut self.log.guests {
+                if guest.outcome == Outcome::Unfinished {
+                    guest.outcome = Outcome::Failed(error.clone());
+                }
             }
         }
+        self.log
     }
-    Ok(log)
 }
 
 /// `2026-11-25 01:00:02 INFO: x` → the time and `INFO: x`; other lines unchanged.
