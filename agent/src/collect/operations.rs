@@ -103,50 +103,29 @@ impl Collector {
     /// The non-drive sensors' values (fast cycle). The chips are listed the first time and
     /// again when a sensor file vanished.
     pub(super) fn temperatures(&mut self, errors: &mut Vec<SourceError>) -> Vec<Temperature> {
-        if self.sensors.is_none() {
-            self.list_sensors(errors);
-        }
-        let sensors: Vec<Sensor> = self
-            .sensors
-            .as_ref()
-            .map(|s| {
-                s.sensors
-                    .iter()
-                    .filter(|s| s.template.chip != "drivetemp")
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.read_sensors(&sensors, errors)
+        self.read_sensors(false, errors)
     }
 
     /// The drive sensors' values (slow cycle).
     pub(super) fn drive_temperatures(&mut self, errors: &mut Vec<SourceError>) -> Vec<Temperature> {
+        self.read_sensors(true, errors)
+    }
+
+    /// Reads the value of every sensor that is (`drives`) or is not a `drivetemp` one.
+    fn read_sensors(&mut self, drives: bool, errors: &mut Vec<SourceError>) -> Vec<Temperature> {
         if self.sensors.is_none() {
             self.list_sensors(errors);
         }
-        let sensors: Vec<Sensor> = self
-            .sensors
-            .as_ref()
-            .map(|s| {
-                s.sensors
-                    .iter()
-                    .filter(|s| s.template.chip == "drivetemp")
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.read_sensors(&sensors, errors)
-    }
-
-    fn read_sensors(
-        &mut self,
-        sensors: &[Sensor],
-        errors: &mut Vec<SourceError>,
-    ) -> Vec<Temperature> {
-        let mut out = Vec::with_capacity(sensors.len());
+        let Some(listed) = self.sensors.take() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
         let mut vanished = false;
-        for sensor in sensors {
+        for sensor in listed
+            .sensors
+            .iter()
+            .filter(|s| (s.template.chip == "drivetemp") == drives)
+        {
             let mut temperature = sensor.template.clone();
             match read_bytes(&self.root.join(&sensor.input)) {
                 Ok(bytes) => {
@@ -156,7 +135,9 @@ impl Collector {
                         Ok(value) => temperature.celsius = Some(value),
                         Err(message) => problems.line(1, message),
                     }
-                    self.report(&format!("/{}", sensor.input), problems, errors);
+                    if !problems.is_empty() {
+                        self.report(&format!("/{}", sensor.input), problems, errors);
+                    }
                 }
                 Err(super::Error::Read { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
@@ -169,8 +150,8 @@ impl Collector {
             }
             out.push(temperature);
         }
-        if vanished {
-            self.sensors = None;
+        if !vanished {
+            self.sensors = Some(listed);
         }
         out
     }
