@@ -3,7 +3,10 @@
 //! memory. The first medium cycle is reported apart: it reads the task index and the logs of
 //! the backup tasks it lists, which later cycles never read again.
 //!
-//! `cargo run --release -p proxmox-monitor-agent --example collect_bench -- ROOT [--cycles N]`
+//! `cargo run --release -p proxmox-monitor-agent --example collect_bench -- ROOT [--cycles N]
+//! [--medium-cycles M] [--slow-cycles S]` (M and S default to N/10 and N/20; with both 1, two
+//! runs that differ only in N differ only by fast cycles, for instruction counts under
+//! valgrind).
 //!
 //! Prints one `name=value` line per metric. CPU time is the calling thread's on-CPU time (user +
 //! system) from `/proc/thread-self/schedstat` (nanoseconds), so it includes the kernel's work
@@ -19,11 +22,20 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut root = None;
     let mut cycles = 100usize;
+    let (mut medium_cycles, mut slow_cycles) = (None, None);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--cycles" => match args.next().and_then(|v| v.parse().ok()) {
                 Some(n) if n > 0 => cycles = n,
                 _ => return usage("--cycles needs a positive number"),
+            },
+            "--medium-cycles" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(n) if n > 0 => medium_cycles = Some(n),
+                _ => return usage("--medium-cycles needs a positive number"),
+            },
+            "--slow-cycles" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(n) if n > 0 => slow_cycles = Some(n),
+                _ => return usage("--slow-cycles needs a positive number"),
             },
             other if other.starts_with('-') => return usage(&format!("unknown option {other}")),
             other => root = Some(PathBuf::from(other)),
@@ -59,7 +71,7 @@ fn main() -> ExitCode {
     let mut medium = collector.medium();
     let medium_first_wall = w0.elapsed();
     let medium_first_cpu = c0.zip(thread_cpu()).map(|(a, b)| b.saturating_sub(a));
-    let medium_cycles = (cycles / 10).max(1);
+    let medium_cycles: usize = medium_cycles.unwrap_or((cycles / 10).max(1));
     let (c0, w0) = (thread_cpu(), Instant::now());
     for _ in 0..medium_cycles {
         medium = collector.medium();
@@ -68,7 +80,7 @@ fn main() -> ExitCode {
     let medium_cpu = c0
         .zip(thread_cpu())
         .map(|(a, b)| b.saturating_sub(a) / u32::try_from(medium_cycles).unwrap_or(1));
-    let slow_cycles = (cycles / 20).max(1);
+    let slow_cycles: usize = slow_cycles.unwrap_or((cycles / 20).max(1));
     let (c0, w0) = (thread_cpu(), Instant::now());
     let mut slow = collector.slow();
     for _ in 1..slow_cycles {
@@ -137,7 +149,7 @@ fn main() -> ExitCode {
 
 fn usage(message: &str) -> ExitCode {
     eprintln!("collect_bench: {message}");
-    eprintln!("usage: collect_bench ROOT [--cycles N]");
+    eprintln!("usage: collect_bench ROOT [--cycles N] [--medium-cycles M] [--slow-cycles S]");
     ExitCode::from(2)
 }
 

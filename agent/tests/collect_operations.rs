@@ -341,6 +341,39 @@ fn a_rotated_task_index_is_noticed() {
 }
 
 #[test]
+fn a_task_log_with_bytes_that_are_not_utf8_costs_that_line_only() {
+    let tree = TempTree::new("pve-node");
+    let night = upid(0x4_0001, NIGHT_26, "");
+    // Damage the first line (the job's command line) only.
+    let mut log = good_night_log().into_bytes();
+    log.splice(6..6, b"\xff\xfe".iter().copied());
+    let digit = night.split(':').nth(4).unwrap().chars().last().unwrap();
+    let path = tree.path(&format!("var/log/pve/tasks/{digit}/{night}"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &log).unwrap();
+    tree.append(
+        "var/log/pve/tasks/index",
+        &index_line(&night, NIGHT_26 + 142, "OK"),
+    );
+    let medium = Collector::new(&tree.0).medium();
+    assert_eq!(medium.errors.len(), 1, "{:?}", medium.errors);
+    assert_eq!(
+        medium.errors[0].source,
+        format!("/var/log/pve/tasks/{digit}/{night}")
+    );
+    assert_eq!(
+        medium.errors[0].message,
+        "line 1: bytes that are not UTF-8 (read as U+FFFD)"
+    );
+    for vmid in [100, 101] {
+        let good = guest(&medium, vmid).last_success.as_ref().unwrap();
+        assert_eq!(good.upid.as_deref(), Some(night.as_str()));
+        // The storage was on the damaged line; the archive path still names it.
+        assert_eq!(good.storage.as_deref(), Some("local"));
+    }
+}
+
+#[test]
 fn a_job_that_failed_before_its_first_guest_failed_each_of_its_guests() {
     let tree = TempTree::new("pve-node");
     let night = upid(0x4_0001, NIGHT_26, "");

@@ -612,11 +612,13 @@ impl Collector {
             number += 1;
             let line = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let text = String::from_utf8_lossy(line);
-            if matches!(text, std::borrow::Cow::Owned(_)) {
-                problems.line(number, "bytes that are not UTF-8 (read as U+FFFD)");
+            match std::str::from_utf8(line) {
+                Ok(text) => reader.line(text, &mut problems),
+                Err(_) => {
+                    problems.line(number, "bytes that are not UTF-8 (read as U+FFFD)");
+                    reader.line(&String::from_utf8_lossy(line), &mut problems);
+                }
             }
-            reader.line(&text, &mut problems);
         }
         self.report(&source, problems, errors);
         Some(reader.finish())
