@@ -409,7 +409,13 @@ impl Collector {
             };
             let mut problems = Problems::new();
             let text = problem::decode(whole_lines, &mut problems);
-            entries.extend(tasks::parse_index(&text, first_line, &mut problems));
+            let backup_task = |task: &Upid| task.kind == "vzdump" && task.node == view.node;
+            entries.extend(tasks::parse_index_where(
+                &text,
+                first_line,
+                backup_task,
+                &mut problems,
+            ));
             self.report(&source, problems, errors);
             let lines = text.lines().count();
             let offset = read.from + whole_lines.len() as u64;
@@ -422,9 +428,6 @@ impl Collector {
             }
         }
         for entry in entries {
-            if entry.task.kind != "vzdump" || entry.task.node != view.node {
-                continue;
-            }
             let guests = self.read_task_log(&entry, view, zone, errors);
             self.backup_history.record_task(
                 &entry.upid,

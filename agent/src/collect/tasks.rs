@@ -93,13 +93,25 @@ pub struct IndexEntry {
 /// Parses index lines (a whole file, or what was appended since the last read). A line that is
 /// no `UPID ENDTIME STATUS` is skipped and reported with its number plus `first_line - 1`.
 pub fn parse_index(text: &str, first_line: usize, problems: &mut Problems) -> Vec<IndexEntry> {
+    parse_index_where(text, first_line, |_| true, problems)
+}
+
+/// `parse_index`, keeping only the entries `keep` wants (the collector keeps backup tasks: an
+/// index holds a thousand lines of every kind).
+pub fn parse_index_where(
+    text: &str,
+    first_line: usize,
+    keep: impl Fn(&Upid) -> bool,
+    problems: &mut Problems,
+) -> Vec<IndexEntry> {
     let mut out = Vec::new();
     for (number, line) in numbered_lines(text) {
         if line.trim().is_empty() {
             continue;
         }
         match parse_index_line(line) {
-            Some(entry) => out.push(entry),
+            Some(entry) if keep(&entry.task) => out.push(entry),
+            Some(_) => {}
             None => problems.line(
                 number + first_line - 1,
                 format!("{} is not \"UPID ENDTIME STATUS\"", quote(line)),
