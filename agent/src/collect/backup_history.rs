@@ -12,7 +12,7 @@ use common::sample::{BackupFailure, BackupRun, GuestType};
 
 use super::localtime::{LocalDateTime, LocalZone};
 use super::tasks::{TailPosition, Upid};
-use super::vzdump_log::{Outcome, VzdumpLog};
+use super::vzdump_log::{GuestRun, Outcome};
 
 /// Backup task ends kept for the jobs' last runs: far more than the index holds.
 const MAX_TASKS: usize = 4096;
@@ -123,62 +123,56 @@ fn richer(new: &BackupRun, held: &BackupRun) -> bool {
     known(new) > known(held)
 }
 
-/// What a backup task's log says of each guest. `end` is when the task ended (index), used for
-/// a guest whose log has no time; a guest left unfinished by a task that ended counts as
-/// failed with the task's status. `storage_of` names the storage of an archive path when the
-/// log does not (per-guest logs).
-pub fn task_results(
-    log: &VzdumpLog,
+/// What a backup log says of one guest's part of a run; `None` while it runs. `end` is when
+/// the task ended (index), used for a guest whose log has no time; a guest left unfinished by
+/// a task that ended counts as failed with the task's status. `storage` is the job's
+/// (`--storage`); without it `storage_of` names the storage of the archive's path (per-guest
+/// logs).
+pub fn guest_result(
+    guest: &GuestRun,
+    storage: Option<&str>,
     upid: Option<&str>,
     end: Option<u64>,
     status: Option<&str>,
     zone: &LocalZone,
     storage_of: &dyn Fn(&str) -> Option<String>,
-) -> Vec<(u32, Option<GuestType>, GuestResult)> {
+) -> Option<GuestResult> {
     let unix = |t: Option<LocalDateTime>| -> Option<u64> {
         t.and_then(|t| u64::try_from(zone.to_unix(t)).ok())
     };
-    let mut out = Vec::new();
-    for guest in &log.guests {
-        let Some(end_time) = unix(guest.ended).or(end) else {
-            continue;
-        };
-        let start = unix(guest.started);
-        let result = match &guest.outcome {
-            Outcome::Ok => GuestResult::Success(BackupRun {
-                end_time,
-                duration_seconds: guest
-                    .duration_seconds
-                    .or_else(|| start.map(|s| end_time.saturating_sub(s))),
-                size_bytes: guest.size_bytes,
-                storage: log
-                    .storage
-                    .clone()
-                    .or_else(|| guest.archive.as_deref().and_then(storage_of)),
-                archive: guest.archive.clone(),
+    let end_time = unix(guest.ended).or(end)?;
+    let start = unix(guest.started);
+    Some(match &guest.outcome {
+        Outcome::Ok => GuestResult::Success(BackupRun {
+            end_time,
+            duration_seconds: guest
+                .duration_seconds
+                .or_else(|| start.map(|s| end_time.saturating_sub(s))),
+            size_bytes: guest.size_bytes,
+            storage: storage
+                .map(str::to_owned)
+                .or_else(|| guest.archive.as_deref().and_then(storage_of)),
+            archive: guest.archive.clone(),
+            upid: upid.map(str::to_owned),
+        }),
+        Outcome::Failed(message) => GuestResult::Failure(BackupFailure {
+            end_time,
+            message: message.clone(),
+            upid: upid.map(str::to_owned),
+        }),
+        Outcome::Unfinished => {
+            // Still running, unless the task ended.
+            let end = end?;
+            GuestResult::Failure(BackupFailure {
+                end_time: end.max(end_time),
+                message: format!(
+                    "the backup did not finish (task: {})",
+                    status.unwrap_or("no status")
+                ),
                 upid: upid.map(str::to_owned),
-            }),
-            Outcome::Failed(message) => GuestResult::Failure(BackupFailure {
-                end_time,
-                message: message.clone(),
-                upid: upid.map(str::to_owned),
-            }),
-            Outcome::Unfinished => match (end, status) {
-                (Some(end), _) => GuestResult::Failure(BackupFailure {
-                    end_time: end.max(end_time),
-                    message: format!(
-                        "the backup did not finish (task: {})",
-                        status.unwrap_or("no status")
-                    ),
-                    upid: upid.map(str::to_owned),
-                }),
-                // Still running.
-                (None, _) => continue,
-            },
-        };
-        out.push((guest.vmid, guest.kind, result));
-    }
-    out
+            })
+        }
+    })
 }
 
 /// What the index alone says of a single-guest backup task (`vzdump` with the VMID as the

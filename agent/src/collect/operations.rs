@@ -451,43 +451,49 @@ impl Collector {
     ) -> Option<usize> {
         let log_path = Upid::log_path(&entry.upid)?;
         let relative = format!("{TASKS}/{log_path}");
-        let log = self.read_vzdump_log(&relative, errors);
         let status = entry.status.as_deref();
-        match log {
-            Some(log) => {
-                let storage_of = |archive: &str| view.storage_of(archive);
-                let results = backup_history::task_results(
-                    &log,
-                    Some(&entry.upid),
-                    entry.endtime,
-                    status,
-                    zone,
-                    &storage_of,
-                );
-                for (vmid, kind, result) in results {
-                    self.backup_history.record(vmid, kind, result);
-                }
+        let storage_of = |archive: &str| view.storage_of(archive);
+        // Each guest is recorded as its part of the log ends: a job's 200 guests are never
+        // all in memory.
+        let mut history = std::mem::take(&mut self.backup_history);
+        let mut record = |guest: vzdump_log::GuestRun, head: &vzdump_log::VzdumpLog| {
+            let result = backup_history::guest_result(
+                &guest,
+                head.storage.as_deref(),
+                Some(&entry.upid),
+                entry.endtime,
+                status,
+                zone,
+                &storage_of,
+            );
+            if let Some(result) = result {
+                history.record(guest.vmid, guest.kind, result);
+            }
+        };
+        let read = self.read_vzdump_log(&relative, errors, &mut record);
+        self.backup_history = history;
+        match read {
+            Some((log, 0)) => {
                 // A job that failed before its first guest: each guest its command line
                 // names failed with it.
-                if log.guests.is_empty() {
-                    if let (Some(end), Some(status)) = (entry.endtime, status) {
-                        if tasks::run_state(status) == RunState::Error {
-                            for vmid in &log.listed {
-                                self.backup_history.record(
-                                    *vmid,
-                                    None,
-                                    failure(
-                                        end,
-                                        log.job_error.as_deref().unwrap_or(status),
-                                        &entry.upid,
-                                    ),
-                                );
-                            }
+                if let (Some(end), Some(status)) = (entry.endtime, status) {
+                    if tasks::run_state(status) == RunState::Error {
+                        for vmid in &log.listed {
+                            self.backup_history.record(
+                                *vmid,
+                                None,
+                                failure(
+                                    end,
+                                    log.job_error.as_deref().unwrap_or(status),
+                                    &entry.upid,
+                                ),
+                            );
                         }
                     }
                 }
-                Some(log.guests.len())
+                Some(0)
             }
+            Some((_, seen)) => Some(seen),
             None => {
                 if let (Some(end), Some(status)) = (entry.endtime, status) {
                     if let Some((vmid, result)) =
@@ -521,7 +527,7 @@ impl Collector {
                 continue;
             };
             let relative = format!("{TASKS}/{log_path}");
-            if let Some(log) = self.read_vzdump_log(&relative, errors) {
+            if let Some((log, _)) = self.read_vzdump_log(&relative, errors, &mut |_, _| {}) {
                 out.extend(
                     log.guests
                         .iter()
@@ -560,27 +566,41 @@ impl Collector {
             if self.backup_history.guest_logs.get(&relative) == Some(&stamp) {
                 continue;
             }
-            let Some(log) = self.read_vzdump_log(&relative, errors) else {
+            let storage_of = |archive: &str| view.storage_of(archive);
+            let mut results = Vec::new();
+            let mut collect = |guest: vzdump_log::GuestRun, head: &vzdump_log::VzdumpLog| {
+                let result = backup_history::guest_result(
+                    &guest,
+                    head.storage.as_deref(),
+                    None,
+                    None,
+                    None,
+                    zone,
+                    &storage_of,
+                );
+                if let (Some(result), true) = (result, guest.vmid == entry.vmid) {
+                    results.push((guest.kind, result));
+                }
+            };
+            let Some(_) = self.read_vzdump_log(&relative, errors, &mut collect) else {
                 continue;
             };
             self.backup_history.guest_logs.insert(relative, stamp);
-            let storage_of = |archive: &str| view.storage_of(archive);
-            for (vmid, kind, result) in
-                backup_history::task_results(&log, None, None, None, zone, &storage_of)
-            {
-                if vmid == entry.vmid {
-                    self.backup_history.record(vmid, kind, result);
-                }
+            for (kind, result) in results {
+                self.backup_history.record(entry.vmid, kind, result);
             }
         }
     }
 
-    /// A vzdump log read a line at a time (`None`, and no error, when it does not exist).
+    /// A vzdump log read a line at a time (`None`, and no error, when it does not exist). Each
+    /// guest whose part of the log is over goes to `each` as soon as it is; what is left (the
+    /// command line, the last guest) and how many guests the log started are returned.
     fn read_vzdump_log(
         &self,
         relative: &str,
         errors: &mut Vec<SourceError>,
-    ) -> Option<vzdump_log::VzdumpLog> {
+        each: &mut dyn FnMut(vzdump_log::GuestRun, &vzdump_log::VzdumpLog),
+    ) -> Option<(vzdump_log::VzdumpLog, usize)> {
         let path = self.root.join(relative);
         let source = format!("/{relative}");
         let file = match std::fs::File::open(&path) {
@@ -622,9 +642,19 @@ impl Collector {
                     reader.line(&String::from_utf8_lossy(line), &mut problems);
                 }
             }
+            for guest in reader.take_done() {
+                each(guest, reader.head());
+            }
         }
         self.report(&source, problems, errors);
-        Some(reader.finish())
+        let seen = reader.guests_seen();
+        let mut log = reader.finish();
+        let rest = std::mem::take(&mut log.guests);
+        for guest in &rest {
+            each(guest.clone(), &log);
+        }
+        log.guests = rest;
+        Some((log, seen))
     }
 
     /// The jobs of `jobs.cfg` and `vzdump.cron`; `false` when one of them could not be read

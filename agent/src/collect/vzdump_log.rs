@@ -81,9 +81,31 @@ pub fn parse(text: &str, problems: &mut Problems) -> Result<VzdumpLog, String> {
 pub struct Reader {
     log: VzdumpLog,
     number: usize,
+    /// Guests started so far.
+    seen: usize,
 }
 
 impl Reader {
+    /// What the log said so far: its command line, job error, task status, and the guests not
+    /// yet taken by `take_done`.
+    pub fn head(&self) -> &VzdumpLog {
+        &self.log
+    }
+
+    /// How many guests the log started so far.
+    pub fn guests_seen(&self) -> usize {
+        self.seen
+    }
+
+    /// The guests whose part of the log is over (every one but the last started), for a
+    /// reader that handles each guest as it goes instead of keeping a job's 200 in memory.
+    /// Such a guest left unfinished is not failed by a job error that comes later.
+    pub fn take_done(&mut self) -> Vec<GuestRun> {
+        let keep = self.log.guests.len().min(1);
+        let done = self.log.guests.len() - keep;
+        self.log.guests.drain(..done).collect()
+    }
+
     /// The next line (without its line end).
     pub fn line(&mut self, line: &str, problems: &mut Problems) {
         self.number += 1;
@@ -110,9 +132,11 @@ impl Reader {
         if let (Some(current), Some(time)) = (log.guests.last_mut(), time) {
             current.started.get_or_insert(time);
         }
+        let before = log.guests.len();
         if let Err(message) = read_message(log, level, message, time, number, problems) {
             problems.line(number, message);
         }
+        self.seen += log.guests.len() - before;
     }
 
     /// The log as read; a job that failed took down the guest it was backing up.
@@ -429,6 +453,28 @@ mod tests {
             )
         );
         assert_eq!(ct.ended, at("2026-11-25 01:02:10"));
+    }
+
+    #[test]
+    fn a_reader_hands_over_each_guest_when_its_part_is_over() {
+        let mut reader = Reader::default();
+        let mut problems = Problems::new();
+        let mut done = Vec::new();
+        for line in include_str!(
+            "../../../fixtures/pve-node/var/log/pve/tasks/2/UPID:pve1:0003C4D8:0358F2A1:6B062502:vzdump::root@pam:"
+        )
+        .lines()
+        {
+            reader.line(line, &mut problems);
+            done.extend(reader.take_done().into_iter().map(|g| g.vmid));
+        }
+        assert_eq!(done, [100]);
+        assert_eq!(reader.guests_seen(), 2);
+        assert_eq!(reader.head().storage.as_deref(), Some("local"));
+        let rest = reader.finish();
+        assert_eq!(rest.guests.len(), 1);
+        assert_eq!(rest.guests[0].vmid, 101);
+        assert!(problems.is_empty());
     }
 
     #[test]
