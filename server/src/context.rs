@@ -9,6 +9,7 @@ use crate::config::ServerConfig;
 use crate::registry::Registry;
 use crate::state::HostStates;
 use crate::store::Store;
+use crate::tls::Tls;
 use crate::ws::Sockets;
 
 pub struct Context {
@@ -24,6 +25,8 @@ pub struct Context {
     pub login_throttle: LoginThrottle,
     /// The open agent sockets, to wake their threads on a kick or at shutdown.
     pub sockets: Sockets,
+    /// HTTPS and `wss://` on the port (`tls_cert`, `tls_key`); `None`: plain HTTP.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Counters since the server started.
@@ -61,6 +64,7 @@ impl Context {
             stats: Stats::default(),
             login_throttle: LoginThrottle::default(),
             sockets: Sockets::default(),
+            tls: None,
         }
     }
 
