@@ -9,6 +9,7 @@ pub mod api;
 pub mod assets;
 pub mod compress;
 pub mod format;
+pub mod install;
 pub mod pages;
 pub mod prometheus;
 pub mod router;

@@ -208,6 +208,36 @@ fn session_cookie(value: &str, max_age: i64, secure: bool) -> String {
     )
 }
 
+/// The anti-forgery token the dashboard's forms carry: derived from the session id (which
+/// only this browser has, in an HttpOnly cookie), so no other site can know it. Empty
+/// without a session.
+pub fn csrf_token(request: &Request) -> String {
+    match cookie(request, COOKIE_NAME).filter(|id| !id.is_empty()) {
+        Some(id) => session_id_hash(&format!("csrf:{id}")),
+        None => String::new(),
+    }
+}
+
+/// Whether a state-changing form post (add, rotate, remove a host) comes from our own page: the
+/// same-origin check of the login form, and the session's anti-forgery token in the field
+/// `csrf` (SameSite=Strict cookies already stay off other sites' requests; this holds even
+/// for a browser that ignores SameSite).
+pub fn form_allowed(request: &Request, form: &[(String, String)]) -> bool {
+    let expected = csrf_token(request);
+    let offered = form
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map_or("", |(_, v)| v.as_str());
+    same_origin(request)
+        && !expected.is_empty()
+        && offered.len() == expected.len()
+        && offered
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// A state-changing POST must come from our own pages. SameSite=Strict already keeps the
 /// cookie off cross-site requests; this also refuses a cross-site form posting a guessed
 /// password from a victim's browser (login CSRF). Browsers send `Origin` on POST; a client
@@ -302,6 +332,32 @@ mod tests {
             "Location".into(),
             "/login?next=/hosts/pve1%3Frange%3D7d".into()
         )));
+    }
+
+    #[test]
+    fn forms_need_this_sessions_token() {
+        let request = request_with(&[("cookie", "pm_session=abc"), ("host", "mon")]);
+        let token = csrf_token(&request);
+        assert_eq!(token.len(), 64);
+        let form = |t: &str| vec![("csrf".to_owned(), t.to_owned())];
+        assert!(form_allowed(&request, &form(&token)));
+        assert!(!form_allowed(&request, &form("")));
+        assert!(!form_allowed(
+            &request,
+            &form(&session_id_hash("csrf:other"))
+        ));
+        let other_session = request_with(&[("cookie", "pm_session=xyz"), ("host", "mon")]);
+        assert!(!form_allowed(&other_session, &form(&token)));
+        let cross_site = request_with(&[
+            ("cookie", "pm_session=abc"),
+            ("host", "mon"),
+            ("origin", "https://evil.example"),
+        ]);
+        assert!(!form_allowed(&cross_site, &form(&token)));
+        assert!(
+            !form_allowed(&request_with(&[]), &form("")),
+            "no session, no form"
+        );
     }
 
     #[test]
