@@ -277,7 +277,9 @@ impl ServerConfig {
 pub fn parse_public_url(url: &str) -> std::result::Result<String, String> {
     let trimmed = url.trim().trim_end_matches('/');
     let Some((scheme, authority)) = trimmed.split_once("://") else {
-        return Err(format!("{url:?} is not a URL like https://mon.example.com:4000"));
+        return Err(format!(
+            "{url:?} is not a URL like https://mon.example.com:4000"
+        ));
     };
     if scheme != "http" && scheme != "https" {
         return Err(format!("{url:?} must start with https:// or http://"));

@@ -43,7 +43,10 @@ pub enum Error {
     /// Anything an admin typed that we cannot use (a timestamp, a password, ...).
     Usage(String),
     /// The TLS certificate or key file (`tls_cert`, `tls_key`) is unusable.
-    Tls { path: PathBuf, message: String },
+    Tls {
+        path: PathBuf,
+        message: String,
+    },
 }
 
 impl fmt::Display for Error {

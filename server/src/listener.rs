@@ -114,8 +114,7 @@ fn handle_connection(ctx: &Context, stream: TcpStream, peer: SocketAddr, conn_id
             FirstByte::PlainHttp => plain_http_on_tls_port(ctx, stream, &peer.to_string()),
             FirstByte::Tls => match tls.accept(stream, deadline, &stopping) {
                 Ok(stream) => serve(ctx, HttpConn::new(stream), &peer.to_string(), conn_id),
-                Err(crate::tls::HandshakeError::Stopping | crate::tls::HandshakeError::Closed) => {
-                }
+                Err(crate::tls::HandshakeError::Stopping | crate::tls::HandshakeError::Closed) => {}
                 Err(e) => log::info!("{peer}: TLS handshake failed: {e}"),
             },
         }

@@ -277,20 +277,27 @@ fn load_pair(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -> Re
         std::fs::read(cert_path).map_err(|e| bad(cert_path, format!("cannot read: {e}")))?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| bad(cert_path, format!("not a PEM certificate file: {e}")))?;
+        .map_err(|e| {
+            bad(
+                cert_path,
+                format!("not a PEM certificate file: {}", pem_problem(&e)),
+            )
+        })?;
     if chain.is_empty() {
         return Err(bad(
             cert_path,
             "no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)".into(),
         ));
     }
-    let key_pem = std::fs::read(key_path).map_err(|e| bad(key_path, format!("cannot read: {e}")))?;
+    let key_pem =
+        std::fs::read(key_path).map_err(|e| bad(key_path, format!("cannot read: {e}")))?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         bad(
             key_path,
             format!(
-                "no private key in it ({e}; expected PEM: -----BEGIN PRIVATE KEY-----, \
-                 BEGIN EC PRIVATE KEY or BEGIN RSA PRIVATE KEY)"
+                "no private key in it ({}; expected PEM: -----BEGIN PRIVATE KEY-----, \
+                 BEGIN EC PRIVATE KEY or BEGIN RSA PRIVATE KEY)",
+                pem_problem(&e)
             ),
         )
     })?;
@@ -323,6 +330,23 @@ fn load_pair(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -> Re
     }
 }
 
+/// What is wrong with a PEM file, in words (rustls-pki-types prints the markers as bytes).
+fn pem_problem(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error as Pem;
+    match e {
+        Pem::MissingSectionEnd { end_marker } => {
+            let label = String::from_utf8_lossy(end_marker);
+            format!("-----BEGIN {label}----- without its -----END {label}----- line")
+        }
+        Pem::IllegalSectionStart { line } => format!(
+            "a malformed BEGIN line: {}",
+            String::from_utf8_lossy(line).trim()
+        ),
+        Pem::NoItemsFound => "nothing of that kind in it".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,7 +368,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let cert = dir.join("cert.pem");
         let key = dir.join("key.pem");
-        let missing = Tls::load(&dir.join("nope.pem"), &key).unwrap_err().to_string();
+        let missing = Tls::load(&dir.join("nope.pem"), &key)
+            .unwrap_err()
+            .to_string();
         assert!(
             missing.contains("nope.pem") && missing.contains("cannot read"),
             "{missing}"

@@ -47,7 +47,10 @@ pub fn public_base(ctx: &Context, request: &Request) -> Option<String> {
     if let Some(url) = &ctx.config.public_url {
         return Some(url.clone());
     }
-    let host = request.header("host").map(str::trim).filter(|h| is_authority(h))?;
+    let host = request
+        .header("host")
+        .map(str::trim)
+        .filter(|h| is_authority(h))?;
     let forwarded_https = request
         .header("x-forwarded-proto")
         .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));

@@ -161,10 +161,7 @@ pub fn logout(ctx: &Context, request: &Request) -> Result<Response> {
     Ok(
         Response::new(303, "text/plain; charset=utf-8", "logged out\n")
             .with_header("Location", "/login")
-            .with_header(
-                "Set-Cookie",
-                session_cookie("", 0, secure_cookies(ctx)),
-            ),
+            .with_header("Set-Cookie", session_cookie("", 0, secure_cookies(ctx))),
     )
 }
 

@@ -9,9 +9,9 @@
 
 use maud::{html, Markup};
 
+use super::forms;
 use super::layout::{page, Nav};
 use super::parts::{status_badge, time_ago};
-use super::forms;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::http::install::{self, AGENT_CONFIG_PATH};
@@ -142,10 +142,7 @@ fn add(ctx: &Context, request: &Request, user: &str) -> Result<Response> {
     let token = crate::auth::generate_token()?;
     // bcrypt takes a while by design; no lock is held here.
     let hash = crate::auth::hash_secret(&token, ctx.config.bcrypt_cost)?;
-    let host = match ctx
-        .store
-        .create_host(name, &hash, common::time::now_unix())
-    {
+    let host = match ctx.store.create_host(name, &hash, common::time::now_unix()) {
         Ok(host) => host,
         Err(Error::HostExists(_)) => {
             return Ok(list(
@@ -221,12 +218,8 @@ fn remove(
             ""
         }
     );
-    Ok(
-        Response::new(303, "text/plain; charset=utf-8", "removed\n").with_header(
-            "Location",
-            format!("/admin/hosts?removed={name}"),
-        ),
-    )
+    Ok(Response::new(303, "text/plain; charset=utf-8", "removed\n")
+        .with_header("Location", format!("/admin/hosts?removed={name}")))
 }
 
 /// Closes the host's live connection, if any, marking it offline; whether there was one.
@@ -394,13 +387,7 @@ fn confirm(request: &Request, name: &str, action: Action) -> Response {
 }
 
 /// The token, shown once, with the config and the commands that install the agent with it.
-fn token_page(
-    ctx: &Context,
-    request: &Request,
-    name: &str,
-    token: &str,
-    added: bool,
-) -> Response {
+fn token_page(ctx: &Context, request: &Request, name: &str, token: &str, added: bool) -> Response {
     let base = install::public_base(ctx, request);
     let base_text = base
         .clone()
