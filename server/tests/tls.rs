@@ -12,41 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use http_common::{set_password, PASSWORD};
+use http_common::{set_password, tls_server, PASSWORD};
 use serde_json::Value;
-use testkit::{
-    curl, server_bin, wait_until, ChildGuard, Pki, Server, ServerOptions, TempDir, PATIENCE,
-};
-
-/// A server speaking TLS with `pki`'s pair, copied to `cert.pem` and `key.pem` in `files`
-/// (where a test may replace them before a SIGHUP).
-fn tls_server(label: &str, files: &Path, pki: &Pki) -> Server {
-    std::fs::copy(&pki.cert, files.join("cert.pem")).unwrap();
-    std::fs::copy(&pki.key, files.join("key.pem")).unwrap();
-    let config = files.join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
-            files.join("cert.pem").display(),
-            files.join("key.pem").display()
-        ),
-    )
-    .unwrap();
-    let server = Server::start_with(
-        label,
-        ServerOptions {
-            extra_args: vec!["--config".into(), config.display().to_string()],
-            ..ServerOptions::default()
-        },
-    );
-    assert!(
-        server.log().contains("(HTTPS; agent socket wss://"),
-        "{}",
-        server.log()
-    );
-    server
-}
+use testkit::{curl, server_bin, wait_until, ChildGuard, Pki, Server, TempDir, PATIENCE};
 
 fn https(server: &Server, path: &str) -> String {
     format!("https://127.0.0.1:{}{path}", server.port)
@@ -92,7 +60,7 @@ fn curl_i(ca: &Path, args: &[&str]) -> (u16, String, String) {
 fn https_and_wss_with_a_private_ca() {
     let files = TempDir::new("tls-pki");
     let pki = Pki::new(files.path(), "a");
-    let server = tls_server("tls-e2e", files.path(), &pki);
+    let server = tls_server("tls-e2e", files.path(), &pki, "");
     assert!(set_password(&server, PASSWORD).status.success());
     let token = server.register("pve-tls");
 
@@ -209,7 +177,7 @@ fn sighup_reloads_the_certificate_and_a_bad_new_pair_keeps_the_old_one() {
     let files = TempDir::new("tls-reload-pki");
     let a = Pki::new(files.path(), "a");
     let b = Pki::new(files.path(), "b");
-    let mut server = tls_server("tls-reload", files.path(), &a);
+    let mut server = tls_server("tls-reload", files.path(), &a, "");
     let healthz = https(&server, "/healthz");
     assert_eq!(curl(Some(&a.ca), &[&healthz]).0, 0);
     assert_eq!(curl(Some(&b.ca), &[&healthz]).0, 60);

@@ -462,7 +462,11 @@ fn token_page(ctx: &Context, request: &Request, name: &str, token: &str, added: 
                     pre.command #install-oneliner-ca { (private_ca) }
                 }
             }
-            h3 { "Or with the Debian package" }
+            h3 { @if installer { "Or with" } @else { "With" } " the Debian package" }
+            p.hint {
+                "The agent's .deb (from " code { "make deb" } ", in " code { "dist/" }
+                ") copied to the node first:"
+            }
             pre.command #install-deb { (deb) }
             h3 { "Or with the static binary" }
             pre.command #install-static { (manual) }
