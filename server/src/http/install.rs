@@ -237,6 +237,42 @@ mod tests {
     }
 
     #[test]
+    fn a_script_cut_short_runs_nothing() {
+        // `curl … | sh` runs what arrived: a cut anywhere before the last line (main "$@")
+        // must leave the node untouched.
+        let script = fill("http://127.0.0.1:9", "ab12");
+        let dir = std::env::temp_dir().join(format!("pm-install-cut-{}", std::process::id()));
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let path = dir.join("cut.sh");
+        let last = script.trim_end().rfind('\n').unwrap();
+        assert_eq!(&script[last..], "\nmain \"$@\"\n");
+        let cuts: Vec<usize> = (0..=last).step_by(61).chain([last]).collect();
+        for cut in cuts {
+            std::fs::write(&path, &script.as_bytes()[..cut]).unwrap();
+            let out = std::process::Command::new("sh")
+                .arg(&path)
+                .arg("--no-systemd")
+                .env("PM_ROOT", &root)
+                .env("PM_TOKEN", "abc")
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                !said.contains("proxmox-monitor install"),
+                "cut at {cut}: {said}"
+            );
+            assert_eq!(
+                std::fs::read_dir(&root).unwrap().count(),
+                0,
+                "cut at {cut} wrote under {}",
+                root.display()
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_script_has_every_blank_filled_and_parses() {
         let script = fill("https://mon:4000", "ab12");
         for blank in ["@SERVER@", "@AGENT_SHA256@", "@VERSION@", "@UNIT@"] {
