@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proxmox Monitor benchmarks (`make bench`): agent cost on a big synthetic node, node_exporter
 # side by side, the server under 1000 simulated agents, the storage ceiling without sockets,
-# and reconnect storms at bcrypt cost 12 and 10. Prints a summary table at the end.
+# raw points at rest next to Prometheus's TSDB (promtool) and range reads against the previous
+# layout, and reconnect storms at bcrypt cost 12 and 10. Prints a summary table at the end.
 #
 # Everything runs on 127.0.0.1 in a scratch directory (BENCH_DIR, default a new /tmp dir, kept
 # for its logs); every process it starts is stopped by pid on exit. Each load run is bounded;
@@ -10,9 +11,10 @@
 # plus the build.
 #
 # Knobs (environment): BENCH_AGENTS (1000), BENCH_SECONDS (150), BENCH_FLOOD_SECONDS (20),
-# BENCH_STORM_AGENTS_10 (1000), BENCH_STORM_AGENTS_12 (300), BENCH_SKIP_BUILD=1,
-# BENCH_PAGES_AGENTS (1000), BENCH_BASELINE_SERVER (an older server binary whose pages are
-# measured too, side by side; without it the summary shows the figures recorded for main).
+# BENCH_STORM_AGENTS_10 (1000), BENCH_STORM_AGENTS_12 (300), BENCH_STORAGE_HOSTS (10),
+# BENCH_SKIP_BUILD=1, BENCH_PAGES_AGENTS (1000), BENCH_BASELINE_SERVER (an older server binary
+# whose pages, and whose interval-1000 and flood-1000 runs, are measured too, side by side;
+# without it the summary shows the figures recorded for main).
 # BENCH_IDLE_SECONDS (300): the at-rest part (bench/idle.sh) adds about 8 minutes.
 set -euo pipefail
 
@@ -89,10 +91,11 @@ cpu_s() { awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); printf "%.2f\n"
 sched_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%d\n", s }'; }
 vcsw() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'; }
 
-# Starts the release server on DB and a free port, --log-level warn; sets SERVER_PID, PORT.
+# Starts the release server (or BINARY) on DB and a free port, --log-level warn; sets
+# SERVER_PID, PORT. Usage: start_server DB [BINARY]
 start_server() {
 	PORT=$(free_port)
-	"$SERVER" --database "$1" --listen "127.0.0.1:$PORT" --log-level warn serve 2>>"$1.log" &
+	"${2:-$SERVER}" --database "$1" --listen "127.0.0.1:$PORT" --log-level warn serve 2>>"$1.log" &
 	SERVER_PID=$!
 	STARTED+=("$SERVER_PID")
 	wait_port "$PORT"
@@ -118,7 +121,7 @@ echo "agent binary: $AGENT" >&2
 echo "bench directory: $OUT (cores: $(nproc), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo))" >&2
 
 # ---------------------------------------------------------------- agent
-say "agent: collector cost on a synthetic node (200 guests, 24 disks, 8 pools)"
+say "agent: collector cost on a synthetic node (200 guests, 24 disks, 8 pools, a year of tasks)"
 NODE=$OUT/bignode
 "$REL/examples/gen_node" "$NODE" --guests 200 --disks 24 --pools 8 >&2
 "$REL/examples/collect_bench" "$NODE" --cycles 200 | tee "$OUT/collect-bignode.txt" >&2
@@ -256,13 +259,13 @@ AGENT="$AGENT" SERVER="$SERVER" LOADGEN="$LOADGEN" NE_BIN="$NE_BIN" OUT="$OUT" I
 # ---------------------------------------------------------------- server
 # One load run against a fresh database; then the ceiling for the same shape (same hosts,
 # same number of samples: the cost of an insert grows with the history per series).
-# Usage: server_run LABEL MODE AGENTS SECONDS
+# Usage: server_run LABEL MODE AGENTS SECONDS [SERVER_BINARY]
 server_run() {
-	local label=$1 mode=$2 n=$3 secs=$4 dir=$OUT/$1
-	say "server: $label ($n agents, $mode, ${secs} s)"
+	local label=$1 mode=$2 n=$3 secs=$4 dir=$OUT/$1 binary=${5:-$SERVER}
+	say "server: $label ($n agents, $mode, ${secs} s, $binary)"
 	mkdir -p "$dir"
 	"$LOADGEN" --log-level warn register --database "$dir/server.db" --count "$n" --cost 4 --tokens "$dir/tokens.txt" >&2
-	start_server "$dir/server.db"
+	start_server "$dir/server.db" "$binary"
 	"$LOADGEN" --log-level warn run --url "ws://127.0.0.1:$PORT/socket/websocket" --tokens "$dir/tokens.txt" \
 		--agents "$n" --duration "$secs" --mode "$mode" --interval-ms 1000 --guests 30 \
 		--server-pid "$SERVER_PID" --database "$dir/server.db" --warmup "$WARMUP_SECONDS" \
@@ -278,11 +281,61 @@ server_run() {
 server_run interval-$AGENTS interval "$AGENTS" "$SECONDS_RUN"
 server_run flood-$AGENTS flood "$AGENTS" "$FLOOD_SECONDS"
 server_run flood-100 flood 100 "$FLOOD_SECONDS"
+if [ -n "${BENCH_BASELINE_SERVER:-}" ]; then
+	# The same runs with the baseline binary, right after: what this branch costs ingestion.
+	server_run baseline-interval-$AGENTS interval "$AGENTS" "$SECONDS_RUN" "$BENCH_BASELINE_SERVER"
+	server_run baseline-flood-$AGENTS flood "$AGENTS" "$FLOOD_SECONDS" "$BENCH_BASELINE_SERVER"
+fi
+
+# ---------------------------------------------------------------- alerts
+# The default rules' evaluation per fast sample (30 guests), without sockets or the database:
+# a quiet fleet and one with alerts open, firing and announced.
+say "alerts: rule evaluation per sample, $AGENTS hosts"
+"$LOADGEN" --log-level warn alerts --hosts "$AGENTS" --rounds 400 | tee "$OUT/alerts.txt" >&2
 
 say "ceiling: one sample per transaction (no group commit), $AGENTS hosts, 20 s"
 "$LOADGEN" --log-level warn ceiling --database "$OUT/ceiling-1.db" --samples 1000000 --hosts "$AGENTS" \
 	--guests 30 --batch 1 --max-seconds 20 --label ceiling-batch-1 | tee "$OUT/ceiling-1.txt" >&2
 rm -f "$OUT"/ceiling-1*.db*
+
+# ---------------------------------------------------------------- storage
+# Raw points at rest after the moves (realistic nodes written through the store and moved
+# every minute of data, as the server does), next to a Prometheus block of the very same
+# points built by promtool; then range reads of one series against the previous release's
+# layout (a SQLite row per point) holding the same points.
+PROMTOOL=$(command -v promtool || true)
+# Usage: storage_run LABEL HOSTS SECONDS INTERVAL
+storage_run() {
+	local label=$1 dir=$OUT/storage-$1 total chunks
+	say "storage: $2 hosts, a sample every $4 s for $3 s; bytes per point at rest"
+	mkdir -p "$dir"
+	"$LOADGEN" --log-level warn storage --dir "$dir" --hosts "$2" --seconds "$3" --interval "$4" \
+		--guests 30 ${PROMTOOL:+--openmetrics "$dir/points.om"} --label "storage-$label" | tee "$dir/storage.txt" >&2
+	if [ -n "$PROMTOOL" ]; then
+		"$PROMTOOL" tsdb create-blocks-from openmetrics --max-block-duration=24h "$dir/points.om" "$dir/prometheus" \
+			>"$dir/promtool.txt" 2>&1 || { cat "$dir/promtool.txt" >&2; exit 1; }
+		total=$(find "$dir/prometheus" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+		chunks=$(find "$dir/prometheus" -path '*/chunks/*' -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+		echo "prometheus prometheus_bytes=$total prometheus_chunk_bytes=$chunks" | tee -a "$dir/storage.txt" >&2
+		rm -rf "$dir/points.om" "$dir/prometheus"
+	else
+		echo "promtool not installed: no Prometheus comparison" >&2
+	fi
+	rm -f "$dir"/*.db "$dir"/*.db-wal "$dir"/*.db-shm
+}
+storage_run 30s "${BENCH_STORAGE_HOSTS:-10}" 28800 30
+storage_run 1s "${BENCH_STORAGE_HOSTS:-10}" 1800 1
+# Usage: reads_run LABEL INTERVAL SERIES
+reads_run() {
+	local dir=$OUT/reads-$1
+	say "storage: range reads of one series, 7 days at $2 s, chunks vs the previous layout"
+	mkdir -p "$dir"
+	"$LOADGEN" --log-level warn reads --dir "$dir" --days 7 --interval "$2" --series "$3" \
+		--label "reads-$1" | tee "$dir/reads.txt" >&2
+	rm -f "$dir"/*.db "$dir"/*.db-wal "$dir"/*.db-shm
+}
+reads_run 30s 30 8
+reads_run 1s 1 4
 
 # ---------------------------------------------------------------- storms
 # Usage: storm COST AGENTS
@@ -303,6 +356,7 @@ storm 12 "$STORM_AGENTS_12"
 # ---------------------------------------------------------------- summary
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.0f %%", 100 * a / b; else print "-" }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f", a / b; else print "-" }'; }
+div2() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "") printf "%.2f", a / b; else print "-" }'; }
 
 {
 	echo
@@ -311,6 +365,8 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f
 	printf '  %-52s %s\n' "fast cycle CPU, collector only (collect_bench)" "$(kv "$OUT/collect-bignode.txt" fast_cycle_cpu_us) us"
 	printf '  %-52s %s\n' "fast cycle CPU on this machine's own /proc" "$(kv "$OUT/collect-local.txt" fast_cycle_cpu_us) us"
 	printf '  %-52s %s\n' "the same, cycles 1 s apart (as in the agent)" "$(kv "$OUT/collect-bignode-paced.txt" fast_cycle_cpu_us) us (this machine: $(kv "$OUT/collect-local-paced.txt" fast_cycle_cpu_us) us)"
+	printf '  %-52s %s\n' "medium cycle CPU (backups, jobs, replication, HA...)" "$(kv "$OUT/collect-bignode.txt" medium_cycle_cpu_us) us (the first, reading a year's task index: $(kv "$OUT/collect-bignode.txt" medium_first_cycle_cpu_us) us)"
+	printf '  %-52s %s\n' "slow cycle CPU (versions, SMART of 24 disks...)" "$(kv "$OUT/collect-bignode.txt" slow_cycle_cpu_us) us (captured smartctl output: no process started)"
 	printf '  %-52s %s\n' "whole agent process CPU per 1 s cycle" "$AGENT_CPU_PER_CYCLE_MS ms (this machine: $LOCAL_AGENT_CPU_MS ms)"
 	printf '  %-52s %s\n' "agent wake-ups (voluntary switches) per 1 s cycle" "$AGENT_VCSW_PER_CYCLE (this machine: $LOCAL_AGENT_VCSW)"
 	printf '  %-52s %s\n' "agent RSS, steady state (target < 4096 KiB)" "$AGENT_RSS KiB (max $AGENT_RSS_MAX KiB; this machine: $LOCAL_AGENT_RSS KiB)"
@@ -328,7 +384,8 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f
 	printf '  %-52s %s\n' "server CPU per hour, $(kv "$i" idle_server_agents) agents pushing every 30 s" "$(kv "$i" idle_server_cpu_s_per_hour) s ($(kv "$i" idle_server_cpu_s) s in $(kv "$i" idle_server_seconds) s, RSS $(kv "$i" idle_server_rss_mib) MiB)"
 	echo "SERVER (release, --log-level warn, synchronous=full; 30 guests per agent -> 395 points per sample)"
 	printf '  %-16s %8s %9s %10s %9s %9s %9s %8s %9s %8s %7s %8s\n' run samples/s points/s ceiling e2e/ceil p50_ms p99_ms max_ms srv_cpu_s rss_MiB B/point join_s
-	for label in "interval-$AGENTS" "flood-$AGENTS" flood-100; do
+	for label in "interval-$AGENTS" "flood-$AGENTS" flood-100 "baseline-interval-$AGENTS" "baseline-flood-$AGENTS"; do
+		[ -f "$OUT/$label/run.txt" ] || continue
 		r=$OUT/$label/run.txt
 		c=$OUT/$label/ceiling.txt
 		printf '  %-16s %8s %9s %10s %9s %9s %9s %8s %9s %8s %7s %8s\n' "$label" \
@@ -338,6 +395,37 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f
 			"$(kv "$r" server_rss_mib)" "$(kv "$r" bytes_per_point_checkpointed)" "$(kv "$r" join_all_s)"
 	done
 	printf '  %-52s %s\n' "ceiling, 1 sample per transaction ($AGENTS hosts)" "$(kv "$OUT/ceiling-1.txt" points_per_s) points/s"
+	echo "STORAGE (raw points at rest after the moves; Prometheus: promtool's block of the same points)"
+	printf '  %-30s %10s %12s %14s %16s\n' data points B/point prometheus prom_chunks_only
+	for label in 30s 1s; do
+		s=$OUT/storage-$label/storage.txt
+		printf '  %-30s %10s %12s %14s %16s\n' \
+			"$(kv "$s" hosts) hosts x $(kv "$s" series) series, every $(kv "$s" interval_s) s" "$(kv "$s" points)" \
+			"$(kv "$s" bytes_per_point)" "$(div2 "$(kv "$s" prometheus_bytes)" "$(kv "$s" points)")" \
+			"$(div2 "$(kv "$s" prometheus_chunk_bytes)" "$(kv "$s" points)")"
+	done
+	printf '  %-30s %10s %12s\n' "interval-$AGENTS run (150 s at 1 s)" "$(kv "$OUT/interval-$AGENTS/run.txt" stored_points)" \
+		"$(kv "$OUT/interval-$AGENTS/run.txt" bytes_per_point_checkpointed)"
+	printf '  %-30s %12s %12s %12s\n' "range read of one series" 1h 24h 7d
+	for label in 30s 1s; do
+		r=$OUT/reads-$label/reads.txt
+		printf '  %-30s %12s %12s %12s\n' "every $label: previous / chunks" \
+			"$(kv "$r" read_1h_previous_ms)/$(kv "$r" read_1h_chunks_ms)" \
+			"$(kv "$r" read_24h_previous_ms)/$(kv "$r" read_24h_chunks_ms)" \
+			"$(kv "$r" read_7d_previous_ms)/$(kv "$r" read_7d_chunks_ms) ms"
+	done
+	echo "ALERTS (default rules, 30-guest fast samples; rules and state machine, no I/O)"
+	for fleet in quiet busy; do
+		a=$(grep "label=alerts-$fleet " "$OUT/alerts.txt" || true)
+		printf '  %-52s %s\n' "evaluation per sample, $fleet fleet" \
+			"$(echo "$a" | grep -oE 'alert_eval_cpu_ns_per_sample=[0-9]+' | cut -d= -f2) ns CPU ($(echo "$a" | grep -oE ' open=[^ ]+' | cut -d= -f2-))"
+	done
+	if [ -n "${BENCH_BASELINE_SERVER:-}" ]; then
+		printf '  %-52s %s\n' "flood-$AGENTS points/s, this / baseline (target >= 90 %)" \
+			"$(kv "$OUT/flood-$AGENTS/run.txt" points_per_s) / $(kv "$OUT/baseline-flood-$AGENTS/run.txt" points_per_s) = $(ratio "$(kv "$OUT/flood-$AGENTS/run.txt" points_per_s)" "$(kv "$OUT/baseline-flood-$AGENTS/run.txt" points_per_s)")"
+		printf '  %-52s %s\n' "interval-$AGENTS p99 ms, this / baseline" \
+			"$(kv "$OUT/interval-$AGENTS/run.txt" p99_ms) / $(kv "$OUT/baseline-interval-$AGENTS/run.txt" p99_ms)"
+	fi
 	echo "RECONNECT STORM (server restart with SIGINT; every rejoin pays one bcrypt verification)"
 	for cost in 10 12; do
 		s=$OUT/storm-$cost/storm.txt
@@ -374,7 +462,7 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f
 	# The interval run is bounded by the load offered (one sample per agent per second), so
 	# its ratio to the ceiling says nothing about the server's limit; the flood runs do.
 	for label in "flood-$AGENTS" flood-100; do
-		printf '  %-52s %s\n' "$label: end-to-end / ceiling (target >= 50 %)" \
+		printf '  %-52s %s\n' "$label: end-to-end / ceiling (target >= 75 %)" \
 			"$(ratio "$(kv "$OUT/$label/run.txt" points_per_s)" "$(kv "$OUT/$label/ceiling.txt" points_per_s)")"
 	done
 	printf '  %-52s %s\n' "before the in-memory host state (main@bc616c8)" "p99 34.7 ms, flood 77 % (issue 10's run); back to back with this code on a busy machine: 662 ms, 66 % (this code: 48 ms, 86 %)"
@@ -383,5 +471,14 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f
 	ms() { awk -v u="$(kv "$1" fast_cycle_cpu_us)" 'BEGIN { print u / 1000 }'; }
 	printf '  %-52s %s\n' "agent cycle / collector cycle CPU (target <= 2x)" "200-guest node $(div "$AGENT_CPU_PER_CYCLE_MS" "$(ms "$OUT/collect-bignode.txt")")x, here $(div "$LOCAL_AGENT_CPU_MS" "$(ms "$OUT/collect-local.txt")")x (collector back to back)"
 	printf '  %-52s %s\n' "" "200-guest node $(div "$AGENT_CPU_PER_CYCLE_MS" "$(ms "$OUT/collect-bignode-paced.txt")")x, here $(div "$LOCAL_AGENT_CPU_MS" "$(ms "$OUT/collect-local-paced.txt")")x (collector cycles 1 s apart)"
+	for label in 30s 1s; do
+		s=$OUT/storage-$label/storage.txt
+		printf '  %-52s %s\n' "raw point at rest, every $label (target <= 2 B, <= Prometheus)" \
+			"$(kv "$s" bytes_per_point) B; Prometheus $(div2 "$(kv "$s" prometheus_bytes)" "$(kv "$s" points)") B"
+	done
+	for label in 30s 1s; do
+		printf '  %-52s %s\n' "7-day raw read of one series, every $label (target >= 5x)" \
+			"$(kv "$OUT/reads-$label/reads.txt" read_7d_speedup)x faster than the previous layout"
+	done
 	echo "logs and raw reports: $OUT"
 } | tee "$OUT/summary.txt"

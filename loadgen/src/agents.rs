@@ -3,9 +3,10 @@
 //! One thread per agent, blocking socket, 128 KiB stack. That is what the real agent does and
 //! what the server expects (a thread per connection), it needs no poll loop of our own, and at
 //! one push in flight per agent a thread spends its life blocked in `read`: the cost is a
-//! context switch per push, small next to the server's work for a ~400-point sample. The
-//! frames are assembled from pre-serialized samples (`sample::Templates`) so that the load
-//! generator spends as little as possible of the CPU it shares with the server.
+//! context switch per push, small next to the server's work for a ~400-point sample. Each
+//! agent simulates its own node (`sample::Node`), so values move as a real node's do; making
+//! and serializing a sample costs the load generator some 25 µs of the CPU it shares with the
+//! server, so a flood cycles through 16 samples made before the start.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +18,7 @@ use server::store::{history_path, Store, Synchronous};
 use crate::client::{Client, Reply};
 use crate::error::{Error, Result};
 use crate::proc_stat::{self, Usage};
-use crate::sample::Templates;
+use crate::sample::Node;
 use crate::stats::{micros, Summary};
 
 /// How simulated agents pace their pushes.
@@ -85,6 +86,8 @@ struct AgentResult {
     ok: u64,
     refused: u64,
     late: u64,
+    /// JSON bytes of the samples pushed.
+    bytes: u64,
 }
 
 /// The start signal: agents connect and join, then wait here until all have.
@@ -127,7 +130,7 @@ pub fn run(options: &RunOptions) -> Result<RunReport> {
     if agents == 0 {
         return Err(Error::Setup("no agents to run".into()));
     }
-    let templates = Arc::new(Templates::new(options.guests));
+    let points_per_sample = Node::new(0, options.guests).next(1.0).series_points().len();
     let start = Arc::new(Start {
         at: Mutex::new(None),
         go: Condvar::new(),
@@ -140,7 +143,7 @@ pub fn run(options: &RunOptions) -> Result<RunReport> {
     let spawned_at = Instant::now();
     let mut threads = Vec::with_capacity(agents);
     for (index, (name, token)) in options.hosts.iter().cloned().enumerate() {
-        let (start, templates, url) = (start.clone(), templates.clone(), options.url.clone());
+        let (start, url, guests) = (start.clone(), options.url.clone(), options.guests);
         let (mode, duration, warmup, n) = (options.mode, options.duration, options.warmup, agents);
         let thread = std::thread::Builder::new()
             .name(format!("agent-{index}"))
@@ -156,7 +159,7 @@ pub fn run(options: &RunOptions) -> Result<RunReport> {
                     duration,
                     warmup,
                     t0,
-                    templates: &templates,
+                    guests,
                     start: &start,
                 })
             })
@@ -195,14 +198,14 @@ pub fn run(options: &RunOptions) -> Result<RunReport> {
         agents,
         join_all,
         seconds,
-        points_per_sample: templates.points(),
-        sample_bytes: templates.bytes(),
+        points_per_sample,
         server_before,
         server_after,
         own_cpu_seconds,
         db_points_before,
         ..RunReport::default()
     };
+    let mut sample_bytes = 0u64;
     let mut joins = Vec::new();
     let mut latencies = Vec::new();
     let mut warmup_latencies = Vec::new();
@@ -217,9 +220,13 @@ pub fn run(options: &RunOptions) -> Result<RunReport> {
         report.samples_ok += r.ok;
         report.samples_refused += r.refused;
         report.late += r.late;
+        sample_bytes += r.bytes;
         latencies.extend(r.latencies);
         warmup_latencies.extend(r.warmup_latencies);
     }
+    report.sample_bytes =
+        usize::try_from(sample_bytes / (report.samples_ok + report.samples_refused).max(1))
+            .unwrap_or(0);
     report.join = Summary::of(&mut joins);
     report.latency = Summary::of(&mut latencies);
     report.warmup_latency = Summary::of(&mut warmup_latencies);
@@ -245,9 +252,14 @@ struct AgentSpec<'a> {
     duration: Duration,
     warmup: Duration,
     t0: i64,
-    templates: &'a Templates,
+    guests: u32,
     start: &'a Start,
 }
+
+/// Flood mode cycles through this many of the agent's samples, made before the start: a
+/// flood measures throughput, and making a sample per push (~25 µs) would take that much CPU
+/// from the server it shares the machine with.
+const FLOOD_RING: usize = 16;
 
 fn agent(spec: &AgentSpec<'_>) -> AgentResult {
     let mut result = AgentResult::default();
@@ -258,10 +270,20 @@ fn agent(spec: &AgentSpec<'_>) -> AgentResult {
             Reply::Error(reason) => Err(Error::Connection(format!("join refused: {reason}"))),
         }
     });
+    let join_time = joined.elapsed();
+    // Samples are collected_at t0 + n: a second apart, whatever the pace of the pushes.
+    let every_seconds = 1.0;
+    let mut node = Node::new(spec.index as u64, spec.guests);
+    let ring: Vec<String> = match spec.mode {
+        Mode::Flood => (0..FLOOD_RING)
+            .map(|_| node.next_json(every_seconds))
+            .collect(),
+        Mode::Interval(_) => Vec::new(),
+    };
     spec.start.ready.fetch_add(1, Ordering::SeqCst);
     let mut client = match client {
         Ok(c) => {
-            result.join_us = Some(micros(joined.elapsed()));
+            result.join_us = Some(micros(join_time));
             c
         }
         Err(e) => {
@@ -298,9 +320,15 @@ fn agent(spec: &AgentSpec<'_>) -> AgentResult {
             next += every;
         }
         let sent = Instant::now();
-        let data = spec
-            .templates
-            .data(spec.index + usize::try_from(n).unwrap_or(0));
+        let fresh;
+        let data = match ring.get(usize::try_from(n).unwrap_or(0) % FLOOD_RING.max(1)) {
+            Some(made) => made.as_str(),
+            None => {
+                fresh = node.next_json(every_seconds);
+                fresh.as_str()
+            }
+        };
+        result.bytes += data.len() as u64;
         let reply = client
             .push_fast(spec.t0 + n, data)
             .and_then(|msg_ref| client.wait_reply(&msg_ref));

@@ -10,7 +10,7 @@ use common::events::MetricKind;
 use server::store::{Store, Synchronous};
 
 use crate::error::{Error, Result};
-use crate::sample::Templates;
+use crate::sample::Node;
 
 #[derive(Debug, Clone)]
 pub struct CeilingOptions {
@@ -51,7 +51,7 @@ pub struct CeilingReport {
 fn group_commit(
     store: &Store,
     ids: &[(i64, String)],
-    data: &[String],
+    nodes: &mut [Node],
     options: &CeilingOptions,
     mut report: CeilingReport,
 ) -> Result<CeilingReport> {
@@ -66,8 +66,8 @@ fn group_commit(
                     let i = w + k * options.writers;
                     let (host_id, name) = &ids[i % hosts];
                     let t = now + i64::try_from(i / hosts).unwrap_or(0);
-                    let data = &data[(i / hosts + i % hosts) % data.len()];
-                    server::ingest::sample_write(*host_id, MetricKind::Fast, t, data, name)
+                    let data = nodes[i % hosts].next_json(1.0);
+                    server::ingest::sample_write(*host_id, MetricKind::Fast, t, &data, name)
                 })
                 .collect()
         })
@@ -117,9 +117,8 @@ pub fn ceiling(database: &Path, options: &CeilingOptions) -> Result<CeilingRepor
             ids.push((store.create_host(&name, "not a hash", now)?.id, name));
         }
     }
-    let templates = Templates::new(options.guests);
-    let data: Vec<String> = (0..crate::sample::VARIANTS)
-        .map(|v| templates.data(v).to_owned())
+    let mut nodes: Vec<Node> = (0..hosts)
+        .map(|i| Node::new(i as u64, options.guests))
         .collect();
     let mut report = CeilingReport {
         batch: options.batch.max(1),
@@ -127,7 +126,7 @@ pub fn ceiling(database: &Path, options: &CeilingOptions) -> Result<CeilingRepor
         ..CeilingReport::default()
     };
     if options.writers > 0 {
-        return group_commit(&store, &ids, &data, options, report);
+        return group_commit(&store, &ids, &mut nodes, options, report);
     }
     let started = Instant::now();
     let mut k = 0;
@@ -138,8 +137,8 @@ pub fn ceiling(database: &Path, options: &CeilingOptions) -> Result<CeilingRepor
             .map(|i| {
                 let (host_id, name) = &ids[i % hosts];
                 let t = now + i64::try_from(i / hosts).unwrap_or(0);
-                let data = &data[(i / hosts + i % hosts) % data.len()];
-                server::ingest::sample_write(*host_id, MetricKind::Fast, t, data, name)
+                let data = nodes[i % hosts].next_json(1.0);
+                server::ingest::sample_write(*host_id, MetricKind::Fast, t, &data, name)
             })
             .collect();
         report.prepare += prepare.elapsed();

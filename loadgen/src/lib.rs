@@ -1,19 +1,21 @@
 //! The Proxmox Monitor load generator: many simulated agents over loopback, the storage ceiling
-//! without sockets, and reconnect storms against the real server binary. Used by `bench/run.sh`.
+//! without sockets, the raw history at rest and its range reads, and reconnect storms against
+//! the real server binary. Used by `bench/run.sh`.
 //!
 //! No async runtime here either: one thread per simulated agent, blocking sockets, like the
 //! real agent (see `agents` for why).
 
 pub mod agents;
+pub mod alerts;
 pub mod ceiling;
 pub mod client;
 pub mod error;
-pub mod layout;
 pub mod pages;
 pub mod proc_stat;
 pub mod register;
 pub mod sample;
 pub mod stats;
+pub mod storage;
 pub mod storm;
 
 pub use error::{Error, Result};

@@ -117,22 +117,46 @@ enum Command {
         #[arg(long, default_value = "ceiling")]
         label: String,
     },
-    /// Experiment: raw points keyed (series, time) as today vs. a time-ordered buffer moved
-    /// into place periodically; two fresh databases in DIR
-    Layout {
+    /// Bytes per raw point at rest: realistic samples of N hosts written through the store and
+    /// moved into the history file every minute of data; optionally as OpenMetrics text too
+    Storage {
+        /// A directory for the fresh database
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value_t = 30_000)]
-        samples: usize,
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 50)]
         hosts: usize,
+        /// Seconds of data per host
+        #[arg(long, default_value_t = 8 * 3600)]
+        seconds: i64,
+        /// Seconds between samples
+        #[arg(long, default_value_t = 30)]
+        interval: i64,
         #[arg(long, default_value_t = 30)]
         guests: u32,
-        #[arg(long, default_value_t = 50)]
-        batch: usize,
-        /// Seconds of data buffered before a move
-        #[arg(long, default_value_t = 60)]
+        /// Write every stored point to this file as OpenMetrics text (for promtool)
+        #[arg(long)]
+        openmetrics: Option<PathBuf>,
+        #[arg(long, default_value = "storage")]
+        label: String,
+    },
+    /// Range reads of one series (1 h, 24 h, 7 days of raw points): the store's chunks next to
+    /// the previous release's layout holding the same points; two fresh databases in DIR
+    Reads {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+        /// Seconds between points
+        #[arg(long, default_value_t = 30)]
+        interval: i64,
+        /// How many series to store and read
+        #[arg(long, default_value_t = 8)]
+        series: usize,
+        /// Seconds of data per move into chunks (the chunks come out the same)
+        #[arg(long, default_value_t = 600)]
         move_every: i64,
+        #[arg(long, default_value = "reads")]
+        label: String,
     },
     /// N agents push one fast, medium and slow sample each and stay online; then `/`, the
     /// API and `/metrics` are fetched as a logged-in browser does: bytes, time, server CPU
@@ -161,6 +185,22 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         threads: usize,
         #[arg(long, default_value = "pages")]
+        label: String,
+    },
+    /// What evaluating the default alert rules costs per fast sample (no sockets, no database)
+    Alerts {
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        /// Fast samples per host (one a second of simulated time; alerts fire after 5 min)
+        #[arg(long, default_value_t = 400)]
+        rounds: usize,
+        #[arg(long, default_value_t = 30)]
+        guests: u32,
+        /// In the busy fleet, one host in this many has CPU at 95 %, a stopped onboot guest
+        /// and a full storage
+        #[arg(long, default_value_t = 10)]
+        busy_every: usize,
+        #[arg(long, default_value = "alerts")]
         label: String,
     },
     /// Time for N agents to be online again after a server restart (spawns the server itself)
@@ -214,6 +254,37 @@ fn hosts(tokens: &std::path::Path, n: usize) -> Result<Vec<(String, String)>> {
 
 fn run(command: Command) -> Result<()> {
     match command {
+        Command::Alerts {
+            hosts,
+            rounds,
+            guests,
+            busy_every,
+            label,
+        } => {
+            let options = loadgen::alerts::AlertBenchOptions {
+                hosts,
+                rounds,
+                guests,
+                busy_every,
+            };
+            for (fleet, busy) in [("quiet", false), ("busy", true)] {
+                let r = loadgen::alerts::run(&options, busy);
+                println!(
+                    "summary label={label}-{fleet} samples={} alert_eval_ns_per_sample={:.0} \
+                     alert_eval_cpu_ns_per_sample={:.0} open_alerts={} events={} open={}",
+                    r.samples,
+                    r.wall_ns_per_sample,
+                    r.cpu_ns_per_sample,
+                    r.open_alerts,
+                    r.events,
+                    if r.open_by_rule.is_empty() {
+                        "-"
+                    } else {
+                        &r.open_by_rule
+                    }
+                );
+            }
+        }
         Command::Register {
             database,
             count,
@@ -300,22 +371,41 @@ fn run(command: Command) -> Result<()> {
             };
             loadgen::ceiling::ceiling(&database, &options)?.print(&label);
         }
-        Command::Layout {
+        Command::Storage {
             dir,
-            samples,
             hosts,
+            seconds,
+            interval,
             guests,
-            batch,
-            move_every,
+            openmetrics,
+            label,
         } => {
-            let options = loadgen::layout::LayoutOptions {
-                samples,
+            let options = loadgen::storage::StorageOptions {
+                dir,
                 hosts,
+                seconds,
+                interval,
                 guests,
-                batch,
+                openmetrics,
+            };
+            loadgen::storage::storage(&options)?.print(&label);
+        }
+        Command::Reads {
+            dir,
+            days,
+            interval,
+            series,
+            move_every,
+            label,
+        } => {
+            let options = loadgen::storage::ReadOptions {
+                dir,
+                days,
+                interval,
+                series,
                 move_every,
             };
-            loadgen::layout::layout(&dir, &options)?.print();
+            loadgen::storage::reads(&options)?.print(&label);
         }
         Command::Pages {
             url,

@@ -18,7 +18,7 @@ use common::events::MetricKind;
 use crate::client::{Client, Reply};
 use crate::error::{Error, Result};
 use crate::proc_stat;
-use crate::sample::{medium_sample, slow_sample, Templates};
+use crate::sample::{medium_sample, slow_sample, Node};
 use crate::stats::{micros, Summary};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -98,20 +98,18 @@ pub fn pages(options: &PagesOptions) -> Result<PagesReport> {
 
 /// Connects, joins and pushes one sample of each kind for every host, `threads` at a time.
 fn connect_all(options: &PagesOptions) -> Result<Vec<Client>> {
-    let templates = Templates::new(options.guests);
     let threads = options.threads.clamp(1, 64);
     let now = common::time::now_unix();
     let results: Vec<Result<Vec<Client>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let templates = &templates;
                 scope.spawn(move || {
                     let mut mine = Vec::new();
                     for (i, (name, token)) in options.hosts.iter().enumerate() {
                         if i % threads != t {
                             continue;
                         }
-                        mine.push(connect_one(options, templates, i, name, token, now)?);
+                        mine.push(connect_one(options, i, name, token, now)?);
                     }
                     Ok(mine)
                 })
@@ -134,7 +132,6 @@ fn connect_all(options: &PagesOptions) -> Result<Vec<Client>> {
 
 fn connect_one(
     options: &PagesOptions,
-    templates: &Templates,
     index: usize,
     name: &str,
     token: &str,
@@ -150,10 +147,11 @@ fn connect_one(
         .map_err(|e| Error::Setup(e.to_string()))?;
     let slow = serde_json::to_string(&slow_sample(index, name))
         .map_err(|e| Error::Setup(e.to_string()))?;
+    let fast = Node::new(index as u64, options.guests).next_json(1.0);
     let refs = [
         client.push(MetricKind::Slow, now, &slow)?,
         client.push(MetricKind::Medium, now, &medium)?,
-        client.push(MetricKind::Fast, now, templates.data(index))?,
+        client.push(MetricKind::Fast, now, &fast)?,
     ];
     for msg_ref in refs {
         if let Reply::Error(reason) = client.wait_reply(&msg_ref)? {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::alert_cli;
 use crate::config::{Overrides, ServerConfig};
 use crate::error::{Error, Result};
 use crate::store::{SeriesQuery, Store};
@@ -103,6 +104,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show points, bytes and bytes per point of each history tier in each database file
+    /// (reads every page once: a few seconds per GiB)
+    DbStats {
+        /// Print JSON: {"tiers": [{tier, file, table, points, bytes, bytes_per_point}],
+        /// "files": [{file, path, bytes, wal_bytes, free_bytes}]}
+        #[arg(long)]
+        json: bool,
+    },
+    /// List open alerts (firing and pending), worst first
+    Alerts(alert_cli::AlertsArgs),
+    /// Silence alerts of a host (optionally one rule, object, guest or tag) for a while
+    Silence(alert_cli::SilenceArgs),
+    /// List silences and maintenance windows
+    Silences(alert_cli::SilencesArgs),
+    /// End a silence now
+    Unsilence {
+        /// The silence's id (from `silences`)
+        id: i64,
+    },
+    /// Acknowledge a firing alert: no reminders until it resolves (or --expires)
+    Ack(alert_cli::AckArgs),
+    /// List notification events in the outbox (firing, repeat, resolved)
+    AlertEvents(alert_cli::EventsArgs),
 }
 
 /// Runs the parsed command line.
@@ -149,7 +173,54 @@ pub fn run(cli: Cli) -> Result<()> {
                 .map_err(|m| Error::Usage(format!("--to: {m}")))?;
             query(&config, &host, &series, from, to, max_points, json)
         }
+        Command::DbStats { json } => db_stats(&config, json),
+        Command::Alerts(args) => alert_cli::alerts(&config, &open_store(&config)?, &args),
+        Command::Silence(args) => alert_cli::silence(&config, &open_store(&config)?, &args),
+        Command::Silences(args) => alert_cli::silences(&config, &open_store(&config)?, &args),
+        Command::Unsilence { id } => alert_cli::unsilence(&open_store(&config)?, id),
+        Command::Ack(args) => alert_cli::ack(&open_store(&config)?, &args),
+        Command::AlertEvents(args) => alert_cli::events(&open_store(&config)?, &args),
     }
+}
+
+fn db_stats(config: &ServerConfig, json: bool) -> Result<()> {
+    let stats = open_store(config)?.stats()?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let text = serde_json::to_string(&stats).map_err(|e| Error::Usage(e.to_string()))?;
+        let _ = writeln!(out, "{text}");
+        return Ok(());
+    }
+    let _ = writeln!(
+        out,
+        "{:<5} {:<8} {:<8} {:>14} {:>14} {:>8}",
+        "TIER", "FILE", "TABLE", "POINTS", "BYTES", "B/POINT"
+    );
+    for t in &stats.tiers {
+        let per = t
+            .bytes_per_point
+            .map_or_else(|| "-".into(), |b| format!("{b:.2}"));
+        let _ = writeln!(
+            out,
+            "{:<5} {:<8} {:<8} {:>14} {:>14} {:>8}",
+            t.tier, t.file, t.table, t.points, t.bytes, per
+        );
+    }
+    let _ = writeln!(
+        out,
+        "(the rollup tiers share one table, its bytes split by rows)"
+    );
+    for f in &stats.files {
+        let _ = writeln!(
+            out,
+            "{}: {} bytes, write-ahead log {} bytes, {} bytes free inside",
+            f.path.display(),
+            f.bytes,
+            f.wal_bytes,
+            f.free_bytes
+        );
+    }
+    Ok(())
 }
 
 fn init_logging(level: log::LevelFilter) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use log::LevelFilter;
 use serde::Deserialize;
 
+use crate::alerts::AlertsConfig;
 use crate::error::{Error, Result};
 use crate::store::rollup::RetentionDays;
 use crate::store::{Retention, Synchronous};
@@ -41,6 +42,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// The agent binary `/install/agent` hands out (`/install/agent.sh` installs it).
     pub agent_binary: PathBuf,
+    /// `[alerts]`: rules, overrides, maintenance windows.
+    pub alerts: AlertsConfig,
 }
 
 /// The certificate chain and private key files (PEM).
@@ -86,6 +89,7 @@ impl Default for ServerConfig {
             tls: None,
             public_url: None,
             agent_binary: PathBuf::from(DEFAULT_AGENT_BINARY),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -109,6 +113,7 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     public_url: Option<String>,
     agent_binary: Option<PathBuf>,
+    alerts: Option<toml::Value>,
 }
 
 /// Values given on the command line; they win over the file.
@@ -239,6 +244,13 @@ impl ServerConfig {
                 }
             }
             self.http = http.clone();
+        }
+        if let Some(alerts) = &file.alerts {
+            self.alerts =
+                AlertsConfig::from_toml(alerts.clone()).map_err(|message| Error::Config {
+                    source_name: source_name.to_owned(),
+                    message,
+                })?;
         }
         match (&file.tls_cert, &file.tls_key) {
             (Some(cert), Some(key)) => {

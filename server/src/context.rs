@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::alerts::Alerts;
 use crate::auth::{Authenticator, LoginThrottle};
 use crate::config::ServerConfig;
 use crate::registry::Registry;
@@ -27,6 +28,8 @@ pub struct Context {
     pub sockets: Sockets,
     /// HTTPS and `wss://` on the port (`tls_cert`, `tls_key`); `None`: plain HTTP.
     pub tls: Option<Arc<Tls>>,
+    /// The alerts as the alert thread last published them, and its command queue.
+    pub alerts: Alerts,
 }
 
 /// Counters since the server started.
@@ -56,6 +59,7 @@ impl Context {
     ) -> Context {
         Context {
             auth: Authenticator::new(config.bcrypt_cost),
+            alerts: Alerts::new(config.alerts.clone()),
             config,
             store,
             hosts,

@@ -1,6 +1,8 @@
 //! The Proxmox Monitor server: authenticates agents over a Phoenix Channels WebSocket, tracks
 //! hosts online/offline, stores their samples in SQLite and serves HTTP on the same port.
 
+pub mod alert_cli;
+pub mod alerts;
 pub mod auth;
 pub mod channel;
 pub mod cli;
@@ -71,6 +73,7 @@ pub fn serve(
         .map_err(|e| Error::Usage(format!("cannot start the maintenance thread: {e}")))?;
     let roster = maintenance::spawn_roster_watch(ctx.clone())
         .map_err(|e| Error::Usage(format!("cannot start the roster watch: {e}")))?;
+    let alerts = alerts::spawn(ctx.clone())?;
     let served = listener::run(ctx.clone(), listener).map_err(|source| Error::Listen {
         addr: addr.clone(),
         source,
@@ -80,6 +83,9 @@ pub fn serve(
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = maintenance.join();
     let _ = roster.join();
+    // Before the hosts are marked offline below: that is this server stopping, not an outage.
+    ctx.alerts.wake();
+    let _ = alerts.join();
     served?;
     let now = common::time::now_unix();
     let offline = ctx.store.mark_all_offline(now)?;

@@ -98,10 +98,15 @@ pub fn spawn_roster_watch(ctx: Arc<Context>) -> std::io::Result<JoinHandle<()>> 
             let mut failing = false;
             while !ctx.shutting_down() {
                 let mark = ctx.hosts.roster_mark();
-                let checked = ctx.store.host_ids().and_then(|ids| {
-                    ctx.hosts
-                        .reconcile(mark, &ids, |id| ctx.store.host_by_id(id))
-                });
+                let checked = ctx
+                    .store
+                    .host_ids()
+                    .and_then(|ids| {
+                        ctx.hosts
+                            .reconcile(mark, &ids, |id| ctx.store.host_by_id(id))
+                    })
+                    // Acknowledgements and silences from the command line, likewise.
+                    .and_then(|()| ctx.alerts.check_external_changes(&ctx.store));
                 match checked {
                     Ok(()) => failing = false,
                     Err(e) if !failing => {

@@ -359,11 +359,14 @@ impl Hosts {
 #[derive(Debug, Clone, Copy)]
 pub struct RosterMark(u64);
 
+/// Hands an event to one subscriber without waiting.
+type Subscriber = Box<dyn Fn(&HostEvent) -> Result<(), TrySendError<()>> + Send>;
+
 /// The fleet in memory (see the module doc).
 #[derive(Default)]
 pub struct HostStates {
     hosts: Mutex<Hosts>,
-    subscribers: Mutex<Vec<SyncSender<HostEvent>>>,
+    subscribers: Mutex<Vec<Subscriber>>,
     dropped_events: AtomicU64,
 }
 
@@ -559,11 +562,24 @@ impl HostStates {
     /// (events past that are dropped and counted, never waited for).
     pub fn subscribe(&self, capacity: usize) -> Receiver<HostEvent> {
         let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
+        self.subscribe_with(tx, |event| event);
+        rx
+    }
+
+    /// Like `subscribe`, into a channel of the subscriber's own (bounded) queue, each event
+    /// wrapped by `wrap`: a thread that waits for other things too (the alert thread's
+    /// commands) can wait on one queue.
+    pub fn subscribe_with<T: Send + 'static>(&self, tx: SyncSender<T>, wrap: fn(HostEvent) -> T) {
+        let deliver = move |event: &HostEvent| {
+            tx.try_send(wrap(event.clone())).map_err(|e| match e {
+                TrySendError::Full(_) => TrySendError::Full(()),
+                TrySendError::Disconnected(_) => TrySendError::Disconnected(()),
+            })
+        };
         self.subscribers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(tx);
-        rx
+            .push(Box::new(deliver));
     }
 
     /// Events a full subscriber could not take.
@@ -579,7 +595,7 @@ impl HostStates {
         if subscribers.is_empty() {
             return;
         }
-        subscribers.retain(|tx| match tx.try_send(event.clone()) {
+        subscribers.retain(|deliver| match deliver(&event) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 self.dropped_events.fetch_add(1, Ordering::Relaxed);

@@ -1,10 +1,11 @@
 //! The dashboard in a real browser: Debian's `chromium --headless`, driven over the Chrome
 //! DevTools Protocol (a WebSocket, spoken with tungstenite), logs in through the login form,
-//! loads `/` and `/hosts/NAME`, checks the rendered DOM (hosts, status badges, chart SVGs,
-//! escaped guest names, sorting, live refresh) and writes screenshots to
-//! `target/screenshots/` (desktop and 390 px phone width) for people to look at. A second test
-//! serves HTTPS with a private CA that chromium trusts through an NSS database (`certutil`) and
-//! adds, installs, rotates and removes a host through the "Manage hosts" pages.
+//! loads `/`, `/hosts/NAME` and `/alerts`, checks the rendered DOM (hosts, status badges, chart
+//! SVGs, escaped guest names, sorting, live refresh, an alert acknowledged and silenced from
+//! the page) and writes screenshots to `target/screenshots/` (desktop and 390 px phone width)
+//! for people to look at. A second test serves HTTPS with a private CA that chromium trusts
+//! through an NSS database (`certutil`) and adds, installs, rotates and removes a host through
+//! the "Manage hosts" pages.
 //!
 //! Without chromium the test is skipped with a note — unless `PM_REQUIRE_BROWSER=1` (CI),
 //! where that is a failure.
@@ -460,6 +461,94 @@ fn dashboard_renders_in_headless_chromium() {
         Duration::from_secs(15),
     );
     browser.screenshot(&dir.join("host-agent.png"), 1280, false);
+
+    // Alerts: pve2's DEGRADED pool fires at once (`for` 0); its card carries the badge; the
+    // Alerts page lists it, and it is acknowledged and silenced from the page.
+    wait_for_json(server.port, "/api/alerts", &cookie, |body| {
+        body["alerts"].as_array().is_some_and(|alerts| {
+            alerts.iter().any(|a| {
+                a["rule"] == "pool_unhealthy" && a["host"] == "pve2" && a["state"] == "firing"
+            })
+        })
+    });
+    browser.open(&format!("{base}/"), "/");
+    browser.wait_for(
+        "document.querySelector('article.host[data-host=pve2] .badge.alert') !== null && \
+         document.querySelector('article.host[data-host=pve2] .badge.alert').textContent === '1 alert'",
+        PATIENCE,
+    );
+    browser.open(&format!("{base}/alerts"), "/alerts");
+    let row = "#alerts-live tr[data-rule=pool_unhealthy]";
+    assert_eq!(
+        browser.eval(&format!(
+            "document.querySelector('{row}').innerText.includes('pool rpool is DEGRADED')"
+        )),
+        json!(true),
+        "{}",
+        browser.eval("document.body.innerText")
+    );
+    browser.screenshot(&dir.join("alerts.png"), 1280, false);
+    browser.screenshot(&dir.join("alerts-phone.png"), 390, true);
+    browser.eval(&format!(
+        "document.querySelector('{row} [data-action=ack]').click(); true"
+    ));
+    browser.wait_for(
+        "location.search.includes('done=ack') && document.readyState === 'complete'",
+        PATIENCE,
+    );
+    assert_eq!(
+        browser.eval(&format!(
+            "document.querySelector('{row}').closest('table').id + ' ' + \
+             document.querySelector('{row}').innerText.includes('acked by admin') + ' ' + \
+             (document.querySelector('{row} [data-action=ack]') === null)"
+        )),
+        json!("alerts-quiet true true"),
+        "acknowledged: among the quiet ones, no button any more"
+    );
+    // "Silence…" fills the form with the alert's host, rule and object.
+    browser.eval(&format!(
+        "document.querySelector('{row} [data-action=silence]').click(); true"
+    ));
+    browser.wait_for(
+        "location.search.includes('silence=') && document.readyState === 'complete'",
+        PATIENCE,
+    );
+    assert_eq!(
+        browser.eval(
+            "(() => { const f = document.querySelector('form.silence'); \
+             return [f.host.value, f.rule.value, f.object.value].join(' '); })()"
+        ),
+        json!("pve2 pool_unhealthy rpool")
+    );
+    browser.eval(
+        "(() => { const f = document.querySelector('form.silence'); \
+         f.comment.value = 'disk on order'; \
+         f.querySelector('[data-action=add-silence]').click(); return true; })()",
+    );
+    browser.wait_for(
+        "location.search.includes('done=silence') && document.readyState === 'complete' && \
+         document.querySelectorAll('#silences tbody tr').length === 1",
+        PATIENCE,
+    );
+    assert!(browser
+        .eval(&format!("document.querySelector('{row}').innerText"))
+        .as_str()
+        .unwrap()
+        .contains("silence 1"));
+    browser.screenshot(&dir.join("alerts-silenced.png"), 1280, false);
+    // The host page lists its alerts; ending the silence from the page works too.
+    browser.open(&format!("{base}/hosts/pve2"), "/hosts/pve2");
+    assert_eq!(
+        browser.eval("document.querySelectorAll('#host-alerts li[data-alert]').length > 0"),
+        json!(true)
+    );
+    browser.open(&format!("{base}/alerts"), "/alerts");
+    browser.eval("document.querySelector('#silences [data-action=unsilence]').click(); true");
+    browser.wait_for(
+        "location.search.includes('done=unsilence') && document.readyState === 'complete' && \
+         document.querySelector('#silences') === null",
+        PATIENCE,
+    );
 }
 
 /// A HOME whose NSS database (`.pki/nssdb`, where chromium on Linux looks for certificate

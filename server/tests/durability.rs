@@ -1,6 +1,8 @@
 //! What an `ok` reply promises, checked against the real server binary: a `kill -9` in the
-//! middle of a stream of pushes loses no acknowledged sample and leaves an intact database with
-//! no half-stored sample, and a resent sample is acknowledged again but stored once.
+//! middle of a stream of pushes (while the server moves points into the history file's
+//! chunks, merges late samples into them and rolls them up) loses no acknowledged sample and
+//! leaves an intact database with no half-stored sample, and a resent sample is acknowledged
+//! again but stored once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod inspect;
@@ -83,32 +85,26 @@ fn push_and_wait(client: &mut Client, t: i64, seed: u32) -> Option<bool> {
     }
 }
 
-/// Per stored time of host `name`: how many points it has.
-fn stored(db: &rusqlite::Connection, name: &str) -> BTreeMap<i64, usize> {
-    let mut stmt = db
-        .prepare(
-            // A point can be in both files for a moment (copied, not yet deleted from
-            // `recent`): UNION counts it once.
-            "SELECT t, count(*) FROM (
-                 SELECT p.series_id, p.t FROM history.points p
-                 JOIN series s ON s.id = p.series_id JOIN hosts h ON h.id = s.host_id
-                 WHERE h.name = ?1
-                 UNION
-                 SELECT r.series_id, r.t FROM recent r JOIN hosts h ON h.id = r.host_id
-                 WHERE h.name = ?1
-             ) GROUP BY t",
-        )
-        .unwrap();
-    stmt.query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap()
+/// A server that moves raw points into the history file every second.
+fn moving_every_second(dir_label: &str) -> (ServerOptions, std::path::PathBuf) {
+    let config = std::env::temp_dir().join(format!(
+        "pm-durability-{dir_label}-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&config, "maintenance_interval_seconds = 1\n").unwrap();
+    let options = ServerOptions {
+        extra_args: vec!["--config".into(), config.display().to_string()],
+        ..ServerOptions::default()
+    };
+    (options, config)
 }
 
 #[test]
 fn kill_9_mid_stream_loses_no_acknowledged_sample() {
     const PUSHERS: usize = 4;
-    let mut server = Server::start("durable-kill9");
+    const ROUNDS: i64 = 3;
+    let (options, config) = moving_every_second("kill9");
+    let mut server = Server::start_with("durable-kill9", options.clone());
     let tokens: Vec<(String, String)> = (0..PUSHERS)
         .map(|i| {
             let name = format!("pusher-{i}");
@@ -116,83 +112,107 @@ fn kill_9_mid_stream_loses_no_acknowledged_sample() {
             (name, token)
         })
         .collect();
-    let base = common::time::unix_seconds(std::time::SystemTime::now());
-    let acked_total = Arc::new(AtomicUsize::new(0));
-    let acked: Arc<Mutex<Vec<BTreeSet<i64>>>> =
-        Arc::new(Mutex::new(vec![BTreeSet::new(); PUSHERS]));
-    let pushers: Vec<_> = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, (name, token))| {
-            let mut client = server.joined_client(name, token);
-            let (acked, acked_total) = (acked.clone(), acked_total.clone());
-            std::thread::spawn(move || {
-                // As fast as replies come, one in flight, each with its own second.
-                for n in 0.. {
-                    let t = base + n;
-                    match push_and_wait(&mut client, t, n as u32) {
-                        Some(true) => {
-                            acked.lock().unwrap()[i].insert(t);
-                            acked_total.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Some(false) => panic!("push {n} of pusher {i} refused"),
-                        // The connection died with push n unanswered.
-                        None => return n + 1,
-                    }
-                }
-                unreachable!()
-            })
-        })
-        .collect();
-    assert!(
-        support::wait_until(PATIENCE * 2, || acked_total.load(Ordering::SeqCst) >= 400),
-        "only {} pushes acknowledged; server log:\n{}",
-        acked_total.load(Ordering::SeqCst),
-        server.log()
-    );
-    server.stop_with(libc::SIGKILL);
-    let sent: Vec<i64> = pushers.into_iter().map(|p| p.join().unwrap()).collect();
-    let acked = acked.lock().unwrap().clone();
-
-    server.restart(&ServerOptions::default());
-    let db = inspect::open_database(&server.database());
-    let check: Vec<String> = db
-        .prepare("PRAGMA integrity_check")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
-    assert_eq!(check, ["ok"]);
+    // Two days ago (rounds 40 000 s apart, all in the past): every sample is older than the
+    // move's bound at once, so the maintenance thread moves (and merges, and rolls up) while
+    // samples keep arriving; the kills land somewhere among all of it.
+    let base = common::time::unix_seconds(std::time::SystemTime::now()) - 2 * 86_400;
     let per_sample = points_per_sample();
-    for (i, (name, _)) in tokens.iter().enumerate() {
-        let stored = stored(&db, name);
-        let missing: Vec<&i64> = acked[i]
+    let mut acked_all: Vec<BTreeSet<i64>> = vec![BTreeSet::new(); PUSHERS];
+    for round in 0..ROUNDS {
+        let acked_total = Arc::new(AtomicUsize::new(0));
+        let acked: Arc<Mutex<Vec<BTreeSet<i64>>>> =
+            Arc::new(Mutex::new(vec![BTreeSet::new(); PUSHERS]));
+        let pushers: Vec<_> = tokens
             .iter()
-            .filter(|t| !stored.contains_key(t))
+            .enumerate()
+            .map(|(i, (name, token))| {
+                let mut client = server.joined_client(name, token);
+                let (acked, acked_total) = (acked.clone(), acked_total.clone());
+                std::thread::spawn(move || {
+                    // As fast as replies come, one in flight, each with its own second (even
+                    // ones); every tenth one late, an odd second among those sent 20 pushes
+                    // before (a replayed spool), which lands in chunks already written.
+                    for n in 0i64.. {
+                        let t = if n % 10 == 9 && n >= 20 {
+                            base + round * 40_000 + 2 * (n - 20) + 1
+                        } else {
+                            base + round * 40_000 + 2 * n
+                        };
+                        match push_and_wait(&mut client, t, n as u32) {
+                            Some(true) => {
+                                acked.lock().unwrap()[i].insert(t);
+                                acked_total.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Some(false) => panic!("push {n} of pusher {i} refused"),
+                            // The connection died with push n unanswered.
+                            None => return n + 1,
+                        }
+                    }
+                    unreachable!()
+                })
+            })
             .collect();
+        // Wait for some pushes and, after the first round, for points in the history file.
+        let moved_before = inspect::points_in_history(&server.database());
         assert!(
-            missing.is_empty(),
-            "{name}: acknowledged but not stored: {missing:?}"
+            support::wait_until(PATIENCE * 2, || {
+                acked_total.load(Ordering::SeqCst) >= 300
+                    && (round == 0 || inspect::points_in_history(&server.database()) > moved_before)
+            }),
+            "round {round}: {} pushes acknowledged, {} points moved; server log:\n{}",
+            acked_total.load(Ordering::SeqCst),
+            inspect::points_in_history(&server.database()),
+            server.log()
         );
-        // Each sample is one transaction: all of its points or none.
-        for (t, n) in &stored {
-            assert_eq!(*n, per_sample, "{name}: sample at {t} is partly stored");
+        server.stop_with(libc::SIGKILL);
+        let sent: Vec<i64> = pushers.into_iter().map(|p| p.join().unwrap()).collect();
+        let acked = acked.lock().unwrap().clone();
+        server.restart(&options);
+
+        let db = inspect::open_database(&server.database());
+        let check: Vec<String> = db
+            .prepare("PRAGMA integrity_check")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(check, ["ok"]);
+        for (i, (name, _)) in tokens.iter().enumerate() {
+            acked_all[i].extend(&acked[i]);
+            let stored = inspect::stored_per_time(&server.database(), name);
+            let missing: Vec<&i64> = acked_all[i]
+                .iter()
+                .filter(|t| !stored.contains_key(t))
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "round {round}, {name}: acknowledged but not stored: {missing:?}"
+            );
+            // Each sample is one transaction: all of its points or none.
+            for (t, n) in &stored {
+                assert_eq!(*n, per_sample, "{name}: sample at {t} is partly stored");
+            }
+            // Stored but unacknowledged: at most the one in flight at each kill.
+            assert!(
+                stored.len() <= acked_all[i].len() + usize::try_from(round + 1).unwrap(),
+                "{name}: {} stored, {} acknowledged",
+                stored.len(),
+                acked_all[i].len()
+            );
+            eprintln!(
+                "round {round}, {name}: {} pushes sent, {} acknowledged before the kill, {} stored",
+                sent[i],
+                acked[i].len(),
+                stored.len()
+            );
         }
-        // Stored but unacknowledged: at most the one in flight at the kill.
-        assert!(
-            stored.len() <= acked[i].len() + 1,
-            "{name}: {} stored, {} acknowledged",
-            stored.len(),
-            acked[i].len()
-        );
         eprintln!(
-            "{name}: {} pushes sent, {} acknowledged before the kill, {} stored",
-            sent[i],
-            acked[i].len(),
-            stored.len()
+            "round {round}: {} points in the history file",
+            inspect::points_in_history(&server.database())
         );
     }
+    let _ = std::fs::remove_file(&config);
 
     // The restarted server takes samples again.
     let (name, token) = &tokens[0];
@@ -213,9 +233,9 @@ fn a_resent_sample_is_acknowledged_again_and_stored_once() {
     let mut client = server.joined_client("pve-resend", &token);
     assert_eq!(push_and_wait(&mut client, t, 1), Some(true));
 
-    let db = inspect::open_database(&server.database());
-    let stored = stored(&db, "pve-resend");
+    let stored = inspect::stored_per_time(&server.database(), "pve-resend");
     assert_eq!(stored, BTreeMap::from([(t, points_per_sample())]));
+    let db = inspect::open_database(&server.database());
     let latest: i64 = db
         .query_row("SELECT count(*) FROM latest", [], |row| row.get(0))
         .unwrap();

@@ -1,5 +1,6 @@
-//! Metric history in the running server: the maintenance thread rolls finished buckets up (and
-//! recomputes one that a replayed sample lands in), and `query` reads the rolled-up tier for old
+//! Metric history in the running server: the maintenance thread moves raw points into the
+//! history file's chunks and rolls finished buckets up (and recomputes one that a replayed
+//! sample lands in), `db-stats` counts them, and `query` reads the rolled-up tier for old
 //! ranges.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -55,18 +56,39 @@ fn the_running_server_rolls_up_history_and_recomputes_late_buckets() {
     );
     assert_eq!(rollup(&server, bucket), Some((2.0, 1.0, 3.0, 2)));
     // The same pass moved those raw points (older than 30 s) into the history file.
-    let raw_where = |table: &str| -> i64 {
+    let in_recent = || -> i64 {
         inspect::open_database(&server.database())
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM recent", [], |r| r.get(0))
             .unwrap()
     };
+    let in_history = || inspect::points_in_history(&server.database());
     assert!(
-        wait_until(PATIENCE, || raw_where("history.points") == 2),
+        wait_until(PATIENCE, || in_history() == 2),
         "points not moved: {} in history, {} in recent",
-        raw_where("history.points"),
-        raw_where("recent")
+        in_history(),
+        in_recent()
     );
-    assert_eq!(raw_where("recent"), 0);
+    assert_eq!(in_recent(), 0);
+    // db-stats tells the same, per tier and file.
+    let out = server.admin(&["db-stats", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tier = |name: &str, file: &str| -> Value {
+        stats["tiers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tier"] == name && t["file"] == file)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} tier in {file}: {stats}"))
+    };
+    assert_eq!(tier("raw", "history")["points"], 2);
+    assert!(tier("raw", "history")["bytes"].as_u64().unwrap() > 0);
+    assert!(tier("30m", "main")["points"].as_u64().unwrap() >= 1);
+    assert_eq!(stats["files"].as_array().unwrap().len(), 2);
+    let text = server.admin(&["db-stats"]);
+    assert!(text.status.success(), "{text:?}");
+    assert!(String::from_utf8_lossy(&text.stdout).contains("B/POINT"));
 
     // A sample replayed into that finished bucket makes the next pass recompute it.
     push_load(&mut client, bucket + 180, 5.0);

@@ -753,6 +753,22 @@ pub fn http_get(port: u16, path: &str, extra_headers: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Copies the directory tree `from` to `to` (plain files and directories, as fixture trees
+/// have), so a test can change a node's files without touching the fixture.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("copying {}: {e}", entry.path().display()));
+        }
+    }
+}
+
 /// A private CA and a server certificate signed by it, made with the `openssl` CLI (P-256,
 /// valid 2 days, for 127.0.0.1 and localhost): for `wss://` and HTTPS tests.
 #[derive(Debug, Clone)]

@@ -50,6 +50,10 @@ pub struct GuestConf {
     pub onboot: bool,
     pub template: bool,
     pub tags: Vec<String>,
+    /// `lock`: an operation in progress (`backup`, `migrate`, `clone`, `rollback`, ...) or a
+    /// state (`suspended` after hibernation, `mounted` by `pct mount`). qemu-server and
+    /// pve-container write it while they work and remove it after.
+    pub lock: Option<String>,
 }
 
 /// Parses a config of a guest of `kind`. Never fails: an empty file is a guest with every
@@ -107,6 +111,7 @@ pub fn parse(text: &str, kind: GuestType, problems: &mut Problems) -> GuestConf 
             }
             "onboot" => conf.onboot = boolean(number, key, value, problems).unwrap_or(false),
             "template" => conf.template = boolean(number, key, value, problems).unwrap_or(false),
+            "lock" => conf.lock = Some(value.to_owned()),
             "tags" => {
                 conf.tags = value
                     .split([';', ',', ' '])
@@ -121,9 +126,9 @@ pub fn parse(text: &str, kind: GuestType, problems: &mut Problems) -> GuestConf 
 }
 
 /// The keys `parse` reads.
-const USED_KEYS: [&str; 12] = [
+const USED_KEYS: [&str; 13] = [
     "name", "hostname", "cores", "sockets", "vcpus", "cpulimit", "memory", "swap", "balloon",
-    "onboot", "template", "tags",
+    "onboot", "template", "tags", "lock",
 ];
 
 /// A section header ends the current config. qemu-server: `[PENDING]`, `[special:...]`, a
@@ -328,6 +333,7 @@ impl GuestConf {
             // `PVE::AbstractConfig::is_template`: `template` set to 1.
             template: self.template,
             tags: self.tags.clone(),
+            lock: self.lock.clone(),
         }
     }
 }
@@ -465,6 +471,25 @@ mod tests {
         );
         assert!(ct.template && ct.onboot);
         assert_eq!(ct.display_name(GuestType::Lxc, 1), "myhost");
+    }
+
+    #[test]
+    fn a_lock_of_the_current_config_is_kept_and_a_snapshots_is_not() {
+        // qemu-server writes `lock: backup` while vzdump runs; a snapshot section may hold
+        // its own `lock` (e.g. a snapshot taken while locked), which is not the guest's now.
+        let (vm, problems) = check(
+            "cores: 2\nlock: backup\n\n[snap1]\nlock: snapshot\n",
+            GuestType::Qemu,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(vm.lock.as_deref(), Some("backup"));
+        let facts = vm.to_guest_config(100, GuestType::Qemu, Some(8));
+        assert_eq!(facts.lock.as_deref(), Some("backup"));
+        let (ct, _) = check(
+            "hostname: a\n[pve:pending]\nlock: migrate\n",
+            GuestType::Lxc,
+        );
+        assert_eq!(ct.lock, None);
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub struct StorageConf {
     pub kind: String,
     pub content: Option<String>,
     pub path: Option<String>,
+    /// `pool` of a `zfspool` storage: the dataset (`rpool/data`) its volumes live under.
+    pub pool: Option<String>,
     /// `nodes` restriction; empty means every node.
     pub nodes: Vec<String>,
     pub disabled: bool,
@@ -103,6 +105,7 @@ pub fn parse_config(text: &str, problems: &mut Problems) -> Result<Vec<StorageCo
         match key {
             "content" => conf.content = value.map(str::to_owned),
             "path" => conf.path = value.map(str::to_owned),
+            "pool" if conf.kind == "zfspool" => conf.pool = value.map(str::to_owned),
             "nodes" => {
                 conf.nodes = value
                     .unwrap_or("")
@@ -321,6 +324,7 @@ pub fn merge(
                 total_bytes: usage.map(|r| r.total_bytes),
                 used_bytes: usage.map(|r| r.used_bytes),
                 avail_bytes: usage.map(|r| r.avail_bytes),
+                pool: c.pool.clone(),
             }
         })
         .collect()
@@ -387,6 +391,15 @@ mod tests {
             [("nfs-mounted", true), ("local-lvm2", true), ("tank", false)]
         );
         assert!(SHARED_TYPES.contains(&"drbd"));
+        // A zfspool's dataset names the pool it lives on; `pool` of another type (the
+        // `zfs` over iSCSI plugin's remote pool) is not a local pool.
+        let tank = configs.iter().find(|c| c.id == "tank").unwrap();
+        assert_eq!(tank.pool.as_deref(), Some("tank"));
+        let zfs = configs.iter().find(|c| c.kind == "zfs").unwrap();
+        assert_eq!(zfs.pool, None);
+        let merged = merge(&configs, None, None);
+        let tank = merged.iter().find(|s| s.id == "tank").unwrap();
+        assert_eq!(tank.zfs_pool(), Some("tank"));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //!
 //! Hosts and their samples come from memory (`crate::state`), serialized straight from the
 //! typed values; only series read the database.
+//! - `GET /api/alerts` — open alerts (`?host=&rule=&state=firing|pending&severity=`), silences
+//!   and maintenance windows, from the alert thread's view;
+//! - `GET /api/alerts/history?host=&rule=&before=ID&limit=N` — resolved alerts, newest first.
 //! - `GET /api/hosts/NAME/series?name=SERIES&range=1h|24h|7d|30d|1y` (or `from`/`to` as Unix
 //!   seconds, RFC 3339 or a duration ago like `90m`; `max_points`, default 300, at most 2000)
 //!   — points from the history tiers.
@@ -79,6 +82,8 @@ pub fn handle(ctx: &Context, request: &Request) -> Result<Response> {
         ["hosts"] => hosts(ctx),
         ["hosts", name] => host(ctx, name),
         ["hosts", name, "series"] => series(ctx, request, name),
+        ["alerts"] => alerts(ctx, request),
+        ["alerts", "history"] => alert_history(ctx, request),
         _ => Ok(error(404, "no such API endpoint")),
     }
 }
@@ -280,6 +285,84 @@ fn series(ctx: &Context, request: &Request, name: &str) -> Result<Response> {
             "points": points,
         }),
     ))
+}
+
+/// `GET /api/alerts`.
+fn alerts(ctx: &Context, request: &Request) -> Result<Response> {
+    let now = common::time::now_unix();
+    let view = ctx.alerts.view();
+    let param = |key: &str| request.query_param_decoded(key).filter(|v| !v.is_empty());
+    let (host, rule, state, severity) = (
+        param("host"),
+        param("rule"),
+        param("state"),
+        param("severity"),
+    );
+    let alerts: Vec<Value> = view
+        .rows
+        .iter()
+        .filter(|r| {
+            host.as_deref().map_or(true, |h| r.rec.host == h)
+                && rule.as_deref().map_or(true, |x| r.rec.rule == x)
+                && state.as_deref().map_or(true, |s| r.rec.state.as_str() == s)
+                && severity
+                    .as_deref()
+                    .map_or(true, |s| r.rec.severity.as_str() == s)
+        })
+        .map(|r| crate::alerts::alert_json(&r.rec, r.quiet.as_ref(), now))
+        .collect();
+    let silences: Vec<Value> = view
+        .silences
+        .iter()
+        .map(|s| crate::alerts::silence_json(s, now))
+        .collect();
+    let windows: Vec<Value> = view
+        .windows
+        .iter()
+        .map(|w| json!({"name": w.name, "schedule": w.schedule, "matchers": w.matchers, "active": w.active}))
+        .collect();
+    Ok(Response::json(
+        200,
+        &json!({"now": now, "alerts": alerts, "silences": silences, "maintenance": windows}),
+    ))
+}
+
+/// `GET /api/alerts/history`.
+fn alert_history(ctx: &Context, request: &Request) -> Result<Response> {
+    let now = common::time::now_unix();
+    let param = |key: &str| request.query_param_decoded(key).filter(|v| !v.is_empty());
+    let number = |key: &str| -> std::result::Result<Option<i64>, String> {
+        param(key)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| format!("{key} must be a number"))
+            })
+            .transpose()
+    };
+    let (before, limit) = match (number("before"), number("limit")) {
+        (Ok(b), Ok(l)) => (b, l.unwrap_or(100)),
+        (Err(m), _) | (_, Err(m)) => return Ok(error(400, &m)),
+    };
+    if !(1..=1000).contains(&limit) {
+        return Ok(error(400, "limit must be from 1 to 1000"));
+    }
+    let rows = ctx
+        .store
+        .alert_history(&crate::store::alerts::HistoryQuery {
+            host: param("host"),
+            rule: param("rule"),
+            before_id: before,
+            limit: usize::try_from(limit).unwrap_or(100),
+        })?;
+    let rules = &ctx.alerts.config().rules;
+    let alerts: Vec<Value> = rows
+        .into_iter()
+        .map(|mut a| {
+            a.summary = crate::alerts::summary::summary(rules, &a);
+            crate::alerts::alert_json(&a, None, now)
+        })
+        .collect();
+    Ok(Response::json(200, &json!({"now": now, "alerts": alerts})))
 }
 
 /// `range=` or `from=`/`to=` of a request; the last hour by default.

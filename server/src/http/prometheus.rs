@@ -203,6 +203,17 @@ impl Exposition {
         self.family(name, "counter", help).push(&[], to_f64(value));
     }
 
+    /// A counter with labels, or whose value is not a whole number (seconds).
+    fn counter_with(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        self.family(name, "counter", help).push(labels, value);
+    }
+
     /// The exposition as pieces in order: each family's header, then its samples.
     fn parts(&self) -> Vec<std::borrow::Cow<'_, str>> {
         if let Ok(mut hints) = size_hints().lock() {
@@ -667,7 +678,54 @@ fn guest_metrics(out: &mut Exposition, view: &HostState, guest: &common::sample:
     }
 }
 
+/// `proxmox_monitor_alert{rule,severity,node,object} 1` per firing alert (as Prometheus'
+/// own `ALERTS`), and what evaluating them costs.
+fn alert_metrics(out: &mut Exposition, ctx: &Context) {
+    let view = ctx.alerts.view();
+    for row in view.firing() {
+        let r = &row.rec;
+        out.gauge(
+            "proxmox_monitor_alert",
+            "Firing alerts (silenced and acknowledged ones included), one series each.",
+            &[
+                ("rule", &r.rule),
+                ("severity", r.severity.as_str()),
+                ("node", &r.host),
+                ("object", &r.object),
+            ],
+            1.0,
+        );
+    }
+    let stats = &ctx.alerts.stats;
+    out.counter(
+        "proxmox_monitor_alert_samples_evaluated_total",
+        "Samples the alert rules were evaluated on.",
+        stats.samples_evaluated.load(Ordering::Relaxed),
+    );
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = stats.evaluation_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+    out.counter_with(
+        "proxmox_monitor_alert_evaluation_seconds_total",
+        "Time spent evaluating alert rules on samples.",
+        &[],
+        seconds,
+    );
+    for (kind, value) in [
+        ("firing", &stats.firing_events),
+        ("repeat", &stats.repeat_events),
+        ("resolved", &stats.resolved_events),
+    ] {
+        out.counter_with(
+            "proxmox_monitor_alert_events_total",
+            "Notification events written to the outbox since the server started.",
+            &[("event", kind)],
+            to_f64(value.load(Ordering::Relaxed)),
+        );
+    }
+}
+
 fn server_metrics(out: &mut Exposition, ctx: &Context, hosts: &[Arc<HostState>]) {
+    alert_metrics(out, ctx);
     let stats = &ctx.stats;
     out.gauge(
         "proxmox_monitor_connected_agents",

@@ -3,7 +3,7 @@
 //! config; `/admin/` needs the admin's session (checked in `pages::admin`); everything else
 //! needs a dashboard session. Every answer is gzipped here when the client accepts it.
 
-use super::pages::{admin, charts, forms, host, overview};
+use super::pages::{admin, alerts, charts, forms, host, overview};
 use super::session::{self, Denied};
 use super::{api, assets, compress, install, prometheus, Request, Response};
 use crate::context::Context;
@@ -69,13 +69,16 @@ fn dispatch(ctx: &Context, request: &Request) -> crate::Result<Response> {
         return admin::handle(ctx, request);
     }
     let is_api = path.starts_with("/api/");
-    let is_page = path == "/" || path.starts_with("/hosts/");
+    let is_page = path == "/"
+        || path.starts_with("/hosts/")
+        || path == "/alerts"
+        || path.starts_with("/alerts/");
     if !is_api && !is_page {
         return Ok(Response::text(404, "not found\n"));
     }
     // Everything below needs a session.
-    match session::require_user(ctx, request)? {
-        Ok(_user) => {}
+    let user = match session::require_user(ctx, request)? {
+        Ok(user) => user,
         Err(Denied::NoPassword) if is_api => {
             return Ok(api::error(
                 401,
@@ -87,13 +90,21 @@ fn dispatch(ctx: &Context, request: &Request) -> crate::Result<Response> {
             return Ok(api::error(401, "login required (POST /login)"))
         }
         Err(Denied::LoginRequired) => return Ok(session::redirect_to_login(request)),
-    }
+    };
     let response = if is_api {
         api::handle(ctx, request)?
+    } else if let Some(action) = path.strip_prefix("/alerts/") {
+        if method == "POST" {
+            alerts::post(ctx, request, &user, action)?
+        } else {
+            method_not_allowed("POST")
+        }
     } else if !read {
         method_not_allowed("GET, HEAD")
     } else if path == "/" {
         overview::page_or_fragment(ctx, request)
+    } else if path == "/alerts" {
+        alerts::page_or_fragment(ctx, request)?
     } else {
         let rest = path.trim_start_matches("/hosts/");
         match rest.split_once('/') {

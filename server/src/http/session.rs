@@ -215,10 +215,10 @@ pub fn csrf_token(request: &Request) -> String {
     }
 }
 
-/// Whether a state-changing form post (add, rotate, remove a host) comes from our own page: the
-/// same-origin check of the login form, and the session's anti-forgery token in the field
-/// `csrf` (SameSite=Strict cookies already stay off other sites' requests; this holds even
-/// for a browser that ignores SameSite).
+/// Whether a state-changing form post (acknowledge, silence; add, rotate, remove a host) comes
+/// from our own page: the same-origin check of the login form, and the session's anti-forgery
+/// token in the field `csrf` (SameSite=Strict cookies already stay off other sites' requests;
+/// this holds even for a browser that ignores SameSite).
 pub fn form_allowed(request: &Request, form: &[(String, String)]) -> bool {
     let expected = csrf_token(request);
     let offered = form

@@ -130,11 +130,12 @@ impl Store {
         let mut db = self.lock();
         db.series_ids.clear();
         let tx = db.transaction().map_err(|e| self.err(e))?;
-        for table in ["history.points", "rollups", "rollup_dirty"] {
+        for table in ["history.chunks", "rollups", "rollup_dirty"] {
             tx.execute(
                 &format!(
                     "DELETE FROM {table} WHERE series_id IN
-                     (SELECT s.id FROM series s JOIN hosts h ON h.id = s.host_id WHERE h.name = ?1)"
+                     (SELECT s.first_id + j.key FROM series_sets s, json_each(s.names) j
+                      WHERE s.host_id = (SELECT id FROM hosts WHERE name = ?1))"
                 ),
                 [name],
             )
@@ -145,7 +146,7 @@ impl Store {
             [name],
         )
         .map_err(|e| self.err(e))?;
-        // series and latest go with the host through their foreign keys.
+        // Its series_sets rows and latest go with the host through their foreign keys.
         let removed = tx
             .execute("DELETE FROM hosts WHERE name = ?1", [name])
             .map_err(|e| self.err(e))?;

@@ -9,12 +9,16 @@
 //! history file. SQLite allows one writer per file, so the move never waits for ingestion's
 //! lock and ingestion never waits for the move.
 
+pub mod alerts;
+mod chunk;
+mod chunks;
 mod hosts;
 mod latest;
 mod migrations;
 mod mover;
 pub mod rollup;
 mod series;
+mod stats;
 mod users;
 
 pub use hosts::{Host, HostStatus};
@@ -22,6 +26,7 @@ pub use latest::LatestRow;
 pub use mover::MoveReport;
 pub use rollup::Retention;
 pub use series::{Point, SampleWrite, SeriesQuery};
+pub use stats::{DbStats, FileStats, TierStats};
 pub use users::ADMIN_USER;
 
 use std::collections::HashMap;
@@ -127,9 +132,11 @@ impl Store {
             Synchronous::Normal => "NORMAL",
         };
         let mut conn = open_connection(path, &history, sync)?;
-        migrations::migrate_history(&mut conn).map_err(history_err)?;
-        migrations::migrate(&mut conn).map_err(db_err)?;
-        if !migrations::check_pairing(&conn).map_err(history_err)? {
+        let paired = migrations::migrate(&mut conn).map_err(|failure| match failure.schema {
+            migrations::Schema::Main => db_err(failure.source),
+            migrations::Schema::History => history_err(failure.source),
+        })?;
+        if !paired {
             return Err(Error::MismatchedHistory {
                 main: path.to_owned(),
                 history,
@@ -238,7 +245,8 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Sets `PRAGMA name = value` on the shared connection (benchmarks trying SQLite settings).
+    /// Sets a `PRAGMA` on the ingestion connection: for trying SQLite settings in benchmarks
+    /// (`proxmox-monitor-loadgen ceiling --pragma`) before proposing them for the server.
     pub fn set_pragma(&self, name: &str, value: &str) -> Result<()> {
         self.lock()
             .pragma_update(None, name, value)
@@ -294,6 +302,17 @@ fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ 
         path: path.to_owned(),
         source,
     }
+}
+
+/// A transaction that holds the history file's write lock from its first statement (deferred:
+/// the main file is only read). A statement that writes nothing takes the lock, so that no
+/// read of the history file comes first: a read would fix the transaction's snapshot, and if
+/// another connection (`remove-host`, a second process) committed to the file before this one
+/// writes, SQLite refuses the write at once (`SQLITE_BUSY_SNAPSHOT`) instead of waiting.
+pub(crate) fn history_write(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    let tx = conn.transaction()?;
+    tx.execute_batch("DELETE FROM history.chunks WHERE 0")?;
+    Ok(tx)
 }
 
 /// The smallest value of an indexed integer column above `after` (`sql` selects it with

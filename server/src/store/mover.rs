@@ -1,20 +1,21 @@
-//! Moving raw points from `recent` (main file, keyed host, time, series) into `history.points`
-//! (history file, keyed series, time), host by host.
+//! Moving raw points from `recent` (main file, keyed host, time, series) into
+//! `history.chunks` (history file, compressed per series), host by host.
 //!
-//! A move copies a host's rows older than a bound through the background connection, which
-//! writes only the history file, so the copy never waits for or holds up ingestion. Then it
-//! deletes the copied rows from `recent` under the ingestion lock, a few thousand rows per
-//! hold. What was copied is what the copy's snapshot saw; a sample for the same host older than
-//! the bound that is committed after the copy began was not copied, so such a sample
-//! "disturbs" the move (the ingestion writer notices it through the claim) and the deletion
-//! stops: the rest is moved again next pass, and the second copy stores nothing twice.
+//! A move reads a host's rows older than a bound and merges them into their series' chunks
+//! through the background connection, which writes only the history file, so the copy never
+//! waits for or holds up ingestion. Then it deletes the copied rows from `recent` under the
+//! ingestion lock, a few thousand rows per hold. What was copied is what the copy's snapshot
+//! saw; a sample for the same host older than the bound that is committed after the copy began
+//! was not copied, so such a sample "disturbs" the move (the ingestion writer notices it
+//! through the claim) and the deletion stops: the rest is moved again next pass, and merging
+//! it a second time stores nothing twice (a chunk keeps one point per time).
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{next_key, Bite, Store};
+use super::{chunks, history_write, next_key, Bite, Store};
 use crate::error::Result;
 
-/// Rows copied per history transaction: bounds the sort and the transaction, while a host's
+/// Rows copied per history transaction: bounds the memory and the transaction, while a host's
 /// whole minute at a 1 s interval (~24k rows at 400 series) still goes in one.
 const COPY_ROWS: i64 = 100_000;
 /// Rows deleted from `recent` per hold of the ingestion lock (well under a millisecond when its
@@ -45,7 +46,7 @@ impl MoveClaim {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct MoveReport {
     pub hosts: usize,
-    /// Rows copied into the history file (a row already there is not counted).
+    /// Points copied into the history file (a point already there is not counted).
     pub copied: usize,
     /// Rows deleted from `recent`.
     pub deleted: usize,
@@ -127,19 +128,32 @@ impl Store {
         Ok(Some(bound))
     }
 
-    /// Copies the host's rows older than `bound` into the history file, in (series, time)
-    /// order so that each series' new points go to its pages together.
+    /// Merges the host's rows older than `bound` into their series' chunks in the history
+    /// file, in one transaction; returns how many points were new there.
     fn copy_step(&self, host_id: i64, bound: i64) -> Result<usize> {
         let mut conn = self.background();
-        let tx = conn.transaction().map_err(|e| self.history_err(e))?;
-        let copied = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO history.points (series_id, t, v)
-                 SELECT series_id, t, v FROM recent WHERE host_id = ?1 AND t < ?2
-                 ORDER BY series_id, t",
-            )
-            .and_then(|mut stmt| stmt.execute(params![host_id, bound]))
-            .map_err(|e| self.history_err(e))?;
+        let tx = history_write(&mut conn).map_err(|e| self.history_err(e))?;
+        let mut rows: Vec<(i64, i64, f64)> = tx
+            .prepare_cached("SELECT series_id, t, v FROM recent WHERE host_id = ?1 AND t < ?2")
+            .and_then(|mut stmt| {
+                stmt.query_map(params![host_id, bound], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?
+                .collect()
+            })
+            .map_err(|e| self.err(e))?;
+        // Keyed (host, time, series) in `recent`: sorted by series here, cheaper than in SQL.
+        rows.sort_unstable_by_key(|r| (r.0, r.1));
+        let mut copied = 0;
+        let mut points = Vec::new();
+        for run in rows.chunk_by(|a, b| a.0 == b.0) {
+            let Some(&(series_id, ..)) = run.first() else {
+                continue;
+            };
+            points.clear();
+            points.extend(run.iter().map(|r| (r.1, r.2)));
+            copied += chunks::merge(&tx, series_id, &points).map_err(|e| self.history_err(e))?;
+        }
         tx.commit().map_err(|e| self.history_err(e))?;
         Ok(copied)
     }
@@ -260,6 +274,39 @@ mod tests {
             store.delete_step(host, T0 + 30, &|| false).unwrap(),
             Deleted::All(1)
         ));
+    }
+
+    #[test]
+    fn a_move_waits_for_another_writer_of_the_history_file() {
+        let dir = TempDir::new("move-busy");
+        let (store, host) = setup(&dir);
+        store
+            .write_sample(write(host, T0, &[("x", 1.0), ("y", 2.0)]))
+            .unwrap();
+        // Another connection (remove-host, a second process) writes the history file and
+        // commits while the move is under way: the move waits for it, then sees its commit,
+        // rather than failing on a snapshot gone stale.
+        let other = rusqlite::Connection::open(store.path()).unwrap();
+        other
+            .execute(
+                "ATTACH DATABASE ?1 AS history",
+                [store.history_path().to_str().unwrap()],
+            )
+            .unwrap();
+        other
+            .execute_batch(
+                "BEGIN; INSERT INTO history.chunks (series_id, start, end, n, data)
+                 VALUES (999999, 0, 0, 1, x'00');",
+            )
+            .unwrap();
+        let committer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        let report = store.move_to_history(T0 + 1, &|| false).unwrap();
+        committer.join().unwrap();
+        assert_eq!((report.copied, report.deleted), (2, 2));
+        assert_eq!(count(&store, "history.chunks"), 3);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Deserialize;
 
-use super::{next_key, Bite, Store};
+use super::series::{history_first, host_of_series, host_series_ids, recent_by_series};
+use super::{chunks, history_write, next_key, Bite, Store};
 use crate::error::Result;
 
 pub const TIER_COUNT: usize = 3;
@@ -245,7 +246,7 @@ impl Store {
                 let bg = self.background();
                 let next = next_key(
                     &bg,
-                    "SELECT host_id FROM series WHERE host_id > ?1 ORDER BY host_id LIMIT 1",
+                    "SELECT host_id FROM series_sets WHERE host_id > ?1 ORDER BY host_id LIMIT 1",
                     after,
                 )
                 .map_err(|e| self.err(e))?;
@@ -280,12 +281,12 @@ impl Store {
                 let db = self.lock_for_background();
                 let dirty: Vec<(i64, i64, Option<i64>)> = db
                     .prepare_cached(
-                        "SELECT d.series_id, d.t, s.host_id FROM rollup_dirty d
-                         LEFT JOIN series s ON s.id = d.series_id WHERE d.tier = ?1 LIMIT ?2",
+                        "SELECT series_id, t FROM rollup_dirty WHERE tier = ?1 LIMIT ?2",
                     )
                     .and_then(|mut stmt| {
                         stmt.query_map(params![width, SERIES_PER_TRANSACTION], |row| {
-                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                            let series_id: i64 = row.get(0)?;
+                            Ok((series_id, row.get(1)?, host_of_series(&db, series_id)?))
                         })?
                         .collect()
                     })
@@ -366,28 +367,27 @@ impl Store {
     }
 
     /// Deletes raw points older than `before` from the history file, through the background
-    /// connection (the ingestion lock is not needed). Walks the series ids found in the file
-    /// itself, so that points of removed hosts age out too.
+    /// connection (the ingestion lock is not needed), a whole chunk at a time (a chunk holding
+    /// points on both sides of `before` stays until all of them are older). Walks the series
+    /// ids found in the file itself, so that points of removed hosts age out too.
     fn expire_history(&self, before: i64, stop: &dyn Fn() -> bool) -> Result<usize> {
         let mut deleted = 0;
         let mut after = i64::MIN;
         while !stop() {
             let mut bg = self.background();
-            let tx = bg.transaction().map_err(|e| self.history_err(e))?;
+            let tx = history_write(&mut bg).map_err(|e| self.history_err(e))?;
             let mut chunk = 0;
             while chunk < SERIES_PER_TRANSACTION {
                 let next = next_key(
                     &tx,
-                    "SELECT series_id FROM history.points WHERE series_id > ?1
+                    "SELECT series_id FROM history.chunks WHERE series_id > ?1
                      ORDER BY series_id LIMIT 1",
                     after,
                 )
                 .map_err(|e| self.history_err(e))?;
                 let Some(series_id) = next else { break };
-                deleted += tx
-                    .prepare_cached("DELETE FROM history.points WHERE series_id = ?1 AND t < ?2")
-                    .and_then(|mut stmt| stmt.execute(params![series_id, before]))
-                    .map_err(|e| self.history_err(e))?;
+                deleted +=
+                    chunks::expire(&tx, series_id, before).map_err(|e| self.history_err(e))?;
                 after = series_id;
                 chunk += 1;
             }
@@ -400,11 +400,26 @@ impl Store {
     }
 }
 
-/// The next few hundred series ids after `after`, for work done one chunk per transaction.
+/// The next `count` series ids after `after` (or a few more: whole rows of `series_sets`), for
+/// work done one batch per transaction.
 fn series_chunk(tx: &Transaction<'_>, after: i64, count: i64) -> rusqlite::Result<Vec<i64>> {
-    tx.prepare_cached("SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT ?2")?
-        .query_map(params![after, count], |row| row.get(0))?
-        .collect()
+    let mut ids = Vec::new();
+    // The row holding `after` (if any), then the rows after it.
+    let mut stmt = tx.prepare_cached(
+        "SELECT first_id, json_array_length(names) FROM series_sets
+         WHERE first_id >= coalesce((SELECT max(first_id) FROM series_sets WHERE first_id <= ?1), ?1)
+         ORDER BY first_id",
+    )?;
+    let mut rows = stmt.query([after])?;
+    while let Some(row) = rows.next()? {
+        let first: i64 = row.get(0)?;
+        let length: i64 = row.get(1)?;
+        ids.extend(first.max(after.saturating_add(1))..first.saturating_add(length));
+        if i64::try_from(ids.len()).unwrap_or(i64::MAX) >= count {
+            break;
+        }
+    }
+    Ok(ids)
 }
 
 /// One series' bucket as computed from the tier below.
@@ -419,7 +434,7 @@ struct Bucket {
 
 /// Computes bucket `start` of `tier` from the tier below, for every series of a host (or only
 /// `series`); series without data in the bucket are left out. Raw points are read from both
-/// the history file and `recent`, a row in both counted once.
+/// the history file and `recent`, a point in both counted once.
 fn aggregate(
     conn: &Connection,
     tier: usize,
@@ -428,46 +443,39 @@ fn aggregate(
     start: i64,
 ) -> rusqlite::Result<Vec<Bucket>> {
     let end = start + TIERS[tier];
-    let raw_or_rollups = if tier == 0 {
-        "SELECT series_id, avg(v), min(v), max(v), count(*) FROM (
-             SELECT p.series_id, p.v FROM history.points p
-             WHERE p.series_id IN
-                 (SELECT id FROM series WHERE host_id = ?1 AND (?4 IS NULL OR id = ?4))
-               AND p.t >= ?2 AND p.t < ?3
-             UNION ALL
-             SELECT r.series_id, r.v FROM recent r
-             WHERE r.host_id = ?1 AND r.t >= ?2 AND r.t < ?3
-               AND (?4 IS NULL OR r.series_id = ?4)
-               AND NOT EXISTS
-                 (SELECT 1 FROM history.points p WHERE p.series_id = r.series_id AND p.t = r.t)
-         ) GROUP BY series_id"
-    } else {
-        "SELECT series_id, sum(avg * n) / sum(n), min(min), max(max), sum(n) FROM rollups
-         WHERE tier = ?5 AND series_id IN
-             (SELECT id FROM series WHERE host_id = ?1 AND (?4 IS NULL OR id = ?4))
-           AND t >= ?2 AND t < ?3
-         GROUP BY series_id"
-    };
-    let mut stmt = conn.prepare_cached(raw_or_rollups)?;
-    let read = |row: &rusqlite::Row<'_>| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            row.get::<_, Option<f64>>(1)?,
-            row.get::<_, Option<f64>>(2)?,
-            row.get::<_, Option<f64>>(3)?,
-            row.get::<_, i64>(4)?,
-        ))
-    };
-    let rows: Vec<_> = if tier == 0 {
-        stmt.query_map(params![host_id, start, end, series], read)?
-            .collect::<rusqlite::Result<_>>()?
-    } else {
-        stmt.query_map(params![host_id, start, end, series, TIERS[tier - 1]], read)?
-            .collect::<rusqlite::Result<_>>()?
+    let ids = match series {
+        Some(id) => vec![id],
+        None => host_series_ids(conn, host_id)?,
     };
     let mut buckets = Vec::new();
-    for row in rows {
-        if let (series_id, Some(avg), Some(min), Some(max), n) = row {
+    if tier == 0 {
+        // `recent` first (see `series`): what is not there any more is in the chunks.
+        let recent = recent_by_series(conn, host_id, start, end)?;
+        for series_id in ids {
+            let mut history = Vec::new();
+            chunks::read(conn, series_id, start, end - 1, &mut history)?;
+            let only_recent = recent.get(&series_id).map_or(&[][..], Vec::as_slice);
+            let points = history_first(history, only_recent);
+            if let Some(bucket) = Bucket::of_points(series_id, &points) {
+                buckets.push(bucket);
+            }
+        }
+        return Ok(buckets);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT sum(avg * n) / sum(n), min(min), max(max), sum(n) FROM rollups
+         WHERE tier = ?1 AND series_id = ?2 AND t >= ?3 AND t < ?4",
+    )?;
+    for series_id in ids {
+        let row = stmt.query_row(params![TIERS[tier - 1], series_id, start, end], |row| {
+            Ok((
+                row.get::<_, Option<f64>>(0)?,
+                row.get::<_, Option<f64>>(1)?,
+                row.get::<_, Option<f64>>(2)?,
+                row.get::<_, Option<i64>>(3)?,
+            ))
+        })?;
+        if let (Some(avg), Some(min), Some(max), Some(n)) = row {
             if n > 0 {
                 buckets.push(Bucket {
                     series_id,
@@ -480,6 +488,29 @@ fn aggregate(
         }
     }
     Ok(buckets)
+}
+
+impl Bucket {
+    /// The bucket of raw points; `None` without any.
+    fn of_points(series_id: i64, points: &[(i64, f64)]) -> Option<Bucket> {
+        let first = points.first()?.1;
+        let (mut sum, mut min, mut max) = (0.0, first, first);
+        for &(_, v) in points {
+            sum += v;
+            min = min.min(v);
+            max = max.max(v);
+        }
+        let n = i64::try_from(points.len()).ok()?;
+        #[allow(clippy::cast_precision_loss)]
+        let avg = sum / points.len() as f64;
+        Some(Bucket {
+            series_id,
+            avg,
+            min,
+            max,
+            n,
+        })
+    }
 }
 
 fn store_bucket(

@@ -1,9 +1,18 @@
-//! Metric history: writing samples (group commit) and reading series back.
+//! Metric history: writing samples (group commit), creating series, reading series back.
 //!
 //! Samples are written to `recent` (keyed host, time, series: a sample's points are neighbours,
-//! so a commit touches a few pages per sample); `mover` later moves them into `history.points`.
-//! Reads take both: a row can be in both for a moment (copied, not yet deleted, or resent after
-//! its move), and the history copy wins.
+//! so a commit touches a few pages per sample); `mover` later compresses them into
+//! `history.chunks`. Reads take both: a point can be in both for a moment (copied, not yet
+//! deleted, or resent after its move), and the history copy wins. Reads take `recent` first:
+//! a point leaves `recent` only after its copy is committed, so a point that a read does not
+//! find in `recent` is in the history file by the time that read looks there.
+//!
+//! Series ids: a host's series are created together, one `series_sets` row for all the names
+//! a sample brings that the host never sent before (the i-th name of a row has id
+//! `first_id + i`), so a new host's first sample writes one row, not one per series. Ids come
+//! from `series_counter` and are never reused. The writer keeps every host's names in memory
+//! (`SeriesIds`), loaded in one read on the host's first sample after a start; only the writer
+//! creates series, under the database lock.
 //!
 //! Every connection thread hands its sample to `write_sample`, which queues it; the thread whose
 //! sample found the queue empty takes the database lock and commits everything queued by then in
@@ -12,12 +21,14 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use std::collections::HashMap;
+
 use common::events::MetricKind;
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, Transaction};
 
 use super::rollup::{self, TIERS};
-use super::{Db, Store};
+use super::{chunks, next_key, Db, Store};
 use crate::error::{Error, Result};
 
 /// One sample to store: its flattened numeric series and the whole JSON for "latest" views.
@@ -161,31 +172,52 @@ impl Store {
         write_batch(&mut db, &batch).map_err(|e| self.err(e))
     }
 
-    /// How many raw points are stored (in the history file or still only in `recent`).
+    /// How many raw points are stored (in the history file or still only in `recent`), each
+    /// counted once. Reads every chunk a `recent` row could be in (benchmarks, tests).
     pub fn raw_point_count(&self) -> Result<u64> {
-        let n: i64 = self
-            .lock()
-            .query_row(
-                "SELECT (SELECT count(*) FROM history.points) + (SELECT count(*) FROM recent r
-                 WHERE NOT EXISTS
-                     (SELECT 1 FROM history.points p WHERE p.series_id = r.series_id AND p.t = r.t))",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let mut db = self.lock();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        let count = count_raw_points(&tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(count)
+    }
+
+    /// Every raw point of one series in `[from, to]` (inclusive, Unix seconds), in time order,
+    /// each once wherever it is stored; no rollups, no downsampling (exports, benchmarks,
+    /// tests). Empty for a series the host does not have.
+    pub fn raw_series(
+        &self,
+        host_id: i64,
+        name: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, f64)>> {
+        let mut db = self.lock();
+        let Db {
+            conn, series_ids, ..
+        } = &mut *db;
+        let Some(series_id) = host_series(conn, series_ids, host_id)
+            .map_err(|e| self.err(e))?
+            .get(name)
+            .copied()
+        else {
+            return Ok(Vec::new());
+        };
+        raw_points(conn, host_id, series_id, from, to).map_err(|e| self.err(e))
     }
 
     /// The names of a host's series, sorted.
     pub fn series_names(&self, host_id: i64) -> Result<Vec<String>> {
-        let db = self.lock();
-        let mut stmt = db
-            .prepare_cached("SELECT name FROM series WHERE host_id = ?1 ORDER BY name")
-            .map_err(|e| self.err(e))?;
-        let names = stmt
-            .query_map([host_id], |row| row.get(0))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
-            .map_err(|e| self.err(e))?;
+        let mut db = self.lock();
+        let Db {
+            conn, series_ids, ..
+        } = &mut *db;
+        let mut names: Vec<String> = host_series(conn, series_ids, host_id)
+            .map_err(|e| self.err(e))?
+            .keys()
+            .cloned()
+            .collect();
+        names.sort_unstable();
         Ok(names)
     }
 
@@ -222,14 +254,16 @@ impl Store {
         if to < from || max_points == 0 {
             return Ok(Vec::new());
         }
-        let db = self.lock();
-        let series_id: Option<i64> = db
-            .prepare_cached("SELECT id FROM series WHERE host_id = ?1 AND name = ?2")
-            .and_then(|mut stmt| {
-                stmt.query_row(params![host_id, name], |row| row.get(0))
-                    .optional()
-            })
-            .map_err(|e| self.err(e))?;
+        let mut db = self.lock();
+        let series_id = {
+            let Db {
+                conn, series_ids, ..
+            } = &mut *db;
+            host_series(conn, series_ids, host_id)
+                .map_err(|e| self.err(e))?
+                .get(name)
+                .copied()
+        };
         let Some(series_id) = series_id else {
             return Ok(Vec::new());
         };
@@ -288,24 +322,98 @@ impl Store {
 /// Raw points of one series in `[from, to]`, ordered by time: the history file's, plus those
 /// still only in `recent`. Works on either connection (both attach the history file the same).
 pub(super) fn raw_points(
-    conn: &rusqlite::Connection,
+    conn: &Connection,
     host_id: i64,
     series_id: i64,
     from: i64,
     to: i64,
 ) -> rusqlite::Result<Vec<(i64, f64)>> {
-    conn.prepare_cached(
-        "SELECT t, v FROM history.points WHERE series_id = ?1 AND t >= ?2 AND t <= ?3
-         UNION ALL
-         SELECT r.t, r.v FROM recent r
-         WHERE r.host_id = ?4 AND r.t >= ?2 AND r.t <= ?3 AND r.series_id = ?1
-           AND NOT EXISTS (SELECT 1 FROM history.points p WHERE p.series_id = ?1 AND p.t = r.t)
-         ORDER BY 1",
-    )?
-    .query_map(params![series_id, from, to, host_id], |row| {
-        Ok((row.get(0)?, row.get(1)?))
-    })?
-    .collect()
+    // `recent` first (see the module doc).
+    let recent: Vec<(i64, f64)> = conn
+        .prepare_cached(
+            "SELECT t, v FROM recent
+             WHERE host_id = ?1 AND t >= ?2 AND t <= ?3 AND series_id = ?4 ORDER BY t",
+        )?
+        .query_map(params![host_id, from, to, series_id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut history = Vec::new();
+    chunks::read(conn, series_id, from, to, &mut history)?;
+    Ok(history_first(history, &recent))
+}
+
+/// `recent`'s points grouped by series, of one host in `[from, to)`, each group in time order.
+pub(super) fn recent_by_series(
+    conn: &Connection,
+    host_id: i64,
+    from: i64,
+    to: i64,
+) -> rusqlite::Result<HashMap<i64, Vec<(i64, f64)>>> {
+    let mut by_series: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT series_id, t, v FROM recent WHERE host_id = ?1 AND t >= ?2 AND t < ?3",
+    )?;
+    let mut rows = stmt.query(params![host_id, from, to])?;
+    while let Some(row) = rows.next()? {
+        by_series
+            .entry(row.get(0)?)
+            .or_default()
+            .push((row.get(1)?, row.get(2)?));
+    }
+    // Keyed (host, time, series): each series' rows come in time order already.
+    Ok(by_series)
+}
+
+/// Points in the history file (`history`, in time order) merged with those of `recent` (in
+/// time order) that have no history copy.
+pub(super) fn history_first(history: Vec<(i64, f64)>, recent: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    if recent.is_empty() {
+        return history;
+    }
+    let mut out = Vec::with_capacity(history.len() + recent.len());
+    let mut rest = recent.iter().peekable();
+    for p in history {
+        while let Some(r) = rest.next_if(|r| r.0 < p.0) {
+            out.push(*r);
+        }
+        rest.next_if(|r| r.0 == p.0);
+        out.push(p);
+    }
+    out.extend(rest);
+    out
+}
+
+/// See [`Store::raw_point_count`]; inside one read transaction, so both files are read at
+/// one instant each, `recent` first.
+fn count_raw_points(tx: &Transaction<'_>) -> rusqlite::Result<u64> {
+    let mut only_recent = 0u64;
+    let mut after = i64::MIN;
+    while let Some(host_id) = next_key(
+        tx,
+        "SELECT host_id FROM recent WHERE host_id > ?1 ORDER BY host_id LIMIT 1",
+        after,
+    )? {
+        after = host_id;
+        for (series_id, rows) in recent_by_series(tx, host_id, i64::MIN, i64::MAX)? {
+            let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+                continue;
+            };
+            let mut history = Vec::new();
+            chunks::read(tx, series_id, first.0, last.0, &mut history)?;
+            let moved = rows
+                .iter()
+                .filter(|r| history.binary_search_by_key(&r.0, |p| p.0).is_ok())
+                .count();
+            only_recent += (rows.len() - moved) as u64;
+        }
+    }
+    let in_history: i64 = tx.query_row(
+        "SELECT coalesce(sum(n), 0) FROM history.chunks",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(u64::try_from(in_history).unwrap_or(0) + only_recent)
 }
 
 /// Merges points into at most `max_points` equal-width buckets over `[from, to]`.
@@ -386,32 +494,39 @@ fn write_one(
     new_ids: &mut Vec<(i64, String)>,
 ) -> rusqlite::Result<()> {
     let late = w.collected_at < rolled_up_until;
+    let names = host_series(tx, series_ids, w.host_id)?;
+    // One lookup per point, by &str: no allocation on the writer's hot path. Names this host
+    // never sent are created together, in one row.
+    let mut ids: Vec<i64> = Vec::with_capacity(w.points.len());
+    let mut fresh: Vec<&str> = Vec::new();
+    for (name, _) in &w.points {
+        match names.get(name.as_str()) {
+            Some(&id) => ids.push(id),
+            None => {
+                names.insert(name.clone(), NOT_YET);
+                new_ids.push((w.host_id, name.clone()));
+                fresh.push(name);
+                ids.push(NOT_YET);
+            }
+        }
+    }
+    if !fresh.is_empty() {
+        let first = create_series(tx, w.host_id, &fresh)?;
+        for (id, name) in (first..).zip(&fresh) {
+            if let Some(slot) = names.get_mut(*name) {
+                *slot = id;
+            }
+        }
+        for (id, (name, _)) in ids.iter_mut().zip(&w.points) {
+            if *id == NOT_YET {
+                *id = names.get(name.as_str()).copied().unwrap_or(NOT_YET);
+            }
+        }
+    }
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO recent (host_id, t, series_id, v) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    // Looked up by &str: no allocation per point on the writer's hot path.
-    let names = match series_ids.entry(w.host_id) {
-        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-        std::collections::hash_map::Entry::Vacant(entry) => {
-            // The host's first sample since the server started: all its series ids in one
-            // range scan rather than one lookup per point.
-            let known = tx
-                .prepare_cached("SELECT name, id FROM series WHERE host_id = ?1")?
-                .query_map([w.host_id], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<rusqlite::Result<std::collections::HashMap<String, i64>>>()?;
-            entry.insert(known)
-        }
-    };
-    for (name, value) in &w.points {
-        let series_id = match names.get(name.as_str()) {
-            Some(id) => *id,
-            None => {
-                let id = series_id(tx, w.host_id, name)?;
-                names.insert(name.clone(), id);
-                new_ids.push((w.host_id, name.clone()));
-                id
-            }
-        };
+    for (series_id, (_, value)) in ids.into_iter().zip(&w.points) {
         insert.execute(params![w.host_id, w.collected_at, series_id, value])?;
         if late {
             // A replayed sample for a bucket already rolled up: recompute that bucket.
@@ -438,21 +553,86 @@ fn write_one(
     Ok(())
 }
 
-/// Creates a series the writer's cache does not know. The cache holds all of a host's series
-/// once it has an entry for the host, so the name should be new; should it exist all the same,
-/// its id is looked up rather than failing every batch with this host's samples.
-fn series_id(tx: &Transaction<'_>, host_id: i64, name: &str) -> rusqlite::Result<i64> {
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO series (host_id, name) VALUES (?1, ?2)
-             ON CONFLICT (host_id, name) DO NOTHING",
-        )?
-        .execute(params![host_id, name])?;
-    if inserted == 1 {
-        return Ok(tx.last_insert_rowid());
+/// The id a new name has in the writer's cache until its row is written (never stored).
+const NOT_YET: i64 = 0;
+
+/// A host's series, name → id, from the writer's cache, loaded in one read the first time.
+pub(super) fn host_series<'a>(
+    conn: &Connection,
+    series_ids: &'a mut SeriesIds,
+    host_id: i64,
+) -> rusqlite::Result<&'a mut HashMap<String, i64>> {
+    match series_ids.entry(host_id) {
+        std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
+        std::collections::hash_map::Entry::Vacant(entry) => {
+            Ok(entry.insert(load_host_series(conn, host_id)?))
+        }
     }
-    tx.prepare_cached("SELECT id FROM series WHERE host_id = ?1 AND name = ?2")?
-        .query_row(params![host_id, name], |row| row.get(0))
+}
+
+/// Every series of a host, name → id, from its `series_sets` rows. A name in two rows (which
+/// only a bug could cause) keeps its older id.
+fn load_host_series(conn: &Connection, host_id: i64) -> rusqlite::Result<HashMap<String, i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT first_id, names FROM series_sets WHERE host_id = ?1 ORDER BY first_id",
+    )?;
+    let mut rows = stmt.query([host_id])?;
+    let mut map = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let first: i64 = row.get(0)?;
+        let names: Vec<String> = serde_json::from_str(row.get_ref(1)?.as_str()?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Text,
+                format!("series_sets row {first} of host {host_id}: {e}").into(),
+            )
+        })?;
+        for (id, name) in (first..).zip(names) {
+            map.entry(name).or_insert(id);
+        }
+    }
+    Ok(map)
+}
+
+/// Creates a host's new series in one row; returns the id of the first (the others follow).
+fn create_series(tx: &Transaction<'_>, host_id: i64, names: &[&str]) -> rusqlite::Result<i64> {
+    let count = i64::try_from(names.len()).unwrap_or(i64::MAX);
+    let first: i64 = tx
+        .prepare_cached("UPDATE series_counter SET next_id = next_id + ?1 RETURNING next_id - ?1")?
+        .query_row([count], |row| row.get(0))?;
+    let text = serde_json::to_string(names)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    tx.prepare_cached("INSERT INTO series_sets (first_id, host_id, names) VALUES (?1, ?2, ?3)")?
+        .execute(params![first, host_id, text])?;
+    Ok(first)
+}
+
+/// The ids of every series of a host, ascending.
+pub(super) fn host_series_ids(conn: &Connection, host_id: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT first_id, json_array_length(names) FROM series_sets WHERE host_id = ?1
+         ORDER BY first_id",
+    )?;
+    let mut rows = stmt.query([host_id])?;
+    while let Some(row) = rows.next()? {
+        let first: i64 = row.get(0)?;
+        let count: i64 = row.get(1)?;
+        ids.extend(first..first.saturating_add(count));
+    }
+    Ok(ids)
+}
+
+/// The host a series belongs to, or `None` when it is gone (its host was removed).
+pub(super) fn host_of_series(conn: &Connection, series_id: i64) -> rusqlite::Result<Option<i64>> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached(
+        "SELECT host_id FROM (SELECT host_id, first_id, names FROM series_sets
+             WHERE first_id <= ?1 ORDER BY first_id DESC LIMIT 1)
+         WHERE ?1 < first_id + json_array_length(names)",
+    )?
+    .query_row([series_id], |row| row.get(0))
+    .optional()
 }
 
 #[cfg(test)]
@@ -514,6 +694,16 @@ pub(super) mod tests {
             .unwrap()
     }
 
+    /// Raw points in the history file's chunks.
+    pub(in crate::store) fn moved(store: &Store) -> i64 {
+        store
+            .lock()
+            .query_row("SELECT coalesce(sum(n), 0) FROM history.chunks", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
     #[test]
     fn a_resent_sample_is_stored_once() {
         let dir = TempDir::new("series-idem");
@@ -535,7 +725,7 @@ pub(super) mod tests {
         let r = Retention::default();
         assert_eq!(query(&store, host, "load1", T0, T0, 10, &r, T0).len(), 1);
         store.move_to_history(T0 + 1, &|| false).unwrap();
-        assert_eq!(count(&store, "history.points"), 2);
+        assert_eq!(moved(&store), 2);
         assert_eq!(count(&store, "recent"), 0);
     }
 
@@ -707,7 +897,13 @@ pub(super) mod tests {
             .write_sample(write(host, T0 + 10, &[("x", 1.0)]))
             .unwrap();
         store.remove_host("pve1").unwrap();
-        for table in ["history.points", "recent", "series", "latest"] {
+        for table in [
+            "history.chunks",
+            "recent",
+            "series_sets",
+            "series",
+            "latest",
+        ] {
             assert_eq!(count(&store, table), 0, "{table}");
         }
     }
@@ -748,36 +944,59 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn series_ids_survive_a_restart_and_a_stale_cache() {
+    fn a_hosts_new_series_are_created_in_one_row_and_survive_a_restart() {
         let dir = TempDir::new("series-ids");
         let (store, host) = setup(&dir);
-        store.write_sample(write(host, T0, &[("a", 1.0)])).unwrap();
+        let names: Vec<String> = (0..400).map(|i| format!("s{i}")).collect();
+        let first: Vec<(&str, f64)> = names.iter().map(|n| (n.as_str(), 1.0)).collect();
+        store.write_sample(write(host, T0, &first)).unwrap();
+        assert_eq!(count(&store, "series_sets"), 1);
+        assert_eq!(count(&store, "series"), 400);
+        let ids = |store: &Store| -> Vec<(String, i64)> {
+            let db = store.lock();
+            let mut stmt = db
+                .prepare("SELECT name, id FROM series ORDER BY id")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let before = ids(&store);
+        assert_eq!(before[0], ("s0".to_owned(), 1));
+        assert_eq!(before[399], ("s399".to_owned(), 400));
         drop(store);
         let store = Store::open(&dir.path().join("t.db"), Synchronous::Normal).unwrap();
+        // After a restart: known names keep their ids, new ones come in one more row, a name
+        // twice in one sample is one series.
         store
-            .write_sample(write(host, T0 + 1, &[("a", 2.0), ("b", 3.0)]))
+            .write_sample(write(
+                host,
+                T0 + 1,
+                &[("s7", 2.0), ("new", 3.0), ("new", 3.0), ("newer", 4.0)],
+            ))
             .unwrap();
-        // A series the writer's cache does not know yet exists: found, not a failed batch.
-        store
-            .lock()
-            .execute(
-                "INSERT INTO series (host_id, name) VALUES (?1, 'c')",
-                [host],
-            )
-            .unwrap();
-        store
-            .write_sample(write(host, T0 + 2, &[("c", 4.0)]))
-            .unwrap();
-        assert_eq!(store.series_names(host).unwrap(), ["a", "b", "c"]);
+        assert_eq!(count(&store, "series_sets"), 2);
+        let after = ids(&store);
+        assert_eq!(&after[..400], &before[..]);
+        assert_eq!(
+            &after[400..],
+            [("new".to_owned(), 401), ("newer".to_owned(), 402)]
+        );
         let r = Retention::default();
         assert_eq!(
-            query(&store, host, "a", T0, T0 + 2, 10, &r, T0 + 2).len(),
+            query(&store, host, "s7", T0, T0 + 2, 10, &r, T0 + 2).len(),
             2
         );
         assert_eq!(
-            query(&store, host, "c", T0, T0 + 2, 10, &r, T0 + 2).len(),
+            query(&store, host, "newer", T0, T0 + 2, 10, &r, T0 + 2).len(),
             1
         );
+        // Ids are never handed out again, not even after their host is gone.
+        store.remove_host("pve1").unwrap();
+        let host = store.create_host("pve2", "hash", T0).unwrap().id;
+        store.write_sample(write(host, T0, &[("s0", 1.0)])).unwrap();
+        assert_eq!(ids(&store), [("s0".to_owned(), 403)]);
     }
 
     #[test]
@@ -799,17 +1018,19 @@ pub(super) mod tests {
         assert_eq!(query(&store, host, "b", T0, now, 1000, &r, now), before);
         store.move_to_history(now, &|| false).unwrap();
         assert_eq!(count(&store, "recent"), 0);
-        assert_eq!(count(&store, "history.points"), 200);
+        assert_eq!(moved(&store), 200);
         assert_eq!(query(&store, host, "b", T0, now, 1000, &r, now), before);
-        // A row in both files (copied, deletion not done) is read once.
-        store
-            .lock()
-            .execute(
-                "INSERT INTO recent SELECT ?1, t, series_id, v FROM history.points",
-                [host],
-            )
-            .unwrap();
+        // Rows in both files (copied, deletion not done; or resent) are read once.
+        let again = (0..100)
+            .map(|i| write(host, T0 + i * 10, &[("a", i as f64), ("b", -(i as f64))]))
+            .collect();
+        store.write_samples_direct(again).unwrap();
+        assert_eq!(count(&store, "recent"), 200);
         assert_eq!(query(&store, host, "b", T0, now, 1000, &r, now), before);
         assert_eq!(store.raw_point_count().unwrap(), 200);
+        // And moved again, they change nothing.
+        let report = store.move_to_history(now, &|| false).unwrap();
+        assert_eq!((report.copied, report.deleted), (0, 200));
+        assert_eq!(moved(&store), 200);
     }
 }

@@ -4,10 +4,12 @@
 
 use maud::{html, Markup};
 
+use super::alerts::{alert_badge, host_alerts};
 use super::charts::{self, CHARTS};
 use super::layout::{page, Nav};
 use super::parts::{self, condition_badge, condition_class, status_badge, status_line};
 use super::{forms, tables};
+use crate::alerts::AlertView;
 use crate::context::Context;
 use crate::error::Result;
 use crate::http::api::Range;
@@ -20,8 +22,9 @@ pub fn page_or_fragment(ctx: &Context, request: &Request, name: &str) -> Result<
         return Ok(forms::not_found());
     };
     let now = common::time::now_unix();
+    let alerts = ctx.alerts.view();
     if request.query_param("fragment") == Some("1") {
-        return Ok(Response::html(200, live_parts(&state, now)));
+        return Ok(Response::html(200, live_parts(&state, &alerts, now)));
     }
     let range = request
         .query_param("range")
@@ -34,7 +37,8 @@ pub fn page_or_fragment(ctx: &Context, request: &Request, name: &str) -> Result<
     let body = html! {
         div.host-page data-live={ "/hosts/" (state.name()) "?fragment=1" } {
             nav.crumbs { a href="/" { "← All hosts" } }
-            (head(&state, now))
+            (head(&state, &alerts, now))
+            (host_alerts(&alerts, state.name(), now))
             section {
                 div.section-head {
                     h2 { "History" }
@@ -51,28 +55,33 @@ pub fn page_or_fragment(ctx: &Context, request: &Request, name: &str) -> Result<
                 div.charts { @for figure in &figures { (figure) } }
                 p.note { "Times in UTC. Hover a chart for values." }
             }
-            div id="host-tables" { (tables::all(&state)) }
+            div id="host-tables" { (tables::all(&state, &alerts)) }
         }
     };
     Ok(Response::html(200, page(state.name(), Nav::LoggedIn, body)))
 }
 
 /// What the page script replaces every few seconds.
-fn live_parts(state: &HostState, now: i64) -> Markup {
+fn live_parts(state: &HostState, alerts: &AlertView, now: i64) -> Markup {
     html! {
-        (head(state, now))
-        div id="host-tables" { (tables::all(state)) }
+        (head(state, alerts, now))
+        (host_alerts(alerts, state.name(), now))
+        div id="host-tables" { (tables::all(state, alerts)) }
     }
 }
 
 /// The host's name, badges, status line and facts.
-fn head(state: &HostState, now: i64) -> Markup {
+fn head(state: &HostState, alerts: &AlertView, now: i64) -> Markup {
     let condition = state.condition(now);
+    let counts = alerts.host(state.name());
     let slow = state.slow();
     let text = |v: Option<&str>| v.unwrap_or("–").to_owned();
     html! {
         section id="host-head" class={ "card hosthead " (condition_class(condition)) } data-host=(state.name()) {
-            h1 { (state.name()) " " (status_badge(state.host.status)) " " (condition_badge(condition)) }
+            h1 {
+                (state.name()) " " (status_badge(state.host.status)) " " (condition_badge(condition))
+                " " (alert_badge(counts.critical, counts.warning))
+            }
             p.sub { (status_line(state, now)) }
             dl.facts.wide {
                 div { dt { "CPU" } dd { (parts::cpu(state)) } }

@@ -28,7 +28,13 @@ pub fn page(title: &str, nav: Nav, body: Markup) -> Markup {
                 header.top {
                     a.brand href="/" { "Proxmox Monitor" }
                     @if nav == Nav::LoggedIn {
-                        a.manage href="/admin/hosts" { "Manage hosts" }
+                        nav.top-links aria-label="Pages" {
+                            a href="/" { "Hosts" }
+                            " "
+                            a href="/alerts" { "Alerts" }
+                            " "
+                            a href="/admin/hosts" { "Manage hosts" }
+                        }
                         form.logout method="post" action="/logout" {
                             button type="submit" { "Log out" }
                         }

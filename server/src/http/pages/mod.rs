@@ -2,6 +2,7 @@
 //! where a part asks for it). Split by what the pages show:
 //!
 //! - `overview` — `/`: every host, problems first, as cards or a compact table, with filters;
+//! - `alerts` — `/alerts`: firing, quiet, pending, silences, history; acknowledge and silence;
 //! - `host` — `/hosts/NAME`: one host's head, history charts and tables;
 //! - `charts` — which series make which chart (declared as data), drawn as SVG
 //!   (`crate::http::svg`); `/hosts/NAME/chart` serves one chart or sparkline;
@@ -20,6 +21,7 @@
 //! WebSocket client code and works through any proxy that passes plain HTTP.
 
 pub mod admin;
+pub mod alerts;
 pub mod charts;
 pub mod forms;
 pub mod host;

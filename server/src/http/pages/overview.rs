@@ -1,4 +1,5 @@
-//! `/`: every host, problems first (offline, stale, degraded pools), then the rest by name; as
+//! `/`: every host, problems first (offline, stale, degraded pools, then hosts with firing
+//! alerts, critical before warning), then the rest by name; as
 //! cards (small fleets) or as one compact table row per host (the default past
 //! `CARDS_UP_TO` hosts); filtered by name, condition, cluster and guest tag.
 //!
@@ -11,11 +12,13 @@ use std::sync::Arc;
 
 use maud::{html, Markup};
 
+use super::alerts::alert_badge;
 use super::charts::{spark_box, SPARKS};
 use super::layout::{page, Nav};
 use super::parts::{
     self, condition_badge, condition_class, meter, status_badge, status_line, time_ago,
 };
+use crate::alerts::{AlertView, HostAlerts};
 use crate::context::Context;
 use crate::http::format::{self, or_dash};
 use crate::http::{Request, Response};
@@ -45,17 +48,20 @@ impl View {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
     All,
-    /// Offline, stale or degraded.
+    /// Offline, stale, degraded, or with firing alerts.
     Problems,
+    /// With firing alerts.
+    Alerting,
     /// Connected (whether current, stale or degraded).
     Online,
     Is(Condition),
 }
 
 impl StatusFilter {
-    const CHOICES: [(&'static str, &'static str); 8] = [
+    const CHOICES: [(&'static str, &'static str); 9] = [
         ("", "all"),
         ("problems", "problems"),
+        ("alerting", "with firing alerts"),
         ("online", "online"),
         ("ok", "online, no problem"),
         ("offline", "offline"),
@@ -67,15 +73,17 @@ impl StatusFilter {
     fn parse(text: &str) -> StatusFilter {
         match text {
             "problems" => StatusFilter::Problems,
+            "alerting" => StatusFilter::Alerting,
             "online" => StatusFilter::Online,
             other => Condition::parse(other).map_or(StatusFilter::All, StatusFilter::Is),
         }
     }
 
-    fn keeps(self, state: &HostState, condition: Condition) -> bool {
+    fn keeps(self, state: &HostState, condition: Condition, alerts: HostAlerts) -> bool {
         match self {
             StatusFilter::All => true,
-            StatusFilter::Problems => condition.is_problem(),
+            StatusFilter::Problems => problem_rank(condition, alerts).is_some(),
+            StatusFilter::Alerting => alerts.firing() > 0,
             StatusFilter::Online => state.host.status == HostStatus::Online,
             StatusFilter::Is(c) => condition == c,
         }
@@ -136,9 +144,9 @@ impl Filters {
         })
     }
 
-    fn keeps(&self, state: &HostState, condition: Condition) -> bool {
+    fn keeps(&self, state: &HostState, condition: Condition, alerts: HostAlerts) -> bool {
         (self.name.is_empty() || contains_ignore_case(state.name(), &self.name))
-            && self.status().keeps(state, condition)
+            && self.status().keeps(state, condition, alerts)
             && (self.cluster.is_empty() || state.cluster_name().unwrap_or("-") == self.cluster)
             && (self.tag.is_empty() || state.guest_tags().contains(&self.tag.as_str()))
     }
@@ -165,8 +173,9 @@ impl Filters {
 pub fn page_or_fragment(ctx: &Context, request: &Request) -> Response {
     let now = common::time::now_unix();
     let hosts = ctx.hosts.snapshot();
+    let alerts = ctx.alerts.view();
     let filters = Filters::from_request(request);
-    let live = live_part(&hosts, &filters, now);
+    let live = live_part(&hosts, &alerts, &filters, now);
     if request.query_param("fragment") == Some("1") {
         return Response::html(200, live);
     }
@@ -184,21 +193,57 @@ pub fn page_or_fragment(ctx: &Context, request: &Request) -> Response {
     Response::html(200, page("Hosts", Nav::LoggedIn, body))
 }
 
+/// Where a host goes among the problems (lower first), if it is one: offline, stale, degraded
+/// pool, then firing alerts (critical before warning).
+fn problem_rank(condition: Condition, alerts: HostAlerts) -> Option<u8> {
+    match condition {
+        Condition::Offline => Some(0),
+        Condition::Stale => Some(1),
+        Condition::Degraded => Some(2),
+        _ if alerts.critical > 0 => Some(3),
+        _ if alerts.warning > 0 => Some(4),
+        _ => None,
+    }
+}
+
+/// A host as the overview lists it.
+struct Shown<'a> {
+    state: &'a HostState,
+    condition: Condition,
+    alerts: HostAlerts,
+}
+
 /// The summary, the problems and the other hosts: what live refresh replaces.
-pub fn live_part(hosts: &[Arc<HostState>], filters: &Filters, now: i64) -> Markup {
+pub fn live_part(
+    hosts: &[Arc<HostState>],
+    alert_view: &AlertView,
+    filters: &Filters,
+    now: i64,
+) -> Markup {
     let conditions: Vec<Condition> = hosts.iter().map(|h| h.condition(now)).collect();
     let count = |c: Condition| conditions.iter().filter(|&&x| x == c).count();
     let online = hosts.iter().filter(|h| h.is_online()).count();
-    let mut shown: Vec<(&HostState, Condition)> = hosts
+    let all: Vec<Shown<'_>> = hosts
         .iter()
         .zip(&conditions)
-        .filter(|(h, c)| filters.keeps(h, **c))
-        .map(|(h, c)| (h.as_ref(), *c))
+        .map(|(h, c)| Shown {
+            state: h.as_ref(),
+            condition: *c,
+            alerts: alert_view.host(h.name()),
+        })
+        .collect();
+    let alerting = all.iter().filter(|s| s.alerts.firing() > 0).count();
+    let mut shown: Vec<&Shown<'_>> = all
+        .iter()
+        .filter(|s| filters.keeps(s.state, s.condition, s.alerts))
         .collect();
     // Problems first, worst first; then the rest; by name within each (the snapshot is by name
     // and the sort is stable).
-    shown.sort_by_key(|(_, c)| if c.is_problem() { *c } else { Condition::Ok });
-    let split = shown.iter().take_while(|(_, c)| c.is_problem()).count();
+    shown.sort_by_key(|s| problem_rank(s.condition, s.alerts).unwrap_or(u8::MAX));
+    let split = shown
+        .iter()
+        .take_while(|s| problem_rank(s.condition, s.alerts).is_some())
+        .count();
     let (problems, rest) = shown.split_at(split);
     let view = filters.view(hosts.len());
     html! {
@@ -214,6 +259,9 @@ pub fn live_part(hosts: &[Arc<HostState>], filters: &Filters, now: i64) -> Marku
                 ] {
                     @let n = count(condition);
                     @if n > 0 { " · " span class=(class) { (n) " " (text) } }
+                }
+                @if alerting > 0 {
+                    " · " a.bad href="/alerts" { (alerting) " with firing alerts" }
                 }
                 @if !filters.is_empty() { " · " strong { (shown.len()) " shown" } }
             }
@@ -249,21 +297,25 @@ pub fn live_part(hosts: &[Arc<HostState>], filters: &Filters, now: i64) -> Marku
     }
 }
 
-fn list(hosts: &[(&HostState, Condition)], view: View, now: i64, id: &str) -> Markup {
+fn list(hosts: &[&Shown<'_>], view: View, now: i64, id: &str) -> Markup {
     match view {
         View::Cards => html! {
-            div.hosts { @for (state, condition) in hosts { (card(state, *condition, now)) } }
+            div.hosts { @for s in hosts { (card(s, now)) } }
         },
         View::Table => table(hosts, now, id),
     }
 }
 
-fn card(state: &HostState, condition: Condition, now: i64) -> Markup {
+fn card(shown: &Shown<'_>, now: i64) -> Markup {
+    let (state, condition, alerts) = (shown.state, shown.condition, shown.alerts);
     html! {
         article class={ "card host " (condition_class(condition)) } data-host=(state.name()) {
             header {
                 h2 { a href={ "/hosts/" (state.name()) } { (state.name()) } }
-                span { (status_badge(state.host.status)) " " (condition_badge(condition)) }
+                span {
+                    (status_badge(state.host.status)) " " (condition_badge(condition))
+                    " " (alert_badge(alerts.critical, alerts.warning))
+                }
             }
             p.sub { (status_line(state, now)) }
             @if state.has_samples() {
@@ -288,7 +340,7 @@ fn card(state: &HostState, condition: Condition, now: i64) -> Markup {
 }
 
 /// One compact row per host; sortable by the page script.
-fn table(hosts: &[(&HostState, Condition)], now: i64, id: &str) -> Markup {
+fn table(hosts: &[&Shown<'_>], now: i64, id: &str) -> Markup {
     html! {
         div.scroll {
             table.sortable.hosts-table id={ (id) "-table" } {
@@ -305,13 +357,14 @@ fn table(hosts: &[(&HostState, Condition)], now: i64, id: &str) -> Markup {
                     th.num data-sort="num" { "Uptime" }
                     th.num data-sort="num" { "Seen" }
                 } }
-                tbody { @for (state, condition) in hosts { (row(state, *condition, now)) } }
+                tbody { @for s in hosts { (row(s, now)) } }
             }
         }
     }
 }
 
-fn row(state: &HostState, condition: Condition, now: i64) -> Markup {
+fn row(shown: &Shown<'_>, now: i64) -> Markup {
+    let (state, condition, alerts) = (shown.state, shown.condition, shown.alerts);
     let fast = state.fast();
     let cpu = fast.and_then(|f| f.cpu_percent);
     let total = fast.and_then(|f| f.mem_total_bytes);
@@ -326,6 +379,7 @@ fn row(state: &HostState, condition: Condition, now: i64) -> Markup {
             td {
                 a href={ "/hosts/" (state.name()) } { (state.name()) }
                 " " (condition_badge(condition))
+                " " (alert_badge(alerts.critical, alerts.warning))
             }
             td { (status_badge(state.host.status)) }
             td.num data-v=(cpu.unwrap_or(-1.0)) { (or_dash(cpu, format::percent)) " " (meter(cpu)) }
@@ -548,7 +602,13 @@ mod tests {
     }
 
     fn render(query: &str) -> String {
-        live_part(&fleet(), &Filters::from_request(&request(query)), NOW).into_string()
+        live_part(
+            &fleet(),
+            &AlertView::default(),
+            &Filters::from_request(&request(query)),
+            NOW,
+        )
+        .into_string()
     }
 
     #[test]
@@ -562,6 +622,70 @@ mod tests {
         assert!(html.contains("6 hosts · <span class=\"ok\">4 online</span>"));
         assert!(html.contains("1 stale"));
         assert!(html.contains("article class=\"card host is-stale\" data-host=\"echo\""));
+    }
+
+    #[test]
+    fn hosts_with_firing_alerts_are_problems_after_the_host_conditions() {
+        use crate::alerts::AlertRow;
+        use crate::store::alerts::{AlertRecord, AlertState, Severity};
+        let row = |host: &str, severity| AlertRow {
+            rec: AlertRecord {
+                id: 1,
+                rule: "cpu_high".into(),
+                host_id: 0,
+                host: host.into(),
+                object: String::new(),
+                guest: None,
+                label: None,
+                state: AlertState::Firing,
+                severity,
+                value: None,
+                threshold: None,
+                summary: String::new(),
+                since: 0,
+                fired_at: None,
+                changed_at: 0,
+                resolved_at: None,
+                resolution: None,
+                live: true,
+                announced: None,
+                last_notified_at: None,
+                repeats: 0,
+                suppressed_by: None,
+                ack: None,
+            },
+            quiet: None,
+            tags: Vec::new(),
+        };
+        let view = AlertView::new(
+            NOW,
+            vec![
+                row("alpha", Severity::Warning),
+                row("foxtrot", Severity::Critical),
+                row("foxtrot", Severity::Warning),
+            ],
+            Vec::new(),
+            Vec::new(),
+        );
+        let html =
+            live_part(&fleet(), &view, &Filters::from_request(&request("")), NOW).into_string();
+        assert_eq!(
+            shown(&html),
+            ["bravo", "echo", "charlie", "foxtrot", "alpha", "delta"]
+        );
+        assert!(html.contains("2 with firing alerts"));
+        assert!(
+            html.contains("2 alerts</span>"),
+            "the badge on foxtrot's card"
+        );
+        let alerting = live_part(
+            &fleet(),
+            &view,
+            &Filters::from_request(&request("status=alerting")),
+            NOW,
+        )
+        .into_string();
+        assert_eq!(shown(&alerting), ["foxtrot", "alpha"]);
     }
 
     #[test]
@@ -611,6 +735,7 @@ mod tests {
         states.set_row(host(1, "a", HostStatus::Online));
         let html = live_part(
             &states.snapshot(),
+            &AlertView::default(),
             &Filters::from_request(&request("q=%3Cscript%3E")),
             NOW,
         )

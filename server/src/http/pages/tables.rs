@@ -7,14 +7,17 @@
 use common::sample::{GuestFast, GuestType};
 use maud::{html, Markup};
 
+use super::alerts::alert_badge;
 use super::parts::{guest_status_badge, pool_badge};
+use crate::alerts::AlertView;
 use crate::http::format::{self, bytes_u64, or_dash, to_f64};
 use crate::state::HostState;
+use crate::store::alerts::Severity;
 
-/// Every table of the host page, in order.
-pub fn all(state: &HostState) -> Markup {
+/// Every table of the host page, in order; guests carry the badge of their firing alerts.
+pub fn all(state: &HostState, alerts: &AlertView) -> Markup {
     html! {
-        (guests(state))
+        (guests(state, alerts))
         (pools(state))
         (storages(state))
         (disks(state))
@@ -44,7 +47,7 @@ fn num_cell(key: &str, value: Option<f64>, text: Markup) -> Markup {
     }
 }
 
-pub fn guests(state: &HostState) -> Markup {
+pub fn guests(state: &HostState, alerts: &AlertView) -> Markup {
     let mut guests: Vec<&GuestFast> = state
         .fast()
         .map(|f| f.guests.iter().collect())
@@ -86,7 +89,14 @@ pub fn guests(state: &HostState) -> Markup {
                                         }
                                     }
                                     td { (match g.kind { GuestType::Qemu => "VM", GuestType::Lxc => "CT", GuestType::Unknown => "?" }) }
-                                    td { (guest_status_badge(g.status)) }
+                                    td {
+                                        (guest_status_badge(g.status))
+                                        @match alerts.guest(state.name(), g.vmid) {
+                                            Some(Severity::Critical) => { " " (alert_badge(1, 0)) },
+                                            Some(Severity::Warning) => { " " (alert_badge(0, 1)) },
+                                            None => {},
+                                        }
+                                    }
                                     (num_cell("cpu_percent", g.cpu_percent, html! { (or_dash(g.cpu_percent, format::percent)) }))
                                     (num_cell("mem_used_bytes", g.mem_used_bytes.map(to_f64), html! {
                                         (or_dash(g.mem_used_bytes, bytes_u64))
