@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::alerts::AlertsConfig;
 use crate::error::{Error, Result};
+use crate::notify::NotifyConfig;
 use crate::store::rollup::RetentionDays;
 use crate::store::{Retention, Synchronous};
 
@@ -35,6 +36,8 @@ pub struct ServerConfig {
     pub http: HttpConfig,
     /// `[alerts]`: rules, overrides, maintenance windows.
     pub alerts: AlertsConfig,
+    /// `[notify]`: channels, routes, delivery.
+    pub notify: NotifyConfig,
 }
 
 /// `[http]`: who may read `/metrics`, and how the session cookie is marked.
@@ -70,6 +73,7 @@ impl Default for ServerConfig {
             maintenance_interval: Duration::from_secs(60),
             http: HttpConfig::default(),
             alerts: AlertsConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -90,6 +94,7 @@ struct FileConfig {
     maintenance_interval_seconds: Option<u64>,
     http: Option<HttpConfig>,
     alerts: Option<toml::Value>,
+    notify: Option<toml::Value>,
 }
 
 /// Values given on the command line; they win over the file.
@@ -112,6 +117,16 @@ impl ServerConfig {
                 message: format!("cannot read: {e}"),
             })?;
             config.apply_toml(&text, &path.display().to_string())?;
+            if let Some(key) = config.notify.inline_secrets.first() {
+                crate::notify::config::check_not_world_readable(path).map_err(|message| {
+                    Error::Config {
+                        source_name: path.display().to_string(),
+                        message: format!(
+                            "{message} ({key} is written in it; or move it to {key}_file)"
+                        ),
+                    }
+                })?;
+            }
         }
         config.apply(
             &FileConfig {
@@ -228,6 +243,14 @@ impl ServerConfig {
                     message,
                 })?;
         }
+        if let Some(notify) = &file.notify {
+            self.notify =
+                NotifyConfig::from_toml(notify.clone()).map_err(|message| Error::Config {
+                    source_name: source_name.to_owned(),
+                    message,
+                })?;
+        }
+        self.alerts.repeat_by_severity = self.notify.repeat;
         Ok(())
     }
 }
