@@ -383,6 +383,9 @@ pub fn send_http(
 fn describe_ureq(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Timeout(what) => format!("timed out ({what})"),
+        ureq::Error::Io(io) if io.to_string().contains("certificate") => format!(
+            "TLS: {io} (a private CA? name its PEM file in ca_file of the channel or [notify])"
+        ),
         ureq::Error::Io(io) => format!("{io}"),
         ureq::Error::HostNotFound => "host not found".into(),
         ureq::Error::ConnectionFailed => "connection failed".into(),
