@@ -881,3 +881,116 @@ fn a_config_with_secrets_readable_by_others_is_refused_and_says_how_to_fix_it() 
     set_mode(&token, 0o600);
     assert!(hosts().status.success());
 }
+
+/// `alerts --json`: the id of `host`'s open alert of `rule`.
+fn alert_id(server: &Server, host: &str, rule: &str) -> Option<i64> {
+    let out = server.admin(&["alerts", "--json"]);
+    let body: Value = serde_json::from_slice(&out.stdout).ok()?;
+    body["alerts"]
+        .as_array()?
+        .iter()
+        .find(|a| a["host"] == host && a["rule"] == rule && a["state"] == "firing")
+        .and_then(|a| a["id"].as_i64())
+}
+
+#[test]
+fn unacknowledged_alerts_escalate_and_acknowledged_ones_do_not() {
+    let work = TempDir::new("notify-escalate");
+    let http = Http::start(work.path(), "http", None);
+    let config = write_config(
+        work.path(),
+        &format!(
+            "[notify]\ngroup_window = \"0s\"\n\
+             [notify.channels.team]\ntype = \"webhook\"\nurl = \"{team}\"\n\
+             [notify.channels.pager]\ntype = \"webhook\"\nurl = \"{pager}\"\n\
+             [[notify.routes]]\nhosts = [\"esc-fast\"]\nchannels = [\"team\"]\n\
+             escalate_after = \"2s\"\nescalate_to = [\"pager\"]\n\
+             [[notify.routes]]\nhosts = [\"esc-acked\"]\nchannels = [\"team\"]\n\
+             escalate_after = \"15s\"\nescalate_to = [\"pager\"]\n",
+            team = http.url("/team"),
+            pager = http.url("/pager"),
+        ),
+    );
+    let server = Server::start_with("notify-escalate-server", options(&config));
+    let fast = server.register("esc-fast");
+    let acked = server.register("esc-acked");
+    for (name, token) in [("esc-fast", &fast), ("esc-acked", &acked)] {
+        server.joined_client(name, token).close();
+        server.expect_status(name, "offline");
+    }
+    // Both reach the team at once.
+    wait_for("both alerts on the team channel", &server, || {
+        http.accepted("/team").len() == 2
+    });
+    // One is acknowledged well before its escalation is due.
+    let id = alert_id(&server, "esc-acked", "host_offline").expect("the alert's id");
+    let out = server.admin(&["ack", &id.to_string(), "--by", "tester"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The other is escalated to the pager after 2 s, marked as such.
+    wait_for("the escalation", &server, || {
+        http.accepted("/pager").len() == 1
+    });
+    let page = body(&http.accepted("/pager")[0]);
+    assert_eq!(page["escalation"], true);
+    assert_eq!(page["host"], "esc-fast");
+    assert!(
+        page["title"].as_str().unwrap().contains("(escalated)"),
+        "{page}"
+    );
+    // The acknowledged one's escalation comes due and is dropped, not sent.
+    wait_for("the dropped escalation", &server, || {
+        metric(&metrics(&server), "pager", "dropped") == Some(1)
+    });
+    assert_eq!(http.accepted("/pager").len(), 1);
+    // Its end reaches the pager too, since the pager heard of its start.
+    let client = server.joined_client("esc-fast", &fast);
+    wait_for("the resolved message on the pager", &server, || {
+        http.accepted("/pager").len() == 2
+    });
+    assert_eq!(body(&http.accepted("/pager")[1])["status"], "resolved");
+    drop(client);
+}
+
+#[test]
+fn a_slow_receiver_holds_up_neither_ingestion_nor_the_pages() {
+    let work = TempDir::new("notify-slow");
+    let http = Http::start(work.path(), "http", None);
+    let config = write_config(
+        work.path(),
+        &format!(
+            "[notify]\ngroup_window = \"0s\"\ntimeout = \"60s\"\n\
+             [notify.channels.slow]\ntype = \"webhook\"\nurl = \"{}\"\n",
+            http.url("/slow/hook")
+        ),
+    );
+    let server = Server::start_with("notify-slow-server", options(&config));
+    let token = server.register(HOST);
+    let other = server.register("pve-busy");
+    go_offline(&server, &token);
+    wait_for(
+        "the delivery thread inside the slow request",
+        &server,
+        || http.requests().iter().any(|r| r["status"] == 0),
+    );
+    // While the receiver sits on the request (20 s), samples are stored and acknowledged
+    // and the dashboard answers, as ever.
+    let mut client = server.joined_client("pve-busy", &other);
+    let now = common::time::now_unix();
+    for i in 0..5 {
+        http_common::push(
+            &mut client,
+            "metric:fast",
+            now + i,
+            &http_common::golden("fast"),
+        );
+    }
+    assert_eq!(get(server.port, "/healthz", None).status, 200);
+    assert!(
+        http.accepted("/slow/hook").is_empty(),
+        "the receiver answered already: the test proved nothing"
+    );
+}

@@ -5,7 +5,8 @@ Every request is appended to LOG as one JSON line: method, path, headers (lower-
 names), body (text), the status answered and the time received. Answers:
 - 500 while the file FAIL_FILE exists (a receiver that is down);
 - for paths under /flaky/: 500 to the first two requests of each path, then 200;
-- for paths under /slow/: after SLOW seconds;
+- for paths under /slow/: after SLOW seconds (a line with status 0 is logged when the
+  request arrives);
 - 200 with a small JSON body otherwise (Telegram's {"ok": true}, Pushover's {"status": 1}).
 
 Usage: http_receiver.py PORT_FILE LOG [--fail-file F] [--tls CERT KEY] [--slow SECONDS]
@@ -50,6 +51,9 @@ class Handler(BaseHTTPRequestHandler):
         else:
             status = 200
         if self.path.startswith("/slow/"):
+            with lock:
+                with open(args.log, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"path": self.path, "status": 0}) + "\n")
             time.sleep(args.slow)
         record = {
             "method": self.command,
