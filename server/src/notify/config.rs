@@ -788,7 +788,7 @@ fn route(
         .as_ref()
         .map(|t| seconds(t).map_err(|m| format!("{key}.escalate_after: {m}")))
         .transpose()?;
-    if escalate_after_s.is_some() != !raw.escalate_to.is_empty() {
+    if escalate_after_s.is_some() == raw.escalate_to.is_empty() {
         return Err(format!(
             "{key}.escalate_after: give escalate_after and escalate_to together"
         ));
