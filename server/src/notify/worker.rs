@@ -146,11 +146,16 @@ impl Worker {
     /// Until the next message is due, the next heartbeat or prune; a wake-up ends it early.
     fn timeout(&self) -> Duration {
         let now = common::time::now_unix();
-        let next_message = match self.ctx.store.next_message_due() {
-            Ok(t) => t,
-            Err(e) => {
-                log::error!("notifications: reading the next due time: {e}");
-                Some(now + DB_RETRY_S)
+        // While the database fails, due messages wait for the retry, not a busy loop.
+        let next_message = if self.db_failing {
+            None
+        } else {
+            match self.ctx.store.next_message_due() {
+                Ok(t) => t,
+                Err(e) => {
+                    log::error!("notifications: reading the next due time: {e}");
+                    Some(now + DB_RETRY_S)
+                }
             }
         };
         let heartbeat = self.config.heartbeat.as_ref().map(|_| self.next_heartbeat);
