@@ -96,8 +96,8 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// The channels earlier events of alert `alert_id` went to (or wait for), dropped
-    /// messages aside.
+    /// The channels earlier events of alert `alert_id` went to, or wait for in a message that
+    /// will go out (an escalation still waiting may yet be dropped: not counted).
     pub fn alert_channels(&self, alert_id: i64) -> Result<Vec<String>> {
         let db = self.lock();
         let mut stmt = db
@@ -105,7 +105,9 @@ impl Store {
                 "SELECT DISTINCT d.channel FROM alert_outbox o
                  JOIN notify_deliveries d ON d.outbox_id = o.id
                  JOIN notify_messages m ON m.id = d.message_id
-                 WHERE o.alert_id = ?1 AND m.state != 'dropped' ORDER BY d.channel",
+                 WHERE o.alert_id = ?1
+                   AND (m.state = 'sent' OR (m.state = 'pending' AND m.escalation = 0))
+                 ORDER BY d.channel",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -529,7 +531,26 @@ mod tests {
         let dead = store.dead_letters(10).unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].keys, vec!["alert/1/firing", "alert/2/firing"]);
-        assert_eq!(store.alert_channels(1).unwrap(), vec!["hook", "mail"]);
+        // Where alert 1 was heard of: hook (sent); not mail (dead-lettered), not an
+        // escalation that is still waiting (it may yet be dropped).
+        store
+            .save_routes(
+                &[RoutedEvent {
+                    outbox_id: 1,
+                    host: "a".into(),
+                    deliveries: vec![NewDelivery {
+                        channel: "pager".into(),
+                        escalation: true,
+                        due_at: 10_000,
+                        held: false,
+                    }],
+                }],
+                3,
+                30,
+                160,
+            )
+            .unwrap();
+        assert_eq!(store.alert_channels(1).unwrap(), vec!["hook"]);
         // A new event after the window opens a new message.
         outbox(&store, &[(1, "resolved")]);
         store
@@ -547,7 +568,7 @@ mod tests {
         assert_eq!(store.due_messages(200, 10).unwrap()[0].events.len(), 1);
         assert_eq!(
             store.pending_messages().unwrap(),
-            vec![("hook".into(), 1), ("mail".into(), 1)]
+            vec![("hook".into(), 1), ("mail".into(), 1), ("pager".into(), 1)]
         );
         assert!(store.prune_notifications(1000).unwrap() >= 2);
     }
