@@ -994,3 +994,59 @@ fn a_slow_receiver_holds_up_neither_ingestion_nor_the_pages() {
         "the receiver answered already: the test proved nothing"
     );
 }
+
+#[test]
+fn during_quiet_hours_a_resolved_message_waits_for_their_end_but_a_critical_one_does_not() {
+    let work = TempDir::new("notify-quiet");
+    let http = Http::start(work.path(), "http", None);
+    // Quiet hours from the start of this minute (UTC) until 30 s from now.
+    let now = common::time::now_unix();
+    let into_minute = now.rem_euclid(60);
+    let start = now - into_minute;
+    let end = now + 30;
+    let hhmm = format!(
+        "{:02}:{:02}",
+        start.rem_euclid(86400) / 3600,
+        start.rem_euclid(3600) / 60
+    );
+    let config = write_config(
+        work.path(),
+        &format!(
+            "[notify]\ngroup_window = \"0s\"\n\
+             [notify.channels.hook]\ntype = \"webhook\"\nurl = \"{}\"\n\
+             [[notify.routes]]\nchannels = [\"hook\"]\n\
+             quiet_hours = {{ start = \"{hhmm}\", duration = \"{}s\", timezone = \"UTC\" }}\n",
+            http.url("/hook"),
+            end - start
+        ),
+    );
+    let server = Server::start_with("notify-quiet-server", options(&config));
+    let token = server.register(HOST);
+    go_offline(&server, &token);
+    // Critical: at once, quiet hours or not.
+    wait_for("the critical message", &server, || {
+        http.accepted("/hook").len() == 1
+    });
+    assert!(
+        common::time::now_unix() < end,
+        "the machine was too slow for the quiet hours of this test"
+    );
+    let client = server.joined_client(HOST, &token);
+    wait_for("the resolved message held", &server, || {
+        server.log().contains("waits for the end of quiet hours")
+    });
+    wait_for(
+        "the resolved message after the quiet hours",
+        &server,
+        || http.accepted("/hook").len() == 2,
+    );
+    let resolved = &http.accepted("/hook")[1];
+    assert_eq!(body(resolved)["status"], "resolved");
+    #[allow(clippy::cast_precision_loss)]
+    let end_f = end as f64;
+    assert!(
+        resolved["received_at"].as_f64().unwrap() >= end_f,
+        "sent before the quiet hours ended: {resolved}"
+    );
+    drop(client);
+}
