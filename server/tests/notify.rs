@@ -1050,3 +1050,48 @@ fn during_quiet_hours_a_resolved_message_waits_for_their_end_but_a_critical_one_
     );
     drop(client);
 }
+
+#[test]
+fn a_hosts_alerts_within_the_window_go_out_as_one_message() {
+    let work = TempDir::new("notify-group");
+    let http = Http::start(work.path(), "http", None);
+    let path = work.path().join("server.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[alerts.rules.cpu_high]\nfor = \"0s\"\n[alerts.rules.pressure_high]\nfor = \"0s\"\n\
+             [notify]\ngroup_window = \"3s\"\n\
+             [notify.channels.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+            http.url("/hook")
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with("notify-group-server", options(&path));
+    let token = server.register(HOST);
+    let mut client = server.joined_client(HOST, &token);
+    // One sample, two problems: CPU at 99.5 % and CPU pressure at 95 %, both critical.
+    let mut data = http_common::golden("fast");
+    data["cpu_percent"] = serde_json::json!(99.5);
+    data["pressure"]["cpu_some"] = serde_json::json!(95.0);
+    http_common::push(&mut client, "metric:fast", common::time::now_unix(), &data);
+    wait_for("the grouped message", &server, || {
+        !http.accepted("/hook").is_empty()
+    });
+    let message = body(&http.accepted("/hook")[0]);
+    let rules: Vec<&str> = message["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules.len(), 2, "{message}");
+    assert!(
+        rules.contains(&"cpu_high") && rules.contains(&"pressure_high"),
+        "{rules:?}"
+    );
+    assert_eq!(
+        message["title"],
+        format!("[CRITICAL] 2 alerts on {HOST} (2 firing, 0 resolved)")
+    );
+    assert_eq!(http.accepted("/hook").len(), 1);
+}
