@@ -121,7 +121,7 @@ echo "agent binary: $AGENT" >&2
 echo "bench directory: $OUT (cores: $(nproc), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo))" >&2
 
 # ---------------------------------------------------------------- agent
-say "agent: collector cost on a synthetic node (200 guests, 24 disks, 8 pools)"
+say "agent: collector cost on a synthetic node (200 guests, 24 disks, 8 pools, a year of tasks)"
 NODE=$OUT/bignode
 "$REL/examples/gen_node" "$NODE" --guests 200 --disks 24 --pools 8 >&2
 "$REL/examples/collect_bench" "$NODE" --cycles 200 | tee "$OUT/collect-bignode.txt" >&2
@@ -369,6 +369,8 @@ div2() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "") printf "%.2f
 	printf '  %-52s %s\n' "fast cycle CPU, collector only (collect_bench)" "$(kv "$OUT/collect-bignode.txt" fast_cycle_cpu_us) us"
 	printf '  %-52s %s\n' "fast cycle CPU on this machine's own /proc" "$(kv "$OUT/collect-local.txt" fast_cycle_cpu_us) us"
 	printf '  %-52s %s\n' "the same, cycles 1 s apart (as in the agent)" "$(kv "$OUT/collect-bignode-paced.txt" fast_cycle_cpu_us) us (this machine: $(kv "$OUT/collect-local-paced.txt" fast_cycle_cpu_us) us)"
+	printf '  %-52s %s\n' "medium cycle CPU (backups, jobs, replication, HA...)" "$(kv "$OUT/collect-bignode.txt" medium_cycle_cpu_us) us (the first, reading a year's task index: $(kv "$OUT/collect-bignode.txt" medium_first_cycle_cpu_us) us)"
+	printf '  %-52s %s\n' "slow cycle CPU (versions, SMART of 24 disks...)" "$(kv "$OUT/collect-bignode.txt" slow_cycle_cpu_us) us (captured smartctl output: no process started)"
 	printf '  %-52s %s\n' "whole agent process CPU per 1 s cycle" "$AGENT_CPU_PER_CYCLE_MS ms (this machine: $LOCAL_AGENT_CPU_MS ms)"
 	printf '  %-52s %s\n' "agent wake-ups (voluntary switches) per 1 s cycle" "$AGENT_VCSW_PER_CYCLE (this machine: $LOCAL_AGENT_VCSW)"
 	printf '  %-52s %s\n' "agent RSS, steady state (target < 4096 KiB)" "$AGENT_RSS KiB (max $AGENT_RSS_MAX KiB; this machine: $LOCAL_AGENT_RSS KiB)"
