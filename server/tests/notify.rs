@@ -1095,3 +1095,90 @@ fn a_hosts_alerts_within_the_window_go_out_as_one_message() {
     );
     assert_eq!(http.accepted("/hook").len(), 1);
 }
+
+#[test]
+fn a_warning_held_by_quiet_hours_goes_out_at_their_end_only_if_it_still_fires() {
+    let work = TempDir::new("notify-quiet-warning");
+    let http = Http::start(work.path(), "http", None);
+    // Quiet hours from the start of this minute (UTC) until 30 s from now.
+    let now = common::time::now_unix();
+    let start = now - now.rem_euclid(60);
+    let end = now + 30;
+    let hhmm = format!(
+        "{:02}:{:02}",
+        start.rem_euclid(86400) / 3600,
+        start.rem_euclid(3600) / 60
+    );
+    let path = work.path().join("server.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[http]\nmetrics_public = true\n[alerts.rules.cpu_high]\nfor = \"0s\"\n\
+             [notify]\ngroup_window = \"0s\"\n\
+             [notify.channels.hook]\ntype = \"webhook\"\nurl = \"{}\"\n\
+             [[notify.routes]]\nchannels = [\"hook\"]\n\
+             quiet_hours = {{ start = \"{hhmm}\", duration = \"{}s\", timezone = \"UTC\" }}\n",
+            http.url("/hook"),
+            end - start
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with("notify-quiet-warning-server", options(&path));
+    // Two hosts at 95 % CPU: a warning each, held.
+    let mut clients = Vec::new();
+    for name in ["still-busy", "calmed-down"] {
+        let token = server.register(name);
+        let mut client = server.joined_client(name, &token);
+        let mut data = http_common::golden("fast");
+        data["cpu_percent"] = serde_json::json!(95.0);
+        http_common::push(&mut client, "metric:fast", common::time::now_unix(), &data);
+        clients.push(client);
+    }
+    wait_for("both warnings held", &server, || {
+        server
+            .log()
+            .matches("firing/warning to hook waits for the end of quiet hours")
+            .count()
+            == 2
+    });
+    assert!(
+        common::time::now_unix() < end,
+        "the machine was too slow for the quiet hours of this test"
+    );
+    // One calms down while it is quiet: its alert resolves (on a sample of a later second:
+    // one of the same second as the last is not newer).
+    let pushed = common::time::now_unix();
+    assert!(wait_until(
+        Duration::from_secs(3),
+        || common::time::now_unix() > pushed
+    ));
+    let mut data = http_common::golden("fast");
+    data["cpu_percent"] = serde_json::json!(10.0);
+    http_common::push(
+        &mut clients[1],
+        "metric:fast",
+        common::time::now_unix(),
+        &data,
+    );
+    wait_for("the resolved event", &server, || {
+        server
+            .log()
+            .contains("alert resolved [warning] cpu_high on calmed-down")
+    });
+    // At the end: the one still firing is sent; the other's firing and resolved are dropped.
+    wait_for("the held warning", &server, || {
+        !http.accepted("/hook").is_empty()
+    });
+    wait_for("the dropped messages", &server, || {
+        metric(&metrics(&server), "hook", "dropped").is_some_and(|n| n >= 1)
+    });
+    let sent = http.accepted("/hook");
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    let message = body(&sent[0]);
+    assert_eq!(message["host"], "still-busy");
+    assert_eq!(message["status"], "warning");
+    #[allow(clippy::cast_precision_loss)]
+    let end_f = end as f64;
+    assert!(sent[0]["received_at"].as_f64().unwrap() >= end_f);
+    drop(clients);
+}
