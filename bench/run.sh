@@ -380,6 +380,10 @@ storm() {
 storm 10 "$STORM_AGENTS_10"
 storm 12 "$STORM_AGENTS_12"
 
+# ---------------------------------------------------------------- notifications
+say "notifications: delivery latency; ingestion next to a receiver that hangs"
+SERVER="$SERVER" LOADGEN="$LOADGEN" NOTIFY_OUT="$OUT/notify" bench/notify.sh | tee "$OUT/notify.txt" >&2
+
 # ---------------------------------------------------------------- summary
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.0f %%", 100 * a / b; else print "-" }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.1f", a / b; else print "-" }'; }
@@ -506,6 +510,12 @@ div2() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "") printf "%.2f
 	for label in 30s 1s; do
 		printf '  %-52s %s\n' "7-day raw read of one series, every $label (target >= 5x)" \
 			"$(kv "$OUT/reads-$label/reads.txt" read_7d_speedup)x faster than the previous layout"
+	done
+	n=$OUT/notify.txt
+	echo "NOTIFICATIONS (host disconnect -> webhook received, ${NOTIFY_HOSTS:-50} hosts at once; ${NOTIFY_LOAD_AGENTS:-200} agents at 1 s)"
+	printf '  %-52s %s\n' "disconnect -> message at the receiver" "p50 $(kv "$n" notify_p50_ms) ms, p99 $(kv "$n" notify_p99_ms) ms ($(kv "$n" received) of $(kv "$n" hosts))"
+	for label in notify-load-no-channel notify-load-hanging-receiver; do
+		printf '  %-52s %s\n' "push->reply, $label" "$(grep "label=$label " "$n" | sed -n 's/.* p50_ms=\([^ ]*\).* p99_ms=\([^ ]*\).*/p50 \1 ms, p99 \2 ms/p')"
 	done
 	echo "logs and raw reports: $OUT"
 } | tee "$OUT/summary.txt"

@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod ceiling;
 pub mod client;
 pub mod error;
+pub mod notify;
 pub mod pages;
 pub mod proc_stat;
 pub mod register;

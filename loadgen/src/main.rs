@@ -225,6 +225,23 @@ enum Command {
         #[arg(long, default_value = "storm")]
         label: String,
     },
+    /// Notification latency: agents join and leave a server whose webhook (host_offline,
+    /// for = "0s") points at --receiver, served here; disconnect → message received
+    Notify {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        tokens: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        agents: usize,
+        /// 127.0.0.1:PORT, the webhook's address in the server's config
+        #[arg(long)]
+        receiver: SocketAddr,
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        #[arg(long, default_value = "notify")]
+        label: String,
+    },
 }
 
 fn main() {
@@ -254,6 +271,26 @@ fn hosts(tokens: &std::path::Path, n: usize) -> Result<Vec<(String, String)>> {
 
 fn run(command: Command) -> Result<()> {
     match command {
+        Command::Notify {
+            url,
+            tokens,
+            agents,
+            receiver,
+            timeout,
+            label,
+        } => {
+            let hosts = hosts(&tokens, agents)?;
+            let r = loadgen::notify::run(&url, &hosts, receiver, Duration::from_secs(timeout))?;
+            println!(
+                "summary label={label} hosts={} received={} notify_p50_ms={:.1} \
+                 notify_p99_ms={:.1} notify_max_ms={:.1}",
+                r.hosts,
+                r.received,
+                loadgen::stats::ms(r.latency.p50_us),
+                loadgen::stats::ms(r.latency.p99_us),
+                loadgen::stats::ms(r.latency.max_us)
+            );
+        }
         Command::Alerts {
             hosts,
             rounds,

@@ -127,6 +127,11 @@ pub enum Command {
     Ack(alert_cli::AckArgs),
     /// List notification events in the outbox (firing, repeat, resolved)
     AlertEvents(alert_cli::EventsArgs),
+    /// Send a test message through a notification channel of the config ([notify.channels.NAME])
+    NotifyTest {
+        /// The channel's name
+        channel: String,
+    },
 }
 
 /// Runs the parsed command line.
@@ -180,6 +185,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Unsilence { id } => alert_cli::unsilence(&open_store(&config)?, id),
         Command::Ack(args) => alert_cli::ack(&open_store(&config)?, &args),
         Command::AlertEvents(args) => alert_cli::events(&open_store(&config)?, &args),
+        Command::NotifyTest { channel } => {
+            crate::notify::send_test(&config.notify, &channel, common::time::now_unix())
+                .map_err(|e| Error::Usage(format!("notify-test {channel}: {e}")))?;
+            println!("Test message sent through channel '{channel}'.");
+            Ok(())
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::alerts::AlertsConfig;
 use crate::error::{Error, Result};
+use crate::notify::NotifyConfig;
 use crate::store::rollup::RetentionDays;
 use crate::store::{Retention, Synchronous};
 
@@ -44,6 +45,8 @@ pub struct ServerConfig {
     pub agent_binary: PathBuf,
     /// `[alerts]`: rules, overrides, maintenance windows.
     pub alerts: AlertsConfig,
+    /// `[notify]`: channels, routes, delivery.
+    pub notify: NotifyConfig,
 }
 
 /// The certificate chain and private key files (PEM).
@@ -90,6 +93,7 @@ impl Default for ServerConfig {
             public_url: None,
             agent_binary: PathBuf::from(DEFAULT_AGENT_BINARY),
             alerts: AlertsConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -114,6 +118,7 @@ struct FileConfig {
     public_url: Option<String>,
     agent_binary: Option<PathBuf>,
     alerts: Option<toml::Value>,
+    notify: Option<toml::Value>,
 }
 
 /// Values given on the command line; they win over the file.
@@ -136,6 +141,16 @@ impl ServerConfig {
                 message: format!("cannot read: {e}"),
             })?;
             config.apply_toml(&text, &path.display().to_string())?;
+            if let Some(key) = config.notify.inline_secrets.first() {
+                crate::notify::config::check_not_world_readable(path).map_err(|message| {
+                    Error::Config {
+                        source_name: path.display().to_string(),
+                        message: format!(
+                            "{message} ({key} is written in it; or move it to {key}_file)"
+                        ),
+                    }
+                })?;
+            }
         }
         config.apply(
             &FileConfig {
@@ -279,6 +294,14 @@ impl ServerConfig {
         if let Some(path) = &file.agent_binary {
             self.agent_binary.clone_from(path);
         }
+        if let Some(notify) = &file.notify {
+            self.notify =
+                NotifyConfig::from_toml(notify.clone()).map_err(|message| Error::Config {
+                    source_name: source_name.to_owned(),
+                    message,
+                })?;
+        }
+        self.alerts.repeat_by_severity = self.notify.repeat;
         Ok(())
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::alerts::Alerts;
 use crate::auth::{Authenticator, LoginThrottle};
 use crate::config::ServerConfig;
+use crate::notify::Notifier;
 use crate::registry::Registry;
 use crate::state::HostStates;
 use crate::store::Store;
@@ -30,6 +31,8 @@ pub struct Context {
     pub tls: Option<Arc<Tls>>,
     /// The alerts as the alert thread last published them, and its command queue.
     pub alerts: Alerts,
+    /// Wakes the delivery thread; its counters and the dashboard's channel tests.
+    pub notifier: Notifier,
 }
 
 /// Counters since the server started.
@@ -69,6 +72,7 @@ impl Context {
             login_throttle: LoginThrottle::default(),
             sockets: Sockets::default(),
             tls: None,
+            notifier: Notifier::default(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod http;
 pub mod ingest;
 pub mod listener;
 pub mod maintenance;
+pub mod notify;
 pub mod registry;
 pub mod signals;
 pub mod state;
@@ -74,6 +75,7 @@ pub fn serve(
     let roster = maintenance::spawn_roster_watch(ctx.clone())
         .map_err(|e| Error::Usage(format!("cannot start the roster watch: {e}")))?;
     let alerts = alerts::spawn(ctx.clone())?;
+    let notify = notify::spawn(ctx.clone())?;
     let served = listener::run(ctx.clone(), listener).map_err(|source| Error::Listen {
         addr: addr.clone(),
         source,
@@ -86,6 +88,9 @@ pub fn serve(
     // Before the hosts are marked offline below: that is this server stopping, not an outage.
     ctx.alerts.wake();
     let _ = alerts.join();
+    // A message in flight ends within `[notify] timeout`; the rest waits in the database.
+    ctx.notifier.wake();
+    let _ = notify.join();
     served?;
     let now = common::time::now_unix();
     let offline = ctx.store.mark_all_offline(now)?;

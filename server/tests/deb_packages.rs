@@ -321,7 +321,8 @@ fn packages_have_the_files_modes_and_metadata_debian_expects() {
         assert!(copyright.contains("/usr/share/common-licenses/Apache-2.0"));
         assert!(copyright.contains("Permission is hereby granted, free of charge"));
         assert!(copyright.contains("musl libc"));
-        // Both have TLS; the server's package also carries the agent (webpki-roots).
+        // Both have TLS (rustls on ring); the server's package also carries the agent, and its
+        // notifications use HTTPS and SMTP on the same rustls.
         let mut crates = vec![
             ("rustls ", "Apache-2.0 OR ISC OR MIT"),
             ("ring ", "Apache-2.0 AND ISC"),

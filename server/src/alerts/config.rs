@@ -63,6 +63,24 @@ pub struct AlertsConfig {
     pub history_days: i64,
     pub rules: Arc<RuleTable>,
     pub windows: Vec<Window>,
+    /// Set from `[notify.repeat]` (see `crate::notify`).
+    pub repeat_by_severity: RepeatBySeverity,
+}
+
+/// Reminder intervals by severity (seconds; 0: never) that replace the rules' `repeat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepeatBySeverity {
+    pub warning: Option<i64>,
+    pub critical: Option<i64>,
+}
+
+impl RepeatBySeverity {
+    pub fn get(&self, severity: crate::store::alerts::Severity) -> Option<i64> {
+        match severity {
+            crate::store::alerts::Severity::Warning => self.warning,
+            crate::store::alerts::Severity::Critical => self.critical,
+        }
+    }
 }
 
 impl Default for AlertsConfig {
@@ -72,6 +90,7 @@ impl Default for AlertsConfig {
             history_days: DEFAULT_HISTORY_DAYS,
             rules: Arc::new(RuleTable::defaults(DEFAULT_REPEAT_S)),
             windows: Vec::new(),
+            repeat_by_severity: RepeatBySeverity::default(),
         }
     }
 }
@@ -233,7 +252,7 @@ impl RuleTable {
 }
 
 /// Durations are written like `90s`, `5m`, `2h`, `1d` (or `0`).
-fn seconds(text: &str) -> Result<i64, String> {
+pub(crate) fn seconds(text: &str) -> Result<i64, String> {
     if text.trim() == "0" {
         return Ok(0);
     }
@@ -351,11 +370,12 @@ impl AlertsConfig {
             history_days,
             rules: Arc::new(table),
             windows,
+            repeat_by_severity: RepeatBySeverity::default(),
         })
     }
 }
 
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -641,6 +661,28 @@ fn window(raw: RawWindow, index: usize, key: &str, rules: &RuleTable) -> Result<
             objects: raw.objects,
         },
     })
+}
+
+/// A schedule without matchers (a route's quiet hours in `[notify]`), read as a maintenance
+/// window's days, start, end or duration and time zone; errors name `key`.
+pub(crate) fn schedule(
+    days: Vec<String>,
+    start: Option<String>,
+    end: Option<String>,
+    duration: Option<String>,
+    timezone: Option<String>,
+    key: &str,
+) -> Result<Window, String> {
+    let raw = RawWindow {
+        name: Some(key.to_owned()),
+        days,
+        start,
+        end,
+        duration,
+        timezone,
+        ..RawWindow::default()
+    };
+    window(raw, 0, key, &RuleTable::defaults(DEFAULT_REPEAT_S))
 }
 
 /// `Some(None)`: every day; `Some(Some(i))`: weekday `i` (Monday 0).

@@ -191,6 +191,8 @@ impl AlertRow {
 pub struct Engine {
     rules: Arc<RuleTable>,
     enabled: bool,
+    /// `[notify.repeat]`: reminder intervals by severity that replace the rules' `repeat`.
+    repeat_by_severity: super::config::RepeatBySeverity,
     quiet: Quiet,
     books: HashMap<i64, HostBook>,
     clusters: HashMap<String, u32>,
@@ -229,6 +231,7 @@ impl Engine {
         let mut engine = Engine {
             rules: config.rules.clone(),
             enabled: config.enabled,
+            repeat_by_severity: config.repeat_by_severity,
             quiet,
             books: HashMap::new(),
             clusters: HashMap::new(),
@@ -1311,7 +1314,8 @@ impl Engine {
         alert.rec.changed_at = t;
         alert.rec.resolution = reason.map(str::to_owned);
         if alert.rec.announced.is_some() {
-            self.event(&alert.rec, EventKind::Resolved, t, "resolved".into());
+            let tags = alert.tags.clone();
+            self.event(&alert.rec, &tags, EventKind::Resolved, t, "resolved".into());
         }
         self.dirty.insert(alert.rec.id);
         self.closed.insert(alert.rec.id, alert.rec.clone());
@@ -1400,7 +1404,11 @@ impl Engine {
             } else {
                 None
             };
-            decisions.push((i, suppressed_by, quiet, observed_now, settings.repeat_s));
+            let repeat_s = self
+                .repeat_by_severity
+                .get(a.rec.severity)
+                .unwrap_or(settings.repeat_s);
+            decisions.push((i, suppressed_by, quiet, observed_now, repeat_s));
         }
         let Some(book) = self.books.get_mut(&host_id) else {
             return;
@@ -1458,14 +1466,22 @@ impl Engine {
             }
             a.rec.last_notified_at = Some(now);
             let rec = a.rec.clone();
+            let tags = a.tags.clone();
             self.dirty.insert(rec.id);
-            self.event(&rec, kind, now, suffix);
+            self.event(&rec, &tags, kind, now, suffix);
         }
     }
 
     /// Writes an outbox event (and logs it: until notifications are delivered, the log is
     /// where an admin sees them).
-    fn event(&mut self, rec: &AlertRecord, kind: EventKind, at: i64, suffix: String) {
+    fn event(
+        &mut self,
+        rec: &AlertRecord,
+        tags: &[String],
+        kind: EventKind,
+        at: i64,
+        suffix: String,
+    ) {
         let key = format!("alert/{}/{suffix}", rec.id);
         let summary = summary::summary(&self.rules, rec);
         match kind {
@@ -1492,6 +1508,7 @@ impl Engine {
             "object": rec.object,
             "guest": rec.guest,
             "label": rec.label,
+            "tags": tags,
             "summary": summary,
             "value": rec.value.filter(|v| v.is_finite()),
             "threshold": rec.threshold.filter(|v| v.is_finite()),

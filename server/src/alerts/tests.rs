@@ -357,6 +357,39 @@ fn repeats_until_acknowledged_and_again_after_the_ack_expires() {
 }
 
 #[test]
+fn notify_repeat_sets_the_reminder_interval_by_severity() {
+    // cpu_high at 95 % is a warning: [notify.repeat] warning = 30m replaces the rule's 1h;
+    // critical = 0 would silence reminders only of critical alerts.
+    let mut config = config("repeat = \"1h\"\n[rules.cpu_high]\nfor = \"0s\"\n");
+    config.repeat_by_severity = super::config::RepeatBySeverity {
+        warning: Some(1800),
+        critical: Some(0),
+    };
+    let mut sim = Sim::new(&config, T0);
+    for i in 0..=60 {
+        sim.fast(T0 + 60 * i, cpu(95.0));
+    }
+    assert_eq!(
+        sim.event_keys(),
+        [
+            "alert/1/firing/warning",
+            "alert/1/repeat/1",
+            "alert/1/repeat/2"
+        ]
+    );
+    // Critical now: no reminders at all.
+    for i in 61..=240 {
+        sim.fast(T0 + 60 * i, cpu(99.5));
+    }
+    assert_eq!(
+        sim.event_keys().last().unwrap(),
+        "alert/1/firing/critical",
+        "{:?}",
+        sim.event_keys()
+    );
+}
+
+#[test]
 fn an_offline_host_fires_once_after_for_and_suppresses_its_other_alerts() {
     let config = config("repeat = \"1h\"\n[rules.cpu_high]\nfor = \"0s\"\n");
     let mut sim = Sim::new(&config, T0);

@@ -316,6 +316,9 @@ impl Worker {
         }
         match self.ctx.store.save_alert_changes(&changes) {
             Ok(()) => {
+                if !changes.events.is_empty() {
+                    self.ctx.notifier.wake();
+                }
                 if self.failing {
                     log::info!("alerts: writing to the database works again");
                 }

@@ -21,6 +21,7 @@ use common::sample::GuestType;
 use super::{compress, Request, Response};
 use crate::context::Context;
 use crate::error::Result;
+use crate::notify::Tally;
 use crate::state::HostState;
 use crate::store::HostStatus;
 
@@ -724,8 +725,41 @@ fn alert_metrics(out: &mut Exposition, ctx: &Context) {
     }
 }
 
+fn notify_metrics(out: &mut Exposition, ctx: &Context) {
+    // Every configured channel shows, at 0 before its first message.
+    let counts = ctx.notifier.counts();
+    for name in ctx.config.notify.channels.keys() {
+        for result in [Tally::Sent, Tally::Failed, Tally::Dead, Tally::Dropped] {
+            let n = counts
+                .iter()
+                .find(|(c, r, _)| c == name && *r == result)
+                .map_or(0, |(_, _, n)| *n);
+            out.counter_with(
+                "proxmox_monitor_notifications_total",
+                "Notification attempts by channel and result: sent (accepted by the receiver), \
+                 failed (tried again later), dead (dead-lettered), dropped (the alert ended \
+                 before a held or escalated message was due).",
+                &[("channel", name), ("result", result.as_str())],
+                to_f64(n),
+            );
+        }
+    }
+    for (result, counter) in [
+        ("ok", &ctx.notifier.heartbeats_ok),
+        ("failed", &ctx.notifier.heartbeats_failed),
+    ] {
+        out.counter_with(
+            "proxmox_monitor_heartbeats_total",
+            "Calls of the heartbeat URL ([notify] heartbeat_url) by result.",
+            &[("result", result)],
+            to_f64(counter.load(Ordering::Relaxed)),
+        );
+    }
+}
+
 fn server_metrics(out: &mut Exposition, ctx: &Context, hosts: &[Arc<HostState>]) {
     alert_metrics(out, ctx);
+    notify_metrics(out, ctx);
     let stats = &ctx.stats;
     out.gauge(
         "proxmox_monitor_connected_agents",

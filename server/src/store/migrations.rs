@@ -47,6 +47,7 @@ const ORDER: &[(Schema, usize)] = &[
     (Schema::Main, 4),
     (Schema::History, 2),
     (Schema::Main, 6),
+    (Schema::Main, 7),
 ];
 
 /// A migration that failed, and which file it was for.
@@ -235,6 +236,46 @@ const MIGRATIONS: &[Step] = &[
         generation INTEGER NOT NULL
     );
     INSERT OR IGNORE INTO alert_control (id, generation) VALUES (1, 0);",
+    ),
+    // 7: notification delivery (see `store::notify`). A message is what one channel is sent
+    // once: one host's events grouped within the window. `notify_deliveries` holds each
+    // (outbox event, channel) at most once — the primary key is what makes delivery exactly
+    // once per event and channel — and names the message it went out in. `notify_progress`
+    // is how far the outbox has been routed; it starts after the events written before
+    // notifications existed, so an upgrade does not send old news.
+    Step::Sql(
+        "CREATE TABLE IF NOT EXISTS notify_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        host TEXT NOT NULL,
+        escalation INTEGER NOT NULL DEFAULT 0,
+        held INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'dead', 'dropped')),
+        group_until INTEGER NOT NULL,
+        due_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        finished_at INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS notify_messages_due ON notify_messages (due_at)
+        WHERE state = 'pending';
+    CREATE INDEX IF NOT EXISTS notify_messages_finished ON notify_messages (finished_at)
+        WHERE state != 'pending';
+    CREATE TABLE IF NOT EXISTS notify_deliveries (
+        outbox_id INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        message_id INTEGER NOT NULL,
+        PRIMARY KEY (outbox_id, channel)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS notify_deliveries_message ON notify_deliveries (message_id);
+    CREATE INDEX IF NOT EXISTS alert_outbox_alert ON alert_outbox (alert_id);
+    CREATE TABLE IF NOT EXISTS notify_progress (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        routed_until INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO notify_progress (id, routed_until)
+        SELECT 1, coalesce(max(id), 0) FROM alert_outbox;",
     ),
 ];
 

@@ -16,6 +16,7 @@ mod hosts;
 mod latest;
 mod migrations;
 mod mover;
+pub mod notify;
 pub mod rollup;
 mod series;
 mod stats;

@@ -6,7 +6,8 @@
 //! The open alerts come from the alert thread's published view (`Alerts::view`), the history
 //! from the database. `?fragment=1` gives the live part (`#alerts-live`), which the page
 //! script refreshes. The forms post to `/alerts/ack`, `/alerts/silence` and
-//! `/alerts/unsilence`; each carries the session's anti-forgery token and is refused from
+//! `/alerts/unsilence`, and `/alerts/notify-test` (the "send test" button of each
+//! notification channel, below the history with the dead-lettered messages); each carries the session's anti-forgery token and is refused from
 //! other origins (`session::form_allowed`), then redirects back (post/redirect/get).
 
 use maud::{html, Markup};
@@ -140,6 +141,7 @@ pub fn page_or_fragment(ctx: &Context, request: &Request) -> Result<Response> {
         div.alerts-page data-live=(live_url) { (live) }
         (history_section(&history, &filters, ctx, now))
         (silence_form(&rules, from.as_ref(), &csrf))
+        (notifications_section(ctx, &csrf, now)?)
     };
     Ok(Response::html(200, page("Alerts", Nav::LoggedIn, body)))
 }
@@ -155,6 +157,7 @@ fn notice(request: &Request) -> Option<String> {
         "silence" => format!("Silence {id} added."),
         "unsilence" => format!("Silence {id} ended."),
         "not-firing" => format!("Alert {id} is not firing (any more); nothing to acknowledge."),
+        "test" => "Test message sent; see its result in the notification channels below.".into(),
         _ => return None,
     })
 }
@@ -349,6 +352,99 @@ fn silences_section(view: &AlertView, csrf: &str, now: i64) -> Markup {
     }
 }
 
+/// Dead-lettered messages listed on the page.
+const DEAD_LETTERS: usize = 20;
+
+/// The notification channels (counts since the start, pending messages, the last test and a
+/// "send test" button) and the dead-lettered messages.
+fn notifications_section(ctx: &Context, csrf: &str, now: i64) -> Result<Markup> {
+    let config = &ctx.config.notify;
+    let pending = ctx.store.pending_messages()?;
+    let dead = ctx.store.dead_letters(DEAD_LETTERS)?;
+    let counts = ctx.notifier.counts();
+    let tests = ctx.notifier.tests();
+    let count = |name: &str, result: crate::notify::Tally| {
+        counts
+            .iter()
+            .find(|(c, r, _)| c == name && *r == result)
+            .map_or(0, |(_, _, n)| *n)
+    };
+    Ok(html! {
+        section aria-labelledby="notify-title" {
+            h2 id="notify-title" { "Notification channels" }
+            @if config.channels.is_empty() {
+                p.muted { "No channel is configured: events stay in the outbox. Add "
+                    code { "[notify.channels.NAME]" } " to the server's config (see the README)." }
+            } @else {
+                div.scroll { table id="notify-channels" {
+                    thead { tr {
+                        th { "Channel" } th { "Type" } th { "Pending" } th { "Sent" }
+                        th { "Failed attempts" } th { "Dead" } th { "Last test" }
+                        th { span.visually-hidden { "Actions" } }
+                    } }
+                    tbody {
+                        @for (name, channel) in &config.channels {
+                            tr data-channel=(name) {
+                                td { (name) }
+                                td { (channel.kind.type_name()) }
+                                td { (pending.iter().find(|(c, _)| c == name).map_or(0, |(_, n)| *n)) }
+                                td { (count(name, crate::notify::Tally::Sent)) }
+                                td { (count(name, crate::notify::Tally::Failed)) }
+                                td { (count(name, crate::notify::Tally::Dead)) }
+                                td {
+                                    @match tests.get(name) {
+                                        None => span.muted { "—" },
+                                        Some(t) => {
+                                            @match &t.error {
+                                                None => span.ok { "ok" },
+                                                Some(e) => span.bad title=(e) { "failed: " (e) },
+                                            }
+                                            " " (time_ago(t.at, now))
+                                        }
+                                    }
+                                }
+                                td {
+                                    form.inline method="post" action="/alerts/notify-test" {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        input type="hidden" name="channel" value=(name);
+                                        button type="submit" data-action="notify-test" { "Send test" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                } }
+            }
+            h3 { "Dead letters" }
+            @if dead.is_empty() {
+                p.muted { "None: every message was accepted or is still being tried." }
+            } @else {
+                p.note { "Messages given up after " (config.max_attempts)
+                    " attempts, or refused by the receiver. The server log has each attempt." }
+                div.scroll { table id="notify-dead" {
+                    thead { tr {
+                        th { "Message" } th { "Channel" } th { "Host" } th { "Events" }
+                        th { "Attempts" } th { "Last error" } th { "Given up" }
+                    } }
+                    tbody {
+                        @for d in &dead {
+                            tr {
+                                td { "notify/" (d.id) }
+                                td { (d.channel) }
+                                td { (d.host) }
+                                td { @for k in &d.keys { code { (k) } " " } }
+                                td { (d.attempts) }
+                                td { (d.last_error) }
+                                td { (format::utc(d.finished_at)) }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    })
+}
+
 fn history_section(history: &[AlertRecord], filters: &Filters, ctx: &Context, now: i64) -> Markup {
     let rules = &ctx.alerts.config().rules;
     let older = (history.len() == HISTORY_PAGE)
@@ -540,6 +636,20 @@ pub fn post(ctx: &Context, request: &Request, user: &str, action: &str) -> Resul
                 now,
             )?;
             format!("/alerts?done=silence&id={id}")
+        }
+        "notify-test" => {
+            let channel = field("channel");
+            if ctx.config.notify.channel(channel).is_none() {
+                return bad("channel: no such notification channel");
+            }
+            match ctx.notifier.test(&ctx.config.notify, channel, now) {
+                Ok(()) => {
+                    log::info!("notifications: test message through {channel} sent by {user}")
+                }
+                Err(e) => log::warn!("notifications: test message through {channel} failed: {e}"),
+            }
+            return Ok(Response::new(303, "text/plain; charset=utf-8", "done\n")
+                .with_header("Location", "/alerts?done=test#notify-title"));
         }
         "unsilence" => {
             let Ok(id) = field("id").parse::<i64>() else {
