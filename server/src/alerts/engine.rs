@@ -42,7 +42,7 @@ use super::quiet::{glob_match, Quiet, QuietReason, Silence, Subject};
 use super::rules::{Builtin, Levels, Settings, Severity, Source};
 use super::summary;
 
-mod operations;
+pub mod operations;
 use crate::state::{HostState, Latest};
 use crate::store::alerts::{
     Ack, AlertChanges, AlertRecord, AlertState, EventKind, LoadedAlerts, OutboxEvent,

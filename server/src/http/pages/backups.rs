@@ -1,0 +1,200 @@
+//! `/backups`: every guest of every host with the age of its last good backup, its last result
+//! and its jobs — red when the last backup failed or the last good one is older than the
+//! `backup_stale` threshold, amber when no job covers the guest. `?host=NAME` narrows it to one
+//! host; `?fragment=1` gives the live part (`#backups`) alone.
+
+use maud::{html, Markup};
+
+use super::layout::{page, Nav};
+use super::parts::time_ago;
+use crate::backups::{self, BackupRow, BackupStatus};
+use crate::context::Context;
+use crate::http::format::{self, bytes_u64, or_dash, to_f64};
+use crate::http::{Request, Response};
+
+/// `GET /backups`.
+pub fn page_or_fragment(ctx: &Context, request: &Request) -> Response {
+    let now = common::time::now_unix();
+    let host = request
+        .query_param_decoded("host")
+        .filter(|h| !h.is_empty());
+    let host = host.as_deref();
+    let hosts: Vec<_> = ctx
+        .hosts
+        .snapshot()
+        .into_iter()
+        .filter(|h| host.map_or(true, |name| h.name() == name))
+        .collect();
+    let rows = backups::cluster_rows(&hosts, ctx.alerts.config(), now);
+    let live = live_part(&rows, now);
+    if request.query_param("fragment") == Some("1") {
+        return Response::html(200, live);
+    }
+    let url = match host {
+        Some(h) => format!("/backups?host={}&fragment=1", percent_encode(h)),
+        None => "/backups?fragment=1".to_owned(),
+    };
+    let body = html! {
+        div.backups-page data-live=(url) {
+            h1 {
+                "Backups"
+                @if let Some(h) = host { " " small { "of " (h) " · " a href="/backups" { "all hosts" } } }
+            }
+            (live)
+        }
+    };
+    Response::html(200, page("Backups", Nav::LoggedIn, body))
+}
+
+/// The status badge of a backup row.
+pub fn status_badge(status: BackupStatus) -> Markup {
+    let (class, text, title) = match status {
+        BackupStatus::Failed => ("offline", "failed", "the last backup failed"),
+        BackupStatus::Stale => (
+            "offline",
+            "stale",
+            "the last good backup is older than the backup_stale threshold",
+        ),
+        BackupStatus::NotCovered => ("degraded", "no job", "no enabled backup job covers it"),
+        BackupStatus::Running => ("online", "running", "a backup runs now"),
+        BackupStatus::Ok => ("online", "ok", "backed up within the threshold"),
+        BackupStatus::Unknown => ("stopped", "unknown", "the jobs could not be read"),
+    };
+    html! { span class={ "badge " (class) } title=(title) data-k="backup_status" { (text) } }
+}
+
+/// The row's class: red for failed and stale, amber for no job.
+pub fn row_class(status: BackupStatus) -> &'static str {
+    match status {
+        BackupStatus::Failed | BackupStatus::Stale => "row-bad",
+        BackupStatus::NotCovered => "row-warn",
+        _ => "",
+    }
+}
+
+/// What an age column sorts by: seconds, "never" after every age.
+pub fn age_sort_value(row: &BackupRow<'_>) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    row.age_seconds.map_or(f64::MAX, |a| a as f64)
+}
+
+/// "2h 5m ago" for a last good backup, or "never".
+pub fn age(row: &BackupRow<'_>, now: i64) -> Markup {
+    html! {
+        @match row.last_success {
+            Some(s) => (time_ago(i64::try_from(s.end_time).unwrap_or(i64::MAX), now)),
+            None => span.muted { "never" },
+        }
+    }
+}
+
+fn live_part(rows: &[BackupRow<'_>], now: i64) -> Markup {
+    let counts = backups::counts(rows);
+    html! {
+        section id="backups" {
+            p.sub {
+                (rows.len()) " guests"
+                @for (status, n) in counts {
+                    @if n > 0 { " · " (status_badge(status)) " " (n) }
+                }
+            }
+            @if rows.is_empty() {
+                p.muted { "No backups reported yet: agents report them with their medium sample." }
+            } @else {
+                div.scroll {
+                    table.sortable.backups id="backups-table" {
+                        thead { tr {
+                            th data-sort="text" { "Host" }
+                            th data-sort="num" { "ID" }
+                            th data-sort="text" { "Name" }
+                            th data-sort="text" { "Type" }
+                            th data-sort="text" { "Status" }
+                            th.num data-sort="num" { "Last good backup" }
+                            th.num data-sort="num" { "Duration" }
+                            th.num data-sort="num" { "Size" }
+                            th data-sort="text" { "Storage" }
+                            th data-sort="text" { "Last failure" }
+                            th data-sort="text" { "Jobs" }
+                        } }
+                        tbody {
+                            @for r in rows {
+                                (row(r, now))
+                            }
+                        }
+                    }
+                }
+                p.note {
+                    "Red: the last backup failed, or the last good one is older than the "
+                    code { "backup_stale" } " threshold (26 h unless configured). Amber: no enabled job covers the guest. Click a column heading to sort."
+                }
+            }
+        }
+    }
+}
+
+fn row(r: &BackupRow<'_>, now: i64) -> Markup {
+    let success = r.last_success;
+    let kind = match r.kind {
+        common::sample::GuestType::Qemu => "VM",
+        common::sample::GuestType::Lxc => "CT",
+        common::sample::GuestType::Unknown => "?",
+    };
+    let age_value = age_sort_value(r);
+    html! {
+        tr class=(row_class(r.status)) data-host=(r.host) data-guest=(r.vmid) {
+            td { a href={ "/hosts/" (r.host) } { (r.host) } }
+            td data-v=(r.vmid) { (r.vmid) }
+            td { (r.name.unwrap_or("")) }
+            td { (kind) }
+            td data-v=(r.status.as_str()) { (status_badge(r.status)) }
+            td.num data-v=(age_value) title={ "threshold " (r.threshold_hours) " h" } { (age(r, now)) }
+            td.num data-v=(success.and_then(|s| s.duration_seconds).map_or(-1.0, to_f64)) {
+                (or_dash(success.and_then(|s| s.duration_seconds), format::duration_u64))
+            }
+            td.num data-v=(success.and_then(|s| s.size_bytes).map_or(-1.0, to_f64)) {
+                (or_dash(success.and_then(|s| s.size_bytes), bytes_u64))
+            }
+            td { (success.and_then(|s| s.storage.as_deref()).unwrap_or("–")) }
+            td.failure {
+                @if let Some(f) = r.last_failure {
+                    (time_ago(i64::try_from(f.end_time).unwrap_or(i64::MAX), now)) ": "
+                    span.error-text { (f.message) }
+                } @else { "–" }
+            }
+            td { (jobs(r)) }
+        }
+    }
+}
+
+/// The jobs covering a guest: id and schedule, or why there are none.
+pub fn jobs(r: &BackupRow<'_>) -> Markup {
+    html! {
+        @match &r.jobs {
+            None => span.muted { "unknown" },
+            Some(jobs) if jobs.is_empty() => span.warn { "none" },
+            Some(jobs) => {
+                @for (i, j) in jobs.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    span title=(j.selection) { (j.id) }
+                    @if let Some(s) = &j.schedule { " " small { "(" (s) ")" } }
+                    @if let Some(run) = &j.last_run {
+                        @if let Some(status) = &run.status { " " small.muted { (status) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Enough of percent-encoding for a host name in a query string.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
