@@ -121,7 +121,7 @@ pub(super) fn medium_metrics(out: &mut Exposition, node: &str, medium: &MediumSa
             r.duration_seconds,
         );
         out.gauge(
-            "proxmox_monitor_replication_fail_count",
+            "proxmox_monitor_replication_failures",
             "Failed attempts in a row of the replication job (0 after a success).",
             &labels,
             f64::from(r.fail_count),
