@@ -77,8 +77,8 @@ fn promtool_check(text: &str) -> Option<String> {
         Ok(child) => child,
         Err(e) => {
             assert!(
-                std::env::var("PM_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
-                "PM_REQUIRE_PROMETHEUS=1 but promtool cannot be run: {e}"
+                std::env::var("PM_REQUIRE_PROMTOOL").as_deref() != Ok("1"),
+                "PM_REQUIRE_PROMTOOL=1 but promtool cannot be run: {e}"
             );
             eprintln!("SKIPPED promtool check metrics: {e} (install Debian's `prometheus`)");
             return None;

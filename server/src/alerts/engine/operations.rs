@@ -33,6 +33,23 @@ pub(super) struct DefectCount {
     grew_at: Option<i64>,
 }
 
+/// `text` in at most `max` characters: its start and its end (where vzdump puts the exit
+/// code) around an ellipsis.
+pub fn shorten(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if text.is_empty() {
+        return "no message".into();
+    }
+    if count <= max {
+        return text.to_owned();
+    }
+    let head = max * 2 / 5;
+    let tail = max - head - 1;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(count - tail).collect();
+    format!("{start}…{end}")
+}
+
 /// Whether guest `b`'s newest backup failed: a failure and no good backup after it.
 pub fn backup_failed(b: &GuestBackup) -> bool {
     match (&b.last_failure, &b.last_success) {
@@ -179,13 +196,7 @@ impl Engine {
             let tags: &[String] = config.map(|c| c.tags.as_slice()).unwrap_or_default();
             let name = config.map(|c| c.name.as_str()).filter(|n| !n.is_empty());
             let failure = b.last_failure.as_ref().filter(|_| backup_failed(b));
-            let message: Option<String> = failure.map(|f| {
-                let mut text: String = f.message.chars().take(MESSAGE_CHARS).collect();
-                if text.is_empty() {
-                    text = "no message".into();
-                }
-                text
-            });
+            let message: Option<String> = failure.map(|f| shorten(&f.message, MESSAGE_CHARS));
             let base = Obs {
                 guest: Some(b.vmid),
                 tags,
@@ -393,6 +404,9 @@ mod tests {
         b.last_success = Some(run(150));
         assert!(!backup_failed(&b));
         assert_eq!(age_hours(0, 7200), 2.0);
+        assert_eq!(shorten("abcdefghij", 10), "abcdefghij");
+        assert_eq!(shorten("abcdefghijk", 10), "abcd…fghijk");
+        assert_eq!(shorten("", 10), "no message");
         assert_eq!(
             age_hours(9000, 7200),
             0.0,
