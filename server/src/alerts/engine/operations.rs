@@ -405,7 +405,7 @@ mod tests {
         assert!(!backup_failed(&b));
         assert_eq!(age_hours(0, 7200), 2.0);
         assert_eq!(shorten("abcdefghij", 10), "abcdefghij");
-        assert_eq!(shorten("abcdefghijk", 10), "abcd…fghijk");
+        assert_eq!(shorten("abcdefghijk", 10), "abcd…ghijk");
         assert_eq!(shorten("", 10), "no message");
         assert_eq!(
             age_hours(9000, 7200),
