@@ -234,11 +234,18 @@ fn failed_backup_and_failing_disk_show_everywhere_and_fire() {
         let ours: Vec<&str> = complaints
             .lines()
             .filter(|l| {
-                ["smartctl_", "node_hwmon_", "proxmox_monitor_guest_last_backup", "proxmox_monitor_replication", "proxmox_monitor_ha_", "proxmox_monitor_backup_job", "proxmox_monitor_guest_backup", "proxmox_monitor_smart_"]
-                    .iter()
-                    .any(|p| l.contains(p))
-                    // smartctl_exporter's own name, kept so its dashboards work.
-                    && !l.starts_with("smartctl_device_power_cycle_count ")
+                [
+                    "smartctl_",
+                    "node_hwmon_",
+                    "proxmox_monitor_guest_last_backup",
+                    "proxmox_monitor_replication",
+                    "proxmox_monitor_ha_",
+                    "proxmox_monitor_backup_job",
+                    "proxmox_monitor_guest_backup",
+                    "proxmox_monitor_smart_",
+                ]
+                .iter()
+                .any(|p| l.contains(p))
             })
             .collect();
         assert!(ours.is_empty(), "promtool check metrics: {ours:#?}");

@@ -222,8 +222,8 @@ pub(super) fn slow_metrics(out: &mut Exposition, node: &str, slow: &SlowSample) 
             d.power_on_hours.map(|h| to_f64(h) * 3600.0),
         );
         out.gauge_opt(
-            "smartctl_device_power_cycle_count",
-            "Power cycles.",
+            "proxmox_monitor_smart_power_cycles",
+            "Power cycles (smartctl_exporter's smartctl_device_power_cycle_count, renamed for promtool).",
             &labels,
             d.power_cycles.map(to_f64),
         );
