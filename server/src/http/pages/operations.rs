@@ -218,7 +218,7 @@ pub fn replication(state: &HostState, now: i64) -> Markup {
                                         None => span.muted { "never" },
                                     }
                                 }
-                                td.num { (or_dash(j.duration_seconds, |d| format::duration_f64(d))) }
+                                td.num { (or_dash(j.duration_seconds, format::duration_f64)) }
                                 td.num { (j.fail_count) }
                                 td { (j.error.as_deref().unwrap_or("")) }
                             }
