@@ -151,13 +151,21 @@ mod tests {
         assert_eq!(medium.backup_jobs.len(), 1, "{:?}", medium.backup_jobs);
         let backup = |vmid: u32| medium.backups.iter().find(|b| b.vmid == vmid).unwrap();
         let dns = backup(102);
-        assert!(dns.last_failure.as_ref().unwrap().message.contains("Stale file handle"));
+        assert!(dns
+            .last_failure
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("Stale file handle"));
         assert!(
-            dns.last_failure.as_ref().unwrap().end_time > dns.last_success.as_ref().unwrap().end_time
+            dns.last_failure.as_ref().unwrap().end_time
+                > dns.last_success.as_ref().unwrap().end_time
         );
         assert_eq!(backup(105).jobs.as_deref(), Some(&[][..]));
         let web = backup(100);
-        assert!(web.last_failure.is_none() && web.last_success.as_ref().unwrap().size_bytes.is_some());
+        assert!(
+            web.last_failure.is_none() && web.last_success.as_ref().unwrap().size_bytes.is_some()
+        );
         assert_eq!(web.jobs.as_ref().unwrap()[0], operations::JOB);
         // Temperatures: an ACPI zone and the CPU's sensors with thresholds.
         assert!(fast.temperatures.len() >= 3, "{:?}", fast.temperatures);

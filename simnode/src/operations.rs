@@ -128,7 +128,10 @@ fn run(node: &Node, start: u64, last_night: bool) -> (String, String, u64, bool)
 fn hwmon(node: &Node) -> Vec<File> {
     let base = 38 + node.id * 3;
     let mut files = vec![
-        ("sys/class/hwmon/hwmon0/name".to_owned(), "acpitz\n".to_owned()),
+        (
+            "sys/class/hwmon/hwmon0/name".to_owned(),
+            "acpitz\n".to_owned(),
+        ),
         (
             "sys/class/hwmon/hwmon0/temp1_input".into(),
             "27800\n".into(),
@@ -152,7 +155,10 @@ fn hwmon(node: &Node) -> Vec<File> {
         let n = i + 1;
         let dir = "sys/class/hwmon/hwmon1";
         files.push((format!("{dir}/temp{n}_label"), format!("{label}\n")));
-        files.push((format!("{dir}/temp{n}_input"), format!("{}\n", celsius * 1000)));
+        files.push((
+            format!("{dir}/temp{n}_input"),
+            format!("{}\n", celsius * 1000),
+        ));
         if !amd {
             files.push((format!("{dir}/temp{n}_max"), "84000\n".into()));
             files.push((format!("{dir}/temp{n}_crit"), "100000\n".into()));
@@ -205,7 +211,11 @@ mod tests {
     fn the_task_index_names_logs_that_exist() {
         let node = crate::scenario::node("pve-sim1").unwrap();
         let files = files(&node, 1_772_409_600);
-        let index = &files.iter().find(|f| f.0 == "var/log/pve/tasks/index").unwrap().1;
+        let index = &files
+            .iter()
+            .find(|f| f.0 == "var/log/pve/tasks/index")
+            .unwrap()
+            .1;
         assert_eq!(index.lines().count(), 2);
         assert!(index.lines().last().unwrap().ends_with(" job errors"));
         for line in index.lines() {
@@ -213,7 +223,9 @@ mod tests {
             let start = upid.split(':').nth(4).unwrap();
             let dir = &start[start.len() - 1..];
             assert!(
-                files.iter().any(|f| f.0 == format!("var/log/pve/tasks/{dir}/{upid}")),
+                files
+                    .iter()
+                    .any(|f| f.0 == format!("var/log/pve/tasks/{dir}/{upid}")),
                 "{upid}"
             );
         }

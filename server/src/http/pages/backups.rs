@@ -1,7 +1,9 @@
 //! `/backups`: every guest of every host with the age of its last good backup, its last result
 //! and its jobs — red when the last backup failed or the last good one is older than the
 //! `backup_stale` threshold, amber when no job covers the guest. `?host=NAME` narrows it to one
-//! host; `?fragment=1` gives the live part (`#backups`) alone.
+//! host; `?fragment=1` gives the live part (`#backups`) alone. Past `ALL_ROWS_UP_TO` guests only
+//! the ones that need a look are listed (every guest with `?all=1`): a 1000-node fleet has
+//! 30 000 guests, and a table of them all helps nobody and costs megabytes every refresh.
 
 use maud::{html, Markup};
 
@@ -11,6 +13,9 @@ use crate::backups::{self, BackupRow, BackupStatus};
 use crate::context::Context;
 use crate::http::format::{self, bytes_u64, or_dash, to_f64};
 use crate::http::{Request, Response};
+
+/// Up to this many guests, every one is listed by default.
+pub const ALL_ROWS_UP_TO: usize = 500;
 
 /// `GET /backups`.
 pub fn page_or_fragment(ctx: &Context, request: &Request) -> Response {
@@ -26,14 +31,22 @@ pub fn page_or_fragment(ctx: &Context, request: &Request) -> Response {
         .filter(|h| host.map_or(true, |name| h.name() == name))
         .collect();
     let rows = backups::cluster_rows(&hosts, ctx.alerts.config(), now);
-    let live = live_part(&rows, now);
+    let all = request.query_param("all") == Some("1");
+    let all_link = match host {
+        Some(h) => format!("/backups?host={}&all=1", percent_encode(h)),
+        None => "/backups?all=1".to_owned(),
+    };
+    let live = live_part(&rows, all || rows.len() <= ALL_ROWS_UP_TO, &all_link, now);
     if request.query_param("fragment") == Some("1") {
         return Response::html(200, live);
     }
-    let url = match host {
+    let mut url = match host {
         Some(h) => format!("/backups?host={}&fragment=1", percent_encode(h)),
         None => "/backups?fragment=1".to_owned(),
     };
+    if all {
+        url.push_str("&all=1");
+    }
     let body = html! {
         div.backups-page data-live=(url) {
             h1 {
@@ -64,11 +77,11 @@ pub fn status_badge(status: BackupStatus) -> Markup {
 }
 
 /// The row's class: red for failed and stale, amber for no job.
-pub fn row_class(status: BackupStatus) -> &'static str {
+pub fn row_class(status: BackupStatus) -> Option<&'static str> {
     match status {
-        BackupStatus::Failed | BackupStatus::Stale => "row-bad",
-        BackupStatus::NotCovered => "row-warn",
-        _ => "",
+        BackupStatus::Failed | BackupStatus::Stale => Some("row-bad"),
+        BackupStatus::NotCovered => Some("row-warn"),
+        _ => None,
     }
 }
 
@@ -88,8 +101,16 @@ pub fn age(row: &BackupRow<'_>, now: i64) -> Markup {
     }
 }
 
-fn live_part(rows: &[BackupRow<'_>], now: i64) -> Markup {
+fn live_part(rows: &[BackupRow<'_>], every_row: bool, all_link: &str, now: i64) -> Markup {
     let counts = backups::counts(rows);
+    let needs_a_look =
+        |r: &&BackupRow<'_>| !matches!(r.status, BackupStatus::Ok | BackupStatus::Running);
+    let shown: Vec<&BackupRow<'_>> = if every_row {
+        rows.iter().collect()
+    } else {
+        rows.iter().filter(needs_a_look).collect()
+    };
+    let hidden = rows.len() - shown.len();
     html! {
         section id="backups" {
             p.sub {
@@ -97,8 +118,13 @@ fn live_part(rows: &[BackupRow<'_>], now: i64) -> Markup {
                 @for (status, n) in counts {
                     @if n > 0 { " · " (status_badge(status)) " " (n) }
                 }
+                @if hidden > 0 {
+                    " · " (hidden) " fine ones not listed: " a href=(all_link) { "list all" }
+                }
             }
-            @if rows.is_empty() {
+            @if shown.is_empty() && hidden > 0 {
+                p.muted { "Every guest was backed up within its threshold." }
+            } @else if rows.is_empty() {
                 p.muted { "No backups reported yet: agents report them with their medium sample." }
             } @else {
                 div.scroll {
@@ -117,7 +143,7 @@ fn live_part(rows: &[BackupRow<'_>], now: i64) -> Markup {
                             th data-sort="text" { "Jobs" }
                         } }
                         tbody {
-                            @for r in rows {
+                            @for r in &shown {
                                 (row(r, now))
                             }
                         }
@@ -141,7 +167,7 @@ fn row(r: &BackupRow<'_>, now: i64) -> Markup {
     };
     let age_value = age_sort_value(r);
     html! {
-        tr class=(row_class(r.status)) data-host=(r.host) data-guest=(r.vmid) {
+        tr class=[row_class(r.status)] data-host=(r.host) data-guest=(r.vmid) {
             td { a href={ "/hosts/" (r.host) } { (r.host) } }
             td data-v=(r.vmid) { (r.vmid) }
             td { (r.name.unwrap_or("")) }
@@ -197,4 +223,57 @@ fn percent_encode(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use common::sample::{BackupRun, GuestType};
+
+    fn row(vmid: u32, status: BackupStatus) -> BackupRow<'static> {
+        static RUN: BackupRun = BackupRun {
+            end_time: 1000,
+            duration_seconds: Some(61),
+            size_bytes: Some(1 << 30),
+            storage: None,
+            archive: None,
+            upid: None,
+        };
+        BackupRow {
+            host: "pve1",
+            vmid,
+            kind: GuestType::Lxc,
+            name: Some("<b>x</b>"),
+            status,
+            age_seconds: Some(3600),
+            threshold_hours: 26.0,
+            last_success: Some(&RUN),
+            last_failure: None,
+            running: false,
+            jobs: Some(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn rows_are_coloured_escaped_and_a_big_fleet_lists_only_what_needs_a_look() {
+        let rows = vec![
+            row(100, BackupStatus::Failed),
+            row(101, BackupStatus::NotCovered),
+            row(102, BackupStatus::Ok),
+        ];
+        let html = live_part(&rows, true, "/backups?all=1", 4600).into_string();
+        assert!(html.contains("class=\"row-bad\" data-host=\"pve1\" data-guest=\"100\""));
+        assert!(html.contains("class=\"row-warn\" data-host=\"pve1\" data-guest=\"101\""));
+        assert!(html.contains("<tr data-host=\"pve1\" data-guest=\"102\">"));
+        assert!(html.contains("&lt;b&gt;x&lt;/b&gt;"), "names are escaped");
+        assert!(html.contains("1h 0m ago"), "{html}");
+        assert!(html.contains("1m 1s") && html.contains("1.00 GiB"));
+        let html = live_part(&rows, false, "/backups?host=pve1&amp;all=1", 4600).into_string();
+        assert!(!html.contains("data-guest=\"102\""));
+        assert!(html.contains("1 fine ones not listed"));
+        let fine = vec![row(102, BackupStatus::Ok)];
+        let html = live_part(&fine, false, "/backups?all=1", 4600).into_string();
+        assert!(html.contains("Every guest was backed up within its threshold."));
+    }
 }
