@@ -222,6 +222,29 @@ fi
 # pushed a fast (30 guests), a medium and a slow sample and stays connected; each path is
 # fetched as a logged-in browser does, with Accept-Encoding: gzip. Bytes on the wire, wall
 # p50 and the server's CPU time per request (the robust figure on a busy machine).
+# Registers N hosts at COST in DIR/server.db for SERVER_BINARY, tokens in DIR/tokens.txt. The
+# load generator registers with this tree's store code; an older (baseline) binary gets a
+# database of its own schema, made by itself, with the same host rows copied in.
+# Usage: register_hosts DIR N COST SERVER_BINARY
+register_hosts() {
+	local dir=$1 n=$2 cost=$3 binary=$4
+	if [ "$binary" = "$SERVER" ]; then
+		"$LOADGEN" --log-level warn register --database "$dir/server.db" --count "$n" --cost "$cost" --tokens "$dir/tokens.txt" >&2
+		return
+	fi
+	"$LOADGEN" --log-level warn register --database "$dir/rows.db" --count "$n" --cost "$cost" --tokens "$dir/tokens.txt" >&2
+	"$binary" --database "$dir/server.db" --log-level warn hosts >/dev/null
+	python3 - "$dir/server.db" "$dir/rows.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("ATTACH ? AS rows", (sys.argv[2],))
+db.execute("INSERT INTO main.hosts (name, token_hash, status, inserted_at, updated_at) "
+           "SELECT name, token_hash, status, inserted_at, updated_at FROM rows.hosts")
+db.commit()
+PY
+	rm -f "$dir"/rows.db*
+}
+
 PAGES_AGENTS=${BENCH_PAGES_AGENTS:-1000}
 PAGES_PASSWORD="bench dashboard password"
 # Usage: pages_run LABEL SERVER_BINARY
@@ -229,7 +252,7 @@ pages_run() {
 	local label=$1 server=$2 dir=$OUT/pages-$1 port pid
 	say "pages: $PAGES_AGENTS hosts online, 30 guests each ($label: $server)"
 	mkdir -p "$dir"
-	"$LOADGEN" --log-level warn register --database "$dir/server.db" --count "$PAGES_AGENTS" --cost 4 --tokens "$dir/tokens.txt" >&2
+	register_hosts "$dir" "$PAGES_AGENTS" 4 "$server"
 	echo "$PAGES_PASSWORD" | "$server" --database "$dir/server.db" --bcrypt-cost 4 set-password >&2
 	printf '[http]\nmetrics_public = true\n' >"$dir/server.toml"
 	port=$(free_port)
@@ -264,11 +287,15 @@ server_run() {
 	local label=$1 mode=$2 n=$3 secs=$4 dir=$OUT/$1 binary=${5:-$SERVER}
 	say "server: $label ($n agents, $mode, ${secs} s, $binary)"
 	mkdir -p "$dir"
-	"$LOADGEN" --log-level warn register --database "$dir/server.db" --count "$n" --cost 4 --tokens "$dir/tokens.txt" >&2
+	register_hosts "$dir" "$n" 4 "$binary"
 	start_server "$dir/server.db" "$binary"
+	# Stored points are counted with this tree's store code, which would migrate a baseline's
+	# database: counted for this tree's server only.
+	local count=(--database "$dir/server.db")
+	[ "$binary" = "$SERVER" ] || count=()
 	"$LOADGEN" --log-level warn run --url "ws://127.0.0.1:$PORT/socket/websocket" --tokens "$dir/tokens.txt" \
 		--agents "$n" --duration "$secs" --mode "$mode" --interval-ms 1000 --guests 30 \
-		--server-pid "$SERVER_PID" --database "$dir/server.db" --warmup "$WARMUP_SECONDS" \
+		--server-pid "$SERVER_PID" "${count[@]}" --warmup "$WARMUP_SECONDS" \
 		--label "$label" | tee "$dir/run.txt" >&2
 	stop_server
 	local samples

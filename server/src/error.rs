@@ -42,6 +42,11 @@ pub enum Error {
     Store(String),
     /// Anything an admin typed that we cannot use (a timestamp, a password, ...).
     Usage(String),
+    /// The TLS certificate or key file (`tls_cert`, `tls_key`) is unusable.
+    Tls {
+        path: PathBuf,
+        message: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -70,6 +75,7 @@ impl fmt::Display for Error {
             Error::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Error::Store(message) => write!(f, "storing samples: {message}"),
             Error::Usage(message) => write!(f, "{message}"),
+            Error::Tls { path, message } => write!(f, "TLS: {}: {message}", path.display()),
         }
     }
 }

@@ -34,6 +34,8 @@ pub fn page(title: &str, nav: Nav, body: Markup) -> Markup {
                             a href="/alerts" { "Alerts" }
                             " "
                             a href="/backups" { "Backups" }
+                            " "
+                            a href="/admin/hosts" { "Manage hosts" }
                         }
                         form.logout method="post" action="/logout" {
                             button type="submit" { "Log out" }
