@@ -113,22 +113,39 @@ pub fn cluster_rows<'a>(
     alerts: &AlertsConfig,
     now: i64,
 ) -> Vec<BackupRow<'a>> {
-    let mut rows: Vec<BackupRow<'a>> = hosts
+    let mut rows = cluster_rows_unsorted(hosts, alerts, now);
+    sort_rows(&mut rows);
+    rows
+}
+
+/// Every host's rows, by host and vmid (a big fleet's page filters before it sorts).
+pub fn cluster_rows_unsorted<'a>(
+    hosts: &'a [Arc<HostState>],
+    alerts: &AlertsConfig,
+    now: i64,
+) -> Vec<BackupRow<'a>> {
+    hosts
         .iter()
         .flat_map(|h| host_rows(h, alerts, now))
-        .collect();
-    rows.sort_by(|a, b| {
-        a.status
-            .cmp(&b.status)
-            .then(
-                b.age_seconds
-                    .unwrap_or(i64::MAX)
-                    .cmp(&a.age_seconds.unwrap_or(i64::MAX)),
-            )
-            .then(a.host.cmp(b.host))
-            .then(a.vmid.cmp(&b.vmid))
-    });
-    rows
+        .collect()
+}
+
+/// Worst first, then oldest backup first, then by host and vmid.
+pub fn sort_rows(rows: &mut [BackupRow<'_>]) {
+    rows.sort_by(row_order);
+}
+
+/// The order of `sort_rows`.
+pub fn row_order(a: &BackupRow<'_>, b: &BackupRow<'_>) -> std::cmp::Ordering {
+    a.status
+        .cmp(&b.status)
+        .then(
+            b.age_seconds
+                .unwrap_or(i64::MAX)
+                .cmp(&a.age_seconds.unwrap_or(i64::MAX)),
+        )
+        .then(a.host.cmp(b.host))
+        .then(a.vmid.cmp(&b.vmid))
 }
 
 /// Counts by status, for the Backups view's head.

@@ -30,7 +30,7 @@ pub fn page_or_fragment(ctx: &Context, request: &Request) -> Response {
         .into_iter()
         .filter(|h| host.map_or(true, |name| h.name() == name))
         .collect();
-    let rows = backups::cluster_rows(&hosts, ctx.alerts.config(), now);
+    let rows = backups::cluster_rows_unsorted(&hosts, ctx.alerts.config(), now);
     let all = request.query_param("all") == Some("1");
     let all_link = match host {
         Some(h) => format!("/backups?host={}&all=1", percent_encode(h)),
@@ -105,11 +105,12 @@ fn live_part(rows: &[BackupRow<'_>], every_row: bool, all_link: &str, now: i64) 
     let counts = backups::counts(rows);
     let needs_a_look =
         |r: &&BackupRow<'_>| !matches!(r.status, BackupStatus::Ok | BackupStatus::Running);
-    let shown: Vec<&BackupRow<'_>> = if every_row {
+    let mut shown: Vec<&BackupRow<'_>> = if every_row {
         rows.iter().collect()
     } else {
         rows.iter().filter(needs_a_look).collect()
     };
+    shown.sort_by(|a, b| backups::row_order(a, b));
     let hidden = rows.len() - shown.len();
     html! {
         section id="backups" {
