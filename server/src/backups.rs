@@ -50,7 +50,8 @@ impl BackupStatus {
     }
 }
 
-/// One guest's backups, judged.
+/// One guest's backups, judged. Its jobs are resolved when shown or serialized (`jobs`): a
+/// big fleet's page judges every guest but lists few.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupRow<'a> {
     pub host: &'a str,
@@ -67,7 +68,37 @@ pub struct BackupRow<'a> {
     pub last_failure: Option<&'a BackupFailure>,
     pub running: bool,
     /// The enabled jobs that cover it; null when they could not be read.
-    pub jobs: Option<Vec<&'a BackupJob>>,
+    #[serde(rename = "jobs", serialize_with = "serialize_jobs")]
+    pub job_refs: JobRefs<'a>,
+}
+
+/// A guest's job ids and the node's jobs they name.
+#[derive(Debug, Clone, Copy)]
+pub struct JobRefs<'a> {
+    pub ids: Option<&'a [String]>,
+    pub all: &'a [BackupJob],
+}
+
+impl<'a> JobRefs<'a> {
+    /// The jobs, in the guest's order; `None` when they could not be read.
+    pub fn resolve(&self) -> Option<Vec<&'a BackupJob>> {
+        let all = self.all;
+        self.ids.map(|ids| {
+            ids.iter()
+                .filter_map(|id| all.iter().find(|j| &j.id == id))
+                .collect()
+        })
+    }
+}
+
+impl BackupRow<'_> {
+    pub fn jobs(&self) -> Option<Vec<&BackupJob>> {
+        self.job_refs.resolve()
+    }
+}
+
+fn serialize_jobs<S: serde::Serializer>(refs: &JobRefs<'_>, s: S) -> Result<S::Ok, S::Error> {
+    refs.resolve().serialize(s)
 }
 
 /// The `backup_stale` threshold (hours) for a guest.
@@ -98,10 +129,11 @@ pub fn host_rows<'a>(state: &'a HostState, alerts: &AlertsConfig, now: i64) -> V
     let Some(medium) = state.medium() else {
         return Vec::new();
     };
+    let sorted = medium.guests.windows(2).all(|w| w[0].vmid < w[1].vmid);
     let mut rows: Vec<BackupRow<'a>> = medium
         .backups
         .iter()
-        .map(|b| row(state, medium, b, &alerts.rules, now))
+        .map(|b| row(state, medium, sorted, b, &alerts.rules, now))
         .collect();
     rows.sort_by_key(|r| r.vmid);
     rows
@@ -169,11 +201,21 @@ pub fn counts(rows: &[BackupRow<'_>]) -> [(BackupStatus, usize); 6] {
 fn row<'a>(
     state: &'a HostState,
     medium: &'a MediumSample,
+    configs_sorted: bool,
     b: &'a GuestBackup,
     rules: &RuleTable,
     now: i64,
 ) -> BackupRow<'a> {
-    let config = medium.guest_config(b.vmid);
+    // Agents list configs by vmid: a binary search, not a walk, per guest.
+    let config = if configs_sorted {
+        medium
+            .guests
+            .binary_search_by_key(&b.vmid, |c| c.vmid)
+            .ok()
+            .map(|i| &medium.guests[i])
+    } else {
+        medium.guest_config(b.vmid)
+    };
     let name = config
         .map(|c| c.name.as_str())
         .filter(|n| !n.is_empty())
@@ -195,11 +237,10 @@ fn row<'a>(
         .last_success
         .as_ref()
         .map(|s| (now - i64::try_from(s.end_time).unwrap_or(i64::MAX)).max(0));
-    let jobs = b.jobs.as_ref().map(|ids| {
-        ids.iter()
-            .filter_map(|id| medium.backup_jobs.iter().find(|j| &j.id == id))
-            .collect::<Vec<_>>()
-    });
+    let job_refs = JobRefs {
+        ids: b.jobs.as_deref(),
+        all: &medium.backup_jobs,
+    };
     let covered = b.jobs.as_ref().map(|j| !j.is_empty());
     #[allow(clippy::cast_precision_loss)]
     let too_old = age_seconds.map_or(true, |a| a as f64 > threshold_hours * 3600.0);
@@ -227,7 +268,7 @@ fn row<'a>(
         last_success: b.last_success.as_ref(),
         last_failure: b.last_failure.as_ref(),
         running: b.running,
-        jobs,
+        job_refs,
     }
 }
 
@@ -323,7 +364,13 @@ mod tests {
         );
         assert_eq!(rows[0].name, Some("web"));
         assert_eq!(rows[0].age_seconds, Some(30 * 3600));
-        assert_eq!(rows[0].jobs.as_ref().unwrap()[0].id, "backup-1");
+        assert_eq!(rows[0].jobs().unwrap()[0].id, "backup-1");
+        let json = serde_json::to_value(&rows[0]).unwrap();
+        assert_eq!(json["jobs"][0]["schedule"], "01:00");
+        assert_eq!(
+            serde_json::to_value(&rows[5]).unwrap()["jobs"],
+            serde_json::Value::Null
+        );
         // A weekly guest by tag: 30 h is fine for it.
         let table: toml::Table = toml::from_str(
             "[[rules.backup_stale]]\ntags = [\"weekly\"]\nwarning = 170\ncritical = 340\nclear = 170\n",

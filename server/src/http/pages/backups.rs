@@ -196,7 +196,7 @@ fn row(r: &BackupRow<'_>, now: i64) -> Markup {
 /// The jobs covering a guest: id and schedule, or why there are none.
 pub fn jobs(r: &BackupRow<'_>) -> Markup {
     html! {
-        @match &r.jobs {
+        @match r.jobs() {
             None => span.muted { "unknown" },
             Some(jobs) if jobs.is_empty() => span.warn { "none" },
             Some(jobs) => {
@@ -252,7 +252,10 @@ mod tests {
             last_success: Some(&RUN),
             last_failure: None,
             running: false,
-            jobs: Some(Vec::new()),
+            job_refs: crate::backups::JobRefs {
+                ids: Some(&[]),
+                all: &[],
+            },
         }
     }
 
