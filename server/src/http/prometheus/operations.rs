@@ -20,6 +20,8 @@ fn seconds(t: u64) -> f64 {
 
 pub(super) fn medium_metrics(out: &mut Exposition, node: &str, medium: &MediumSample) {
     let mut vmid_text = itoa::Buffer::new();
+    let mut not_backed_up = 0u32;
+    let mut coverage_known = true;
     for b in &medium.backups {
         let kind = match b.kind {
             GuestType::Qemu => "qemu",
@@ -62,14 +64,26 @@ pub(super) fn medium_metrics(out: &mut Exposition, node: &str, medium: &MediumSa
                 seconds(f.end_time),
             );
         }
-        if let Some(jobs) = &b.jobs {
+        if b.jobs.as_ref().is_some_and(Vec::is_empty) {
+            not_backed_up += 1;
+            let id = format!("{kind}/{vmid}");
             out.gauge(
-                "proxmox_monitor_guest_backup_jobs",
-                "Enabled backup jobs that select the guest (0: not backed up by any job).",
-                &labels,
-                to_f64(jobs.len() as u64),
+                "pve_not_backed_up_info",
+                "A guest no enabled backup job selects (1; absent for covered guests).",
+                &[("id", id.as_str()), ("node", node)],
+                1.0,
             );
         }
+        coverage_known &= b.jobs.is_some();
+    }
+    if !medium.backups.is_empty() && coverage_known {
+        let id = format!("node/{node}");
+        out.gauge(
+            "pve_not_backed_up_total",
+            "Guests of the node that no enabled backup job selects.",
+            &[("id", id.as_str()), ("node", node)],
+            f64::from(not_backed_up),
+        );
     }
     for job in &medium.backup_jobs {
         let labels = [("node", node), ("job", job.id.as_str())];
