@@ -219,7 +219,6 @@ fn failed_backup_and_failing_disk_show_everywhere_and_fire() {
         "proxmox_monitor_guest_last_backup_timestamp_seconds{node=\"pve1\",vmid=\"100\",type=\"qemu\"} ",
         "proxmox_monitor_guest_last_backup_failed{node=\"pve1\",vmid=\"101\",type=\"lxc\"} 1",
         "pve_not_backed_up_info{id=\"qemu/102\",node=\"pve1\"} 1",
-        "pve_not_backed_up_total{id=\"node/pve1\",node=\"pve1\"} 1",
         "proxmox_monitor_replication_failures{node=\"pve1\",job=\"101-0\",vmid=\"101\",target=\"pve2\"} 3",
         "proxmox_monitor_ha_service_error{node=\"pve1\",sid=\"vm:102\"} 1",
         "smartctl_device_smart_status{node=\"store1\",device=\"sdb\"} 0",

@@ -20,8 +20,6 @@ fn seconds(t: u64) -> f64 {
 
 pub(super) fn medium_metrics(out: &mut Exposition, node: &str, medium: &MediumSample) {
     let mut vmid_text = itoa::Buffer::new();
-    let mut not_backed_up = 0u32;
-    let mut coverage_known = true;
     for b in &medium.backups {
         let kind = match b.kind {
             GuestType::Qemu => "qemu",
@@ -65,7 +63,6 @@ pub(super) fn medium_metrics(out: &mut Exposition, node: &str, medium: &MediumSa
             );
         }
         if b.jobs.as_ref().is_some_and(Vec::is_empty) {
-            not_backed_up += 1;
             let id = format!("{kind}/{vmid}");
             out.gauge(
                 "pve_not_backed_up_info",
@@ -74,16 +71,6 @@ pub(super) fn medium_metrics(out: &mut Exposition, node: &str, medium: &MediumSa
                 1.0,
             );
         }
-        coverage_known &= b.jobs.is_some();
-    }
-    if !medium.backups.is_empty() && coverage_known {
-        let id = format!("node/{node}");
-        out.gauge(
-            "pve_not_backed_up_total",
-            "Guests of the node that no enabled backup job selects.",
-            &[("id", id.as_str()), ("node", node)],
-            f64::from(not_backed_up),
-        );
     }
     for job in &medium.backup_jobs {
         let labels = [("node", node), ("job", job.id.as_str())];
