@@ -170,7 +170,7 @@ fn failed_backup_and_failing_disk_show_everywhere_and_fire() {
     assert_eq!(host["ha"]["master"], "pve2");
     assert!(!host["temperatures"].as_array().unwrap().is_empty());
     assert!(!host["smart"].as_array().unwrap().is_empty());
-    let list = get(port, "/api/hosts", Some(&cookie)).json();
+    let list = get(port, "/api/hosts?operations=1", Some(&cookie)).json();
     let pve1 = list["hosts"]
         .as_array()
         .unwrap()
@@ -185,8 +185,16 @@ fn failed_backup_and_failing_disk_show_everywhere_and_fire() {
         "smart",
         "temperatures",
     ] {
-        assert!(!pve1[key].is_null(), "{key} missing from /api/hosts");
+        assert!(
+            !pve1[key].is_null(),
+            "{key} missing from /api/hosts?operations=1"
+        );
     }
+    let plain = get(port, "/api/hosts", Some(&cookie)).json();
+    assert!(
+        plain["hosts"][0].get("backups").is_none(),
+        "the plain list stays small"
+    );
     let page = get(port, "/hosts/pve1", Some(&cookie)).body;
     for heading in [
         "Last backup",

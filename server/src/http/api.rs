@@ -1,6 +1,7 @@
 //! The JSON API under `/api/` (shapes documented in the README):
 //!
-//! - `GET /api/hosts` — every host with its latest values.
+//! - `GET /api/hosts` — every host with its latest values (`?operations=1`: with its backups,
+//!   jobs, replication, HA, SMART and temperatures).
 //! - `GET /api/hosts/NAME` — one host: the summary, the newest fast/medium/slow samples
 //!   (`common::sample`), and the names of its stored series.
 //!
@@ -81,7 +82,7 @@ pub fn handle(ctx: &Context, request: &Request) -> Result<Response> {
     let rest = request.path.trim_start_matches("/api/");
     let parts: Vec<&str> = rest.split('/').collect();
     match parts.as_slice() {
-        ["hosts"] => hosts(ctx),
+        ["hosts"] => hosts(ctx, request),
         ["hosts", name] => host(ctx, name),
         ["hosts", name, "series"] => series(ctx, request, name),
         ["backups"] => backups(ctx, request),
@@ -125,6 +126,16 @@ pub struct HostSummary<'a> {
     uptime_seconds: Option<u64>,
     guests: GuestsSummary,
     pools: PoolsSummary<'a>,
+    /// The operational state, typed: in `/api/hosts/NAME` always, in `/api/hosts` with
+    /// `?operations=1` (at 1000 hosts of 30 guests it makes the list ten times bigger).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    operations: Option<Operations<'a>>,
+    collected_at: CollectedAt,
+}
+
+/// A host's backups, jobs, replication, HA, SMART and temperatures, as the agent sent them.
+#[derive(Debug, Serialize)]
+struct Operations<'a> {
     /// Each guest's last good and failed backup and the jobs covering it (medium sample).
     backups: &'a [GuestBackup],
     backup_jobs: &'a [BackupJob],
@@ -136,7 +147,6 @@ pub struct HostSummary<'a> {
     /// hwmon sensors (fast sample) and drive sensors (slow sample).
     temperatures: &'a [Temperature],
     drive_temperatures: &'a [Temperature],
-    collected_at: CollectedAt,
 }
 
 #[derive(Debug, Serialize)]
@@ -161,7 +171,7 @@ struct CollectedAt {
 }
 
 impl<'a> HostSummary<'a> {
-    pub fn of(state: &'a HostState, now: i64) -> HostSummary<'a> {
+    pub fn of(state: &'a HostState, now: i64, operations: bool) -> HostSummary<'a> {
         let fast = state.fast();
         let slow = state.slow();
         let medium = state.medium();
@@ -208,16 +218,18 @@ impl<'a> HostSummary<'a> {
                     .map(|p| p.name.as_str())
                     .collect(),
             },
-            backups: medium.map(|m| m.backups.as_slice()).unwrap_or_default(),
-            backup_jobs: medium.map(|m| m.backup_jobs.as_slice()).unwrap_or_default(),
-            replication: medium.map(|m| m.replication.as_slice()).unwrap_or_default(),
-            ha: medium.and_then(|m| m.ha.as_ref()),
-            smart: slow.map(|s| s.smart.as_slice()).unwrap_or_default(),
-            smart_note: slow.and_then(|s| s.smart_note.as_deref()),
-            temperatures: fast.map(|f| f.temperatures.as_slice()).unwrap_or_default(),
-            drive_temperatures: slow
-                .map(|s| s.drive_temperatures.as_slice())
-                .unwrap_or_default(),
+            operations: operations.then(|| Operations {
+                backups: medium.map(|m| m.backups.as_slice()).unwrap_or_default(),
+                backup_jobs: medium.map(|m| m.backup_jobs.as_slice()).unwrap_or_default(),
+                replication: medium.map(|m| m.replication.as_slice()).unwrap_or_default(),
+                ha: medium.and_then(|m| m.ha.as_ref()),
+                smart: slow.map(|s| s.smart.as_slice()).unwrap_or_default(),
+                smart_note: slow.and_then(|s| s.smart_note.as_deref()),
+                temperatures: fast.map(|f| f.temperatures.as_slice()).unwrap_or_default(),
+                drive_temperatures: slow
+                    .map(|s| s.drive_temperatures.as_slice())
+                    .unwrap_or_default(),
+            }),
             collected_at: CollectedAt {
                 fast: state.fast.as_ref().map(|l| l.collected_at),
                 medium: state.medium.as_ref().map(|l| l.collected_at),
@@ -227,17 +239,21 @@ impl<'a> HostSummary<'a> {
     }
 }
 
-fn hosts(ctx: &Context) -> Result<Response> {
+fn hosts(ctx: &Context, request: &Request) -> Result<Response> {
     #[derive(Serialize)]
     struct Body<'a> {
         now: i64,
         hosts: Vec<HostSummary<'a>>,
     }
     let now = common::time::now_unix();
+    let operations = request.query_param("operations") == Some("1");
     let states: Vec<Arc<HostState>> = ctx.hosts.snapshot();
     let body = Body {
         now,
-        hosts: states.iter().map(|s| HostSummary::of(s, now)).collect(),
+        hosts: states
+            .iter()
+            .map(|s| HostSummary::of(s, now, operations))
+            .collect(),
     };
     Ok(Response::json(200, &body))
 }
@@ -247,7 +263,7 @@ fn host(ctx: &Context, name: &str) -> Result<Response> {
         return Ok(error(404, &format!("no host named {name:?}")));
     };
     let now = common::time::now_unix();
-    let mut body = serde_json::to_value(HostSummary::of(&state, now)).unwrap_or(Value::Null);
+    let mut body = serde_json::to_value(HostSummary::of(&state, now, true)).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut body {
         map.insert("now".into(), json!(now));
         map.insert("fast".into(), sample_json(state.fast.as_deref()));
