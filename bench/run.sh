@@ -265,7 +265,7 @@ pages_run() {
 		--agents "$PAGES_AGENTS" --guests 30 --password "$PAGES_PASSWORD" --server-pid "$pid" --requests 20 \
 		--path index=/ --path index_cards=/?view=cards --path fragment=/?fragment=1 \
 		--path api_hosts=/api/hosts --path metrics=/metrics --path metrics_identity=/metrics \
-		--path host=/hosts/bench-0001 --path backups=/backups --path api_backups=/api/backups --label "$label" | tee "$dir/pages.txt" >&2
+		--path host=/hosts/bench-0001 --path backups=/backups --path api_backups=/api/backups --path api_hosts_operations=/api/hosts?operations=1 --label "$label" | tee "$dir/pages.txt" >&2
 	kill -INT "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 	rm -f "$dir"/*.db "$dir"/*.db-wal "$dir"/*.db-shm
