@@ -467,7 +467,8 @@ div2() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "") printf "%.2f
 	for row in "index:/ (table past 24 hosts):2218376 B, 229 ms CPU" "index_cards:/?view=cards:-" \
 		"fragment:/?fragment=1 (live refresh):-" "api_hosts:/api/hosts:724973 B, 95 ms CPU" \
 		"metrics:/metrics:29603878 B, 294 ms CPU" "metrics_identity:/metrics (no gzip):29603878 B, 294 ms CPU" \
-		"host:/hosts/NAME:46584 B, 1.8 ms CPU"; do
+		"host:/hosts/NAME:46584 B, 1.8 ms CPU" "backups:/backups:-" "api_backups:/api/backups:-" \
+		"api_hosts_operations:/api/hosts?operations=1:-"; do
 		key=${row%%:*}; rest=${row#*:}; path=${rest%%:*}; before=${rest#*:}
 		printf '  %-22s %12s %9s %9s   %s\n' "$path" "$(kv "$p" "${key}_wire_bytes")" "$(kv "$p" "${key}_cpu_ms")" \
 			"$(kv "$p" "${key}_p50_ms")" "$before"
