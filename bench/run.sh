@@ -265,7 +265,7 @@ pages_run() {
 		--agents "$PAGES_AGENTS" --guests 30 --password "$PAGES_PASSWORD" --server-pid "$pid" --requests 20 \
 		--path index=/ --path index_cards=/?view=cards --path fragment=/?fragment=1 \
 		--path api_hosts=/api/hosts --path metrics=/metrics --path metrics_identity=/metrics \
-		--path host=/hosts/bench-0001 --label "$label" | tee "$dir/pages.txt" >&2
+		--path host=/hosts/bench-0001 --path backups=/backups --path api_backups=/api/backups --path api_hosts_operations=/api/hosts?operations=1 --label "$label" | tee "$dir/pages.txt" >&2
 	kill -INT "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 	rm -f "$dir"/*.db "$dir"/*.db-wal "$dir"/*.db-shm
@@ -471,7 +471,8 @@ div2() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "") printf "%.2f
 	for row in "index:/ (table past 24 hosts):2218376 B, 229 ms CPU" "index_cards:/?view=cards:-" \
 		"fragment:/?fragment=1 (live refresh):-" "api_hosts:/api/hosts:724973 B, 95 ms CPU" \
 		"metrics:/metrics:29603878 B, 294 ms CPU" "metrics_identity:/metrics (no gzip):29603878 B, 294 ms CPU" \
-		"host:/hosts/NAME:46584 B, 1.8 ms CPU"; do
+		"host:/hosts/NAME:46584 B, 1.8 ms CPU" "backups:/backups:-" "api_backups:/api/backups:-" \
+		"api_hosts_operations:/api/hosts?operations=1:-"; do
 		key=${row%%:*}; rest=${row#*:}; path=${rest%%:*}; before=${rest#*:}
 		printf '  %-22s %12s %9s %9s   %s\n' "$path" "$(kv "$p" "${key}_wire_bytes")" "$(kv "$p" "${key}_cpu_ms")" \
 			"$(kv "$p" "${key}_p50_ms")" "$before"

@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::events::MetricKind;
 use crate::series::{
     ArcField, DiskField, FsField, GuestField, HostField, NetField, PoolField, Psi, PsiLine,
-    PsiResource, SeriesName, StorageField,
+    PsiResource, SeriesName, SmartField, StorageField, TempField,
 };
 
 /// Bumped when a field changes meaning; adding a field does not bump it.
@@ -922,6 +922,14 @@ impl Points {
         self.put(name, value.map(to_f64));
     }
 
+    /// `temp.<device>/<sensor>.celsius` of each sensor.
+    fn put_temperatures(&mut self, sensors: &[Temperature]) {
+        for t in sensors {
+            let name = SeriesName::Temp(format!("{}/{}", t.device, t.sensor), TempField::Celsius);
+            self.put(name, t.celsius);
+        }
+    }
+
     /// The six pressure figures, named by `name` (the node's, or a guest's).
     fn put_pressure(&mut self, p: &Pressure, name: impl Fn(Psi) -> SeriesName) {
         use PsiLine::{Full, Some as Partial};
@@ -1017,6 +1025,7 @@ impl FastSample {
                 p.put_pressure(pressure, |psi| SeriesName::GuestPsi(g.vmid, psi));
             }
         }
+        p.put_temperatures(&self.temperatures);
         p.0
     }
 
@@ -1084,10 +1093,27 @@ impl MediumSample {
 }
 
 impl SlowSample {
-    /// The numeric series in this sample: only `cpu_count`.
+    /// The numeric series in this sample: `cpu_count`, the SMART values that change over a
+    /// disk's life, and the drive temperature sensors.
     pub fn series_points(&self) -> Vec<SeriesPoint> {
         let mut p = Points(Vec::new());
         p.put(HostField::CpuCount, self.cpu_count.map(f64::from));
+        for d in self.smart.iter().filter(|d| !d.standby) {
+            let dev = d.device.strip_prefix("/dev/").unwrap_or(&d.device);
+            let name = |field| SeriesName::Smart(dev.to_owned(), field);
+            p.put(name(SmartField::TemperatureCelsius), d.temperature_celsius);
+            p.put_u64(name(SmartField::PowerOnHours), d.power_on_hours);
+            p.put(
+                name(SmartField::PercentageUsed),
+                d.percentage_used.map(f64::from),
+            );
+            p.put(
+                name(SmartField::AvailableSparePercent),
+                d.available_spare_percent.map(f64::from),
+            );
+            p.put_u64(name(SmartField::MediaErrors), d.media_errors);
+        }
+        p.put_temperatures(&self.drive_temperatures);
         p.0
     }
 }
@@ -1180,6 +1206,7 @@ mod tests {
         assert_eq!(get("guest.101.psi.cpu.some_avg10"), Some(0.0));
         assert_eq!(get("guest.102.running"), Some(0.0));
         assert_eq!(get("guest.102.cpu_percent"), None);
+        assert_eq!(get("temp.hwmon1/temp1.celsius"), Some(41.85));
     }
 
     #[test]
@@ -1209,7 +1236,12 @@ mod tests {
         let sample: SlowSample = round_trip(&data);
         assert_eq!(sample.pve_version.as_deref(), Some("8.2.4"));
         assert_eq!(sample.cluster.as_ref().map(|c| c.nodes.len()), Some(2));
-        assert_eq!(sample.series_points(), vec![("cpu_count".to_owned(), 8.0)]);
+        let points = sample.series_points();
+        assert_eq!(points[0], ("cpu_count".to_owned(), 8.0));
+        let get = |name: &str| points.iter().find(|p| p.0 == name).map(|p| p.1);
+        assert_eq!(get("smart.nvme1.percentage_used"), Some(91.0));
+        assert_eq!(get("smart.nvme1.media_errors"), Some(3.0));
+        assert_eq!(get("smart.nvme0.power_on_hours"), Some(10423.0));
     }
 
     #[test]

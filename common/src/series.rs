@@ -16,10 +16,18 @@
 //! | fast | `net.<iface>.rx_bytes_per_s` `.tx_bytes_per_s` `.rx_packets_per_s` `.tx_packets_per_s` `.rx_errors` `.tx_errors` `.rx_dropped` `.tx_dropped` |
 //! | fast | `disk.<dev>.read_bytes_per_s` `.write_bytes_per_s` `.read_iops` `.write_iops` `.busy_percent` |
 //! | fast | `guest.<vmid>.running` `.uptime_seconds` `.cpu_percent` `.cpu_host_percent` `.mem_used_bytes` `.mem_limit_bytes` `.disk_read_bytes_per_s` `.disk_write_bytes_per_s` `.net_in_bytes_per_s` `.net_out_bytes_per_s` `.psi.<cpu\|io\|memory>.<some\|full>_avg10` |
+//! | fast | `temp.<device>/<sensor>.celsius` |
 //! | medium | `pool.<name>.size_bytes` `.alloc_bytes` `.free_bytes` `.frag_percent` `.dedup_ratio` `.healthy` |
 //! | medium | `fs.<mountpoint>.size_bytes` `.used_bytes` `.avail_bytes` `.inodes_total` `.inodes_used` |
 //! | medium | `storage.<id>.total_bytes` `.used_bytes` `.avail_bytes` `.active` |
 //! | slow | `cpu_count` |
+//! | slow | `smart.<dev>.temperature_celsius` `.power_on_hours` `.percentage_used` `.available_spare_percent` `.media_errors` |
+//!
+//! A temperature is a hwmon sensor, named by its device and sensor as the alert `temp_high`
+//! names it (`temp.coretemp.0/temp1.celsius`, `temp.hwmon1/temp1.celsius`); drive sensors
+//! (`drivetemp`) come with the slow sample under the same name. `smart.<dev>` is a disk of
+//! `smartctl --scan` without `/dev/` (`smart.nvme0.percentage_used`); the ATA sector counts are
+//! exported on `/metrics` but not stored (they change rarely; `smart_degrading` watches them).
 //!
 //! Counters that are not rates (`rx_errors`, ...) are totals since boot. `running`, `healthy`
 //! and `active` are 1 or 0. A test checks this table against what the golden samples of
@@ -191,6 +199,24 @@ fields! {
     }
 }
 
+fields! {
+    /// `temp.<device>/<sensor>.<field>`.
+    TempField {
+        Celsius = "celsius",
+    }
+}
+
+fields! {
+    /// `smart.<dev>.<field>`.
+    SmartField {
+        TemperatureCelsius = "temperature_celsius",
+        PowerOnHours = "power_on_hours",
+        PercentageUsed = "percentage_used",
+        AvailableSparePercent = "available_spare_percent",
+        MediaErrors = "media_errors",
+    }
+}
+
 /// A pressure figure: `psi.<resource>.<line>_avg10`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Psi {
@@ -232,6 +258,10 @@ pub enum SeriesName {
     /// The mount point as it appears in names (see [`mountpoint_series_name`]).
     Fs(String, FsField),
     Storage(String, StorageField),
+    /// A hwmon sensor: `<device>/<sensor>` (`coretemp.0/temp1`).
+    Temp(String, TempField),
+    /// A disk of `smartctl --scan`, without `/dev/`.
+    Smart(String, SmartField),
 }
 
 impl SeriesName {
@@ -267,6 +297,12 @@ impl SeriesName {
             "fs" => named().and_then(|(n, f)| Some(SeriesName::Fs(n.into(), FsField::parse(f)?))),
             "storage" => named()
                 .and_then(|(n, f)| Some(SeriesName::Storage(n.into(), StorageField::parse(f)?))),
+            "temp" => {
+                named().and_then(|(n, f)| Some(SeriesName::Temp(n.into(), TempField::parse(f)?)))
+            }
+            "smart" => {
+                named().and_then(|(n, f)| Some(SeriesName::Smart(n.into(), SmartField::parse(f)?)))
+            }
             "guest" => {
                 let (vmid, field) = rest.split_once('.')?;
                 let vmid = number(vmid)?;
@@ -294,6 +330,8 @@ impl fmt::Display for SeriesName {
             SeriesName::Pool(name, field) => write!(f, "pool.{name}.{field}"),
             SeriesName::Fs(name, field) => write!(f, "fs.{name}.{field}"),
             SeriesName::Storage(name, field) => write!(f, "storage.{name}.{field}"),
+            SeriesName::Temp(name, field) => write!(f, "temp.{name}.{field}"),
+            SeriesName::Smart(name, field) => write!(f, "smart.{name}.{field}"),
         }
     }
 }
@@ -372,6 +410,20 @@ mod tests {
                 StorageField::ALL
                     .iter()
                     .map(|&f| SeriesName::Storage(id.into(), f)),
+            );
+        }
+        for sensor in ["coretemp.0/temp1", "hwmon1/temp3", "0000:00:18.3/temp1"] {
+            names.extend(
+                TempField::ALL
+                    .iter()
+                    .map(|&f| SeriesName::Temp(sensor.into(), f)),
+            );
+        }
+        for dev in ["sda", "nvme0"] {
+            names.extend(
+                SmartField::ALL
+                    .iter()
+                    .map(|&f| SeriesName::Smart(dev.into(), f)),
             );
         }
         names
@@ -494,12 +546,10 @@ mod tests {
             Some(start) => {
                 let end = start + pattern[start..].find('>').unwrap();
                 let (head, tail) = (&pattern[..start], &pattern[end + 1..]);
-                name.len() > head.len() + tail.len()
-                    && name.starts_with(head)
-                    && (head.len() + 1..=name.len() - tail.len()).any(|cut| {
-                        let rest = &name[cut..];
-                        fits(tail, rest)
-                    })
+                // The tail may hold placeholders too (`<device>/<sensor>`): try every cut.
+                name.starts_with(head)
+                    && (head.len() + 1..=name.len())
+                        .any(|cut| name.is_char_boundary(cut) && fits(tail, &name[cut..]))
             }
         }
     }
@@ -567,5 +617,10 @@ mod tests {
         assert!(fits("net.<iface>.rx_errors", "net.eno1.100.rx_errors"));
         assert!(!fits("net.<iface>.rx_errors", "net..rx_errors"));
         assert!(!fits("load1", "load15"));
+        assert!(fits(
+            "temp.<d>/<s>.celsius",
+            "temp.coretemp.0/temp1.celsius"
+        ));
+        assert!(!fits("temp.<d>/<s>.celsius", "temp./temp1.celsius"));
     }
 }

@@ -18,8 +18,10 @@
 //! Every node is seeded by its index: runs are repeatable.
 
 use common::sample::{
-    Arc, Cluster, ClusterNode, Disk, FastSample, Filesystem, GuestConfig, GuestFast, GuestStatus,
-    GuestType, MediumSample, NetInterface, Pressure, SlowSample, Storage, ZfsPool,
+    Arc, BackupFailure, BackupJob, BackupRun, Cluster, ClusterNode, Disk, FastSample, Filesystem,
+    GuestBackup, GuestConfig, GuestFast, GuestStatus, GuestType, JobRun, MediumSample,
+    NetInterface, Pressure, ReplicationJob, RunState, SlowSample, SmartDisk, Storage, Temperature,
+    ZfsPool,
 };
 
 const GIB: u64 = 1 << 30;
@@ -535,7 +537,10 @@ fn guest(g: &mut GuestState, rng: &mut fastrand::Rng, dt: f64, elapsed: f64) -> 
 
 /// The medium sample of bench host number `host` with `guests` guests: two ZFS pools (one in
 /// fifty hosts has a degraded one), three filesystems, three storages and every guest's
-/// configuration with a tag or two, for the pages to show what a real fleet has.
+/// configuration with a tag or two, a nightly backup job with every guest's last backup
+/// (finished within the last day), and two replication jobs, for the pages to show what a real
+/// fleet has. One host in fifty (`host % 50 == 13`) has a failed backup and a guest no job
+/// covers, as one in fifty has a degraded pool.
 pub fn medium_sample(guests: u32, host: usize) -> MediumSample {
     let gib: u64 = 1 << 30;
     let degraded = host % 50 == 7;
@@ -618,11 +623,99 @@ pub fn medium_sample(guests: u32, host: usize) -> MediumSample {
                 }
             })
             .collect(),
-        backup_jobs: Vec::new(),
-        backups: Vec::new(),
-        replication: Vec::new(),
+        backup_jobs: vec![backup_job(guests, host)],
+        backups: (0..guests).map(|i| guest_backup(i, host)).collect(),
+        replication: (0..guests.min(2))
+            .map(|i| ReplicationJob {
+                id: format!("{}-0", 100 + i),
+                guest: 100 + i,
+                target: format!("node-{}", (host + 1) % 16),
+                schedule: "*/15".into(),
+                enabled: true,
+                last_sync: Some(now_u64().saturating_sub(600)),
+                last_try: Some(now_u64().saturating_sub(600)),
+                duration_seconds: Some(4.2),
+                fail_count: 0,
+                error: None,
+                running: false,
+            })
+            .collect(),
         ha: None,
         errors: Vec::new(),
+    }
+}
+
+fn now_u64() -> u64 {
+    u64::try_from(common::time::now_unix()).unwrap_or(0)
+}
+
+/// Whether bench host `host` has operational trouble (a failed backup, an uncovered guest).
+fn troubled(host: usize) -> bool {
+    host % 50 == 13
+}
+
+const JOB: &str = "backup-9f1c2a7e-4d21";
+
+fn backup_job(guests: u32, host: usize) -> BackupJob {
+    let start = now_u64().saturating_sub(8 * 3600);
+    BackupJob {
+        id: JOB.into(),
+        schedule: Some("01:00".into()),
+        enabled: true,
+        storage: Some("nas".into()),
+        node: None,
+        selection: "all".into(),
+        guests: (0..guests)
+            .map(|i| 100 + i)
+            .filter(|v| !(troubled(host) && *v == 101))
+            .collect(),
+        comment: None,
+        last_run: Some(JobRun {
+            state: if troubled(host) {
+                RunState::Error
+            } else {
+                RunState::Ok
+            },
+            start_time: Some(start),
+            end_time: Some(start + 3600),
+            status: Some(if troubled(host) { "job errors" } else { "OK" }.into()),
+            upid: None,
+        }),
+    }
+}
+
+fn guest_backup(index: u32, host: usize) -> GuestBackup {
+    let vmid = 100 + index;
+    let end = now_u64().saturating_sub(8 * 3600 - 60 * u64::from(index));
+    let failed = troubled(host) && vmid == 100;
+    GuestBackup {
+        vmid,
+        kind: if index % 6 == 4 {
+            GuestType::Lxc
+        } else {
+            GuestType::Qemu
+        },
+        jobs: Some(if troubled(host) && vmid == 101 {
+            Vec::new()
+        } else {
+            vec![JOB.into()]
+        }),
+        last_success: Some(BackupRun {
+            end_time: if failed { end - 86_400 } else { end },
+            duration_seconds: Some(40 + u64::from(index % 7) * 30),
+            size_bytes: Some(u64::from(2 + index % 9) * GIB),
+            storage: Some("nas".into()),
+            archive: Some(format!("vzdump-qemu-{vmid}-2026_11_25-01_00_00.vma.zst")),
+            upid: None,
+        }),
+        last_failure: failed.then(|| BackupFailure {
+            end_time: end,
+            message:
+                "unable to open file '/mnt/pve/nas/dump/vzdump-qemu-100.tmp' - Stale file handle"
+                    .into(),
+            upid: None,
+        }),
+        running: false,
     }
 }
 
@@ -651,11 +744,65 @@ pub fn slow_sample(host: usize, name: &str) -> SlowSample {
                 })
                 .collect(),
         }),
-        smart: Vec::new(),
+        smart: smart_disks(),
         smart_note: None,
-        drive_temperatures: Vec::new(),
+        drive_temperatures: (0..4)
+            .map(|i| Temperature {
+                chip: "drivetemp".into(),
+                device: format!("hwmon{}", 4 + i),
+                sensor: "temp1".into(),
+                label: None,
+                disk: Some(format!("sd{}", char::from(b'a' + i))),
+                celsius: Some(34.0 + f64::from(i)),
+                max_celsius: Some(60.0),
+                crit_celsius: Some(70.0),
+            })
+            .collect(),
         errors: Vec::new(),
     }
+}
+
+/// Two NVMe system disks and four ATA data disks, healthy.
+fn smart_disks() -> Vec<SmartDisk> {
+    let nvme = |n: u32| SmartDisk {
+        device: format!("/dev/nvme{n}"),
+        kind: "nvme".into(),
+        protocol: "NVMe".into(),
+        model: Some("SAMSUNG MZVL21T0HCLR-00B00".into()),
+        serial: Some(format!("S676NF0R81234{n}")),
+        capacity_bytes: Some(1_024_209_543_168),
+        passed: Some(true),
+        exit_status: Some(0),
+        temperature_celsius: Some(41.0),
+        power_on_hours: Some(10_423),
+        power_cycles: Some(6),
+        critical_warning: Some(0),
+        available_spare_percent: Some(100),
+        available_spare_threshold_percent: Some(10),
+        percentage_used: Some(16),
+        media_errors: Some(0),
+        unsafe_shutdowns: Some(1),
+        ..SmartDisk::default()
+    };
+    let ata = |i: u8| SmartDisk {
+        device: format!("/dev/sd{}", char::from(b'a' + i)),
+        kind: "sat".into(),
+        protocol: "ATA".into(),
+        model: Some("WDC WD80EFZZ-68BTXN0".into()),
+        serial: Some(format!("WD-CA0{i}XYZ")),
+        capacity_bytes: Some(8_001_563_222_016),
+        passed: Some(true),
+        exit_status: Some(0),
+        temperature_celsius: Some(34.0 + f64::from(i)),
+        power_on_hours: Some(31_002),
+        power_cycles: Some(48),
+        reallocated_sectors: Some(0),
+        pending_sectors: Some(0),
+        offline_uncorrectable: Some(0),
+        crc_errors: Some(0),
+        ..SmartDisk::default()
+    };
+    (0..2).map(nvme).chain((0..4).map(ata)).collect()
 }
 
 #[cfg(test)]

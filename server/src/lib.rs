@@ -4,6 +4,7 @@
 pub mod alert_cli;
 pub mod alerts;
 pub mod auth;
+pub mod backups;
 pub mod channel;
 pub mod cli;
 pub mod config;

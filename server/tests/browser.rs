@@ -1,6 +1,6 @@
 //! The dashboard in a real browser: Debian's `chromium --headless`, driven over the Chrome
 //! DevTools Protocol (a WebSocket, spoken with tungstenite), logs in through the login form,
-//! loads `/`, `/hosts/NAME` and `/alerts`, checks the rendered DOM (hosts, status badges, chart
+//! loads `/`, `/hosts/NAME`, `/alerts` and `/backups`, checks the rendered DOM (hosts, status badges, chart
 //! SVGs, escaped guest names, sorting, live refresh, an alert acknowledged and silenced from
 //! the page) and writes screenshots to `target/screenshots/` (desktop and 390 px phone width)
 //! for people to look at. A second test serves HTTPS with a private CA that chromium trusts
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use http_common::*;
 use serde_json::{json, Value};
-use support::{server_bin, wait_until, ChildGuard, Pki, Server, TempDir, PATIENCE};
+use support::{server_bin, wait_until, ChildGuard, Pki, Server, ServerOptions, TempDir, PATIENCE};
 use tungstenite::{Message, WebSocket};
 
 /// The first of these on `PATH`.
@@ -243,7 +243,32 @@ fn dashboard_renders_in_headless_chromium() {
 
     // Four hosts: a real agent reading the fixture node, an hour of pushed history with a
     // degraded pool and hostile guest names, one that went offline, one never connected.
-    let server = Server::start("browser");
+    // The fixture node's (and the pushed golden samples') operational trouble — a failed
+    // backup, a failing replication, a worn NVMe — would add alerts to pve1 and pve2;
+    // `tests/operations.rs` covers those. Here the badges count the pool alert alone.
+    let config_dir = TempDir::new("browser-config");
+    let config = config_dir.path().join("server.toml");
+    let mut rules = String::from("[alerts]\n");
+    for rule in [
+        "backup_failed",
+        "backup_stale",
+        "guest_not_backed_up",
+        "replication_failing",
+        "ha_error",
+        "smart_failed",
+        "smart_degrading",
+        "temp_high",
+    ] {
+        rules.push_str(&format!("[alerts.rules.{rule}]\nenabled = false\n"));
+    }
+    std::fs::write(&config, rules).unwrap();
+    let server = Server::start_with(
+        "browser",
+        ServerOptions {
+            extra_args: vec!["--config".into(), config.display().to_string()],
+            ..ServerOptions::default()
+        },
+    );
     assert!(set_password(&server, PASSWORD).status.success());
     let token1 = server.register("pve1");
     let token2 = server.register("pve2");
@@ -549,6 +574,37 @@ fn dashboard_renders_in_headless_chromium() {
          document.querySelector('#silences') === null",
         PATIENCE,
     );
+
+    // The Backups view: every guest of every host, CT 101's failed backup red, VM 102 (in no
+    // job) amber, sortable; reached from the header's link.
+    browser.eval("document.querySelector('nav.top-links a[href=\"/backups\"]').click(); true");
+    browser.wait_for(
+        "location.pathname === '/backups' && document.readyState === 'complete' && \
+         document.querySelectorAll('#backups-table tbody tr[data-host=pve1]').length >= 3",
+        PATIENCE,
+    );
+    let row_class = |browser: &mut Browser, vmid: u32| {
+        browser.eval(&format!(
+            "document.querySelector('#backups-table tr[data-host=pve1][data-guest=\"{vmid}\"]').className"
+        ))
+    };
+    assert_eq!(row_class(&mut browser, 101), json!("row-bad"));
+    assert_eq!(row_class(&mut browser, 102), json!("row-warn"));
+    assert!(browser
+        .eval("document.querySelector('#backups-table tr[data-host=pve1][data-guest=\"101\"]').innerText")
+        .as_str()
+        .unwrap()
+        .contains("rsync"));
+    // Sort by ID (ascending on the first click).
+    browser.eval("document.querySelectorAll('#backups-table th')[1].click(); true");
+    assert_eq!(
+        browser.eval(
+            "Array.from(document.querySelectorAll('#backups-table tbody tr[data-host=pve1]')).map(r => Number(r.getAttribute('data-guest')))"
+        ),
+        json!([100, 101, 102])
+    );
+    browser.screenshot(&dir.join("backups.png"), 1280, false);
+    browser.screenshot(&dir.join("backups-phone.png"), 390, true);
 }
 
 /// A HOME whose NSS database (`.pki/nssdb`, where chromium on Linux looks for certificate

@@ -6,10 +6,12 @@
 //! - `scenario`: the nodes of the demo cluster and how busy each part is.
 //! - `model`: the counters and gauges, advanced by the time passed.
 //! - `render`: the files, in the layouts of the real kernel, Proxmox and OpenZFS.
+//! - `operations`: backup jobs, two nights of backup tasks (one failed) and hwmon sensors.
 //! - `Tree`: writes them under a root, each file atomically (a temp file renamed over it), so
 //!   the agent never reads half a file.
 
 pub mod model;
+pub mod operations;
 pub mod render;
 pub mod scenario;
 
@@ -34,6 +36,10 @@ impl Tree {
             model: Model::new(node),
         };
         tree.write(render::static_files(&tree.model))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        tree.write(operations::files(&tree.model.node, now))?;
         tree.write(render::dynamic_files(&tree.model))?;
         Ok(tree)
     }
@@ -141,6 +147,29 @@ mod tests {
         let slow = collector.slow();
         assert!(slow.errors.is_empty(), "{:?}", slow.errors);
         assert_eq!(slow.cluster.unwrap().nodes.len(), 2);
+        // Backups: last night's run failed CT 102; 105 is in no job; the rest are fine.
+        assert_eq!(medium.backup_jobs.len(), 1, "{:?}", medium.backup_jobs);
+        let backup = |vmid: u32| medium.backups.iter().find(|b| b.vmid == vmid).unwrap();
+        let dns = backup(102);
+        assert!(dns
+            .last_failure
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("Stale file handle"));
+        assert!(
+            dns.last_failure.as_ref().unwrap().end_time
+                > dns.last_success.as_ref().unwrap().end_time
+        );
+        assert_eq!(backup(105).jobs.as_deref(), Some(&[][..]));
+        let web = backup(100);
+        assert!(
+            web.last_failure.is_none() && web.last_success.as_ref().unwrap().size_bytes.is_some()
+        );
+        assert_eq!(web.jobs.as_ref().unwrap()[0], operations::JOB);
+        // Temperatures: an ACPI zone and the CPU's sensors with thresholds.
+        assert!(fast.temperatures.len() >= 3, "{:?}", fast.temperatures);
+        assert!(fast.temperatures.iter().any(|t| t.crit_celsius.is_some()));
         let _ = std::fs::remove_dir_all(tree.root());
     }
 

@@ -39,8 +39,10 @@ use serde_json::json;
 use super::config::{AlertsConfig, RuleId, RuleKind, RuleTable};
 use super::forecast::{self, Forecast, History};
 use super::quiet::{glob_match, Quiet, QuietReason, Silence, Subject};
-use super::rules::{Builtin, Settings, Severity, Source};
+use super::rules::{Builtin, Levels, Settings, Severity, Source};
 use super::summary;
+
+pub mod operations;
 use crate::state::{HostState, Latest};
 use crate::store::alerts::{
     Ack, AlertChanges, AlertRecord, AlertState, EventKind, LoadedAlerts, OutboxEvent,
@@ -114,6 +116,9 @@ pub struct Obs<'a> {
     pub reading: Reading,
     /// When the condition began, when the data says (a disconnect); else the sample's time.
     pub started: Option<i64>,
+    /// The object's own levels (a sensor's max and crit), used unless the config sets levels
+    /// for the rule.
+    pub levels: Option<Levels>,
 }
 
 impl<'a> Obs<'a> {
@@ -127,6 +132,7 @@ impl<'a> Obs<'a> {
             pool: None,
             reading,
             started: None,
+            levels: None,
         }
     }
 }
@@ -148,6 +154,8 @@ struct HostBook {
     /// When the absence rules want to look at this host again.
     due: Option<i64>,
     cluster: Option<u32>,
+    /// Per SMART device: its grown-defect count and when it last grew (`smart_degrading`).
+    smart: HashMap<String, operations::DefectCount>,
 }
 
 fn kind_index(kind: MetricKind) -> usize {
@@ -396,6 +404,7 @@ impl Engine {
             MetricKind::Medium => {
                 if let Some(latest) = state.medium.clone() {
                     self.medium_rules(state, &latest, live, now, history);
+                    self.operations_medium_rules(state, &latest, live);
                     self.custom_rules(host_id, MetricKind::Medium, t, live, || {
                         latest.sample.series_points()
                     });
@@ -409,6 +418,7 @@ impl Engine {
             }
             MetricKind::Slow => {
                 if let Some(latest) = state.slow.clone() {
+                    self.operations_slow_rules(state, &latest, live);
                     self.custom_rules(host_id, MetricKind::Slow, t, live, || {
                         latest.sample.series_points()
                     });
@@ -766,6 +776,7 @@ impl Engine {
             }
         }
         self.guest_rules(state, latest, live);
+        self.temperature_rules(host_id, &f.temperatures, t, live, MetricKind::Fast);
     }
 
     fn guest_rules(&mut self, state: &HostState, latest: &Latest<FastSample>, live: bool) {
@@ -1106,7 +1117,17 @@ impl Engine {
             guest: obs.guest,
             tags: obs.tags,
         };
-        let settings = rules.settings(obs.rule, &subject);
+        let mut settings = rules.settings(obs.rule, &subject);
+        if let Some(own) = obs.levels {
+            // The object's own levels, unless the config set the rule's levels.
+            let configured = match rules.get(obs.rule).kind {
+                RuleKind::Builtin(b) => settings.levels != b.default_levels(),
+                RuleKind::Custom { .. } => true,
+            };
+            if !configured {
+                settings.levels = Some(own);
+            }
+        }
         let (level, cleared, threshold) = match obs.reading {
             Reading::Hold => {
                 if let Some(i) = index {
@@ -1338,7 +1359,13 @@ impl Engine {
         let mut gone = Vec::new();
         book.alerts.retain(|a| {
             let of_kind = match &rules.get(a.rule).kind {
-                RuleKind::Builtin(b) => b.source() == Source::Sample(kind) && sweepable(*b),
+                // An alert remembers the kind that observed it (a rule may watch two: drive
+                // temperatures come with the slow sample); one loaded from the database not.
+                RuleKind::Builtin(b) => {
+                    a.kind
+                        .map_or(b.source() == Source::Sample(kind), |k| k == kind)
+                        && sweepable(*b)
+                }
                 RuleKind::Custom { .. } => a.kind == Some(kind),
             };
             if of_kind && a.last_t < t {

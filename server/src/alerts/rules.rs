@@ -142,6 +142,12 @@ pub enum Unit {
     PerMinute,
     /// A state rule: the value is 1 while the state is bad.
     State,
+    /// Hours (a backup's age).
+    Hours,
+    /// A count (failed attempts in a row).
+    Count,
+    /// Degrees Celsius.
+    Celsius,
     /// A custom rule on a stored series: the series' own unit.
     Plain,
 }
@@ -211,6 +217,7 @@ const fn above(warning: f64, critical: f64, clear: f64) -> Option<Levels> {
 
 const FAST: Source = Source::Sample(MetricKind::Fast);
 const MEDIUM: Source = Source::Sample(MetricKind::Medium);
+const SLOW: Source = Source::Sample(MetricKind::Slow);
 
 builtins! {
     HostOffline = "host_offline", Source::Timer, Unit::State, "",
@@ -259,6 +266,30 @@ builtins! {
     NetErrors = "net_errors", FAST, Unit::PerMinute, "interface",
         levels: above(10.0, 100.0, 1.0), for: 300,
         doc: "Receive and transmit errors of an interface, per minute.";
+    BackupFailed = "backup_failed", MEDIUM, Unit::State, "vmid",
+        levels: None, for: 0,
+        doc: "The guest's newest backup failed: no good backup since the failure (critical).";
+    BackupStale = "backup_stale", MEDIUM, Unit::Hours, "vmid",
+        levels: above(26.0, 50.0, 26.0), for: 0,
+        doc: "Hours since the last good backup of a guest that a backup job covers (guests never backed up are left to backup_failed and guest_not_backed_up).";
+    GuestNotBackedUp = "guest_not_backed_up", MEDIUM, Unit::State, "vmid",
+        levels: None, for: 3600,
+        doc: "No enabled backup job on its node selects the guest (warning).";
+    ReplicationFailing = "replication_failing", MEDIUM, Unit::Count, "replication job",
+        levels: above(1.0, 3.0, 0.0), for: 0,
+        doc: "Failed attempts in a row of an enabled storage replication job.";
+    HaError = "ha_error", MEDIUM, Unit::State, "HA resource, or quorum",
+        levels: None, for: 0,
+        doc: "An HA resource in error, fence or recovery, judged on the node whose CRM is master (critical); or this node not in the quorate partition (object `quorum`, critical).";
+    SmartFailed = "smart_failed", SLOW, Unit::State, "device",
+        levels: None, for: 0,
+        doc: "The disk's SMART overall health self-assessment says FAILED (critical).";
+    SmartDegrading = "smart_degrading", SLOW, Unit::State, "device",
+        levels: None, for: 0,
+        doc: "Pending or offline-uncorrectable sectors, reallocated sectors or NVMe media errors grown in the last 7 days, NVMe wear at 90 % (warning); NVMe spare under its threshold, a critical warning bit other than temperature, or wear at 100 % (critical).";
+    TempHigh = "temp_high", FAST, Unit::Celsius, "sensor",
+        levels: above(80.0, 95.0, 75.0), for: 120,
+        doc: "A hwmon temperature: at the sensor's own max (warning) and crit (critical), clear 5 °C under; the levels apply to sensors without thresholds, or to all when set in the config. Drive sensors come with the slow sample.";
 }
 
 impl Builtin {
@@ -275,7 +306,15 @@ impl Builtin {
 
     /// Whether it is about one of a host's guests (its object is a vmid).
     pub fn is_guest_rule(self) -> bool {
-        matches!(self, Builtin::GuestDown | Builtin::GuestMemoryHigh)
+        matches!(
+            self,
+            Builtin::GuestDown
+                | Builtin::GuestMemoryHigh
+                | Builtin::BackupFailed
+                | Builtin::BackupStale
+                | Builtin::GuestNotBackedUp
+                | Builtin::ReplicationFailing
+        )
     }
 
     /// Whether an offline or stale host's alert of this rule is suppressed by it.
@@ -310,6 +349,14 @@ mod tests {
                 "guest_down",
                 "guest_memory_high",
                 "net_errors",
+                "backup_failed",
+                "backup_stale",
+                "guest_not_backed_up",
+                "replication_failing",
+                "ha_error",
+                "smart_failed",
+                "smart_degrading",
+                "temp_high",
             ]
         );
         for b in Builtin::ALL {

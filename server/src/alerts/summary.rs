@@ -13,6 +13,9 @@ pub fn value(unit: Unit, v: f64) -> String {
         Unit::PerCore => round(v, 2),
         Unit::Days => format!("{} days", round(v, 1)),
         Unit::PerMinute => format!("{}/min", round(v, 1)),
+        Unit::Hours => format!("{} h", round(v, 1)),
+        Unit::Count => round(v, 0),
+        Unit::Celsius => format!("{} °C", round(v, 1)),
         Unit::State => String::new(),
         Unit::Plain => round(v, 3),
     }
@@ -103,6 +106,51 @@ pub fn summary(rules: &RuleTable, a: &AlertRecord) -> String {
                 format!("{} uses {v} of its memory{level}", guest_name(a))
             }
             Builtin::NetErrors => format!("{}: {v} errors{level}", a.object),
+            Builtin::BackupFailed => format!(
+                "the last backup of guest {} failed: {}",
+                a.object,
+                a.label.as_deref().unwrap_or("see the task log")
+            ),
+            Builtin::BackupStale => {
+                format!("{}: last good backup {v} ago{level}", guest_name(a))
+            }
+            Builtin::GuestNotBackedUp => {
+                format!("{} is in no enabled backup job", guest_name(a))
+            }
+            Builtin::ReplicationFailing => format!(
+                "replication {} failed {v} times in a row{level}{}",
+                a.object,
+                a.label
+                    .as_deref()
+                    .map_or(String::new(), |e| format!(": {e}"))
+            ),
+            Builtin::HaError if a.object == "quorum" => {
+                "this node is not in the quorate partition".to_owned()
+            }
+            Builtin::HaError => format!(
+                "HA resource {} is {}",
+                a.object,
+                a.label.as_deref().unwrap_or("in error")
+            ),
+            Builtin::SmartFailed => format!(
+                "disk {}{} fails its SMART health self-assessment",
+                a.object,
+                a.label
+                    .as_deref()
+                    .map_or(String::new(), |m| format!(" ({m})"))
+            ),
+            Builtin::SmartDegrading => format!(
+                "disk {} degrades: {}",
+                a.object,
+                a.label.as_deref().unwrap_or("see its SMART values")
+            ),
+            Builtin::TempHigh => format!(
+                "{}{} at {v}{level}",
+                a.object,
+                a.label
+                    .as_deref()
+                    .map_or(String::new(), |l| format!(" ({l})"))
+            ),
         },
         _ => format!("{} is {v}{level}", a.object),
     }

@@ -1082,3 +1082,5 @@ fn fast_samples_leave_alerts_of_medium_rules_alone() {
         .collect();
     assert_eq!(open, ["fs_full /tank/backup", "storage_full tank-vm"]);
 }
+
+mod operations;

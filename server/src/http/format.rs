@@ -70,6 +70,25 @@ pub fn duration_u64(seconds: u64) -> String {
     duration(i64::try_from(seconds).unwrap_or(i64::MAX))
 }
 
+/// A duration from fractional seconds (rounded).
+pub fn duration_f64(seconds: f64) -> String {
+    if !seconds.is_finite() {
+        return "–".into();
+    }
+    #[allow(clippy::cast_possible_truncation)] // clamped to i64's range first
+    let s = seconds.round().clamp(0.0, 9.0e18) as i64;
+    duration(s)
+}
+
+/// `47.0 °C`.
+pub fn celsius(c: f64) -> String {
+    if c.is_finite() {
+        format!("{c:.1} °C")
+    } else {
+        "–".into()
+    }
+}
+
 /// `just now`, `5m ago`, `2d 3h ago` relative to `now`.
 pub fn ago(unix: i64, now: i64) -> String {
     let age = now - unix;
@@ -126,5 +145,8 @@ mod tests {
         assert_eq!(or_dash(None::<u8>, |v| v.to_string()), "–");
         assert_eq!(share(1, 4), Some(25.0));
         assert_eq!(share(1, 0), None);
+        assert_eq!(celsius(47.04), "47.0 °C");
+        assert_eq!(duration_f64(61.6), "1m 2s");
+        assert_eq!(duration_f64(f64::NAN), "–");
     }
 }

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use common::sample::GuestType;
 
 use super::{compress, Request, Response};
+
+mod operations;
 use crate::context::Context;
 use crate::error::Result;
 use crate::notify::Tally;
@@ -374,6 +376,13 @@ fn host_metrics(out: &mut Exposition, view: &HostState) {
     }
     if let Some(fast) = view.fast() {
         host_fast_metrics(out, view, fast, &host_labels);
+        operations::hwmon_metrics(out, node, &fast.temperatures);
+    }
+    if let Some(medium) = view.medium() {
+        operations::medium_metrics(out, node, medium);
+    }
+    if let Some(slow) = view.slow() {
+        operations::slow_metrics(out, node, slow);
     }
     if let Some(medium) = view.medium() {
         for pool in &medium.pools {

@@ -3,7 +3,7 @@
 //! config; `/admin/` needs the admin's session (checked in `pages::admin`); everything else
 //! needs a dashboard session. Every answer is gzipped here when the client accepts it.
 
-use super::pages::{admin, alerts, charts, forms, host, overview};
+use super::pages::{admin, alerts, backups, charts, forms, host, overview};
 use super::session::{self, Denied};
 use super::{api, assets, compress, install, prometheus, Request, Response};
 use crate::context::Context;
@@ -72,7 +72,8 @@ fn dispatch(ctx: &Context, request: &Request) -> crate::Result<Response> {
     let is_page = path == "/"
         || path.starts_with("/hosts/")
         || path == "/alerts"
-        || path.starts_with("/alerts/");
+        || path.starts_with("/alerts/")
+        || path == "/backups";
     if !is_api && !is_page {
         return Ok(Response::text(404, "not found\n"));
     }
@@ -105,6 +106,8 @@ fn dispatch(ctx: &Context, request: &Request) -> crate::Result<Response> {
         overview::page_or_fragment(ctx, request)
     } else if path == "/alerts" {
         alerts::page_or_fragment(ctx, request)?
+    } else if path == "/backups" {
+        backups::page_or_fragment(ctx, request)
     } else {
         let rest = path.trim_start_matches("/hosts/");
         match rest.split_once('/') {

@@ -9,7 +9,7 @@ use super::charts::{self, CHARTS};
 use super::layout::{page, Nav};
 use super::parts::{self, condition_badge, condition_class, status_badge, status_line};
 use super::{forms, tables};
-use crate::alerts::AlertView;
+use crate::alerts::{AlertView, AlertsConfig};
 use crate::context::Context;
 use crate::error::Result;
 use crate::http::api::Range;
@@ -24,7 +24,10 @@ pub fn page_or_fragment(ctx: &Context, request: &Request, name: &str) -> Result<
     let now = common::time::now_unix();
     let alerts = ctx.alerts.view();
     if request.query_param("fragment") == Some("1") {
-        return Ok(Response::html(200, live_parts(&state, &alerts, now)));
+        return Ok(Response::html(
+            200,
+            live_parts(&state, &alerts, ctx.alerts.config(), now),
+        ));
     }
     let range = request
         .query_param("range")
@@ -55,18 +58,18 @@ pub fn page_or_fragment(ctx: &Context, request: &Request, name: &str) -> Result<
                 div.charts { @for figure in &figures { (figure) } }
                 p.note { "Times in UTC. Hover a chart for values." }
             }
-            div id="host-tables" { (tables::all(&state, &alerts)) }
+            div id="host-tables" { (tables::all(&state, &alerts, ctx.alerts.config(), now)) }
         }
     };
     Ok(Response::html(200, page(state.name(), Nav::LoggedIn, body)))
 }
 
 /// What the page script replaces every few seconds.
-fn live_parts(state: &HostState, alerts: &AlertView, now: i64) -> Markup {
+fn live_parts(state: &HostState, alerts: &AlertView, config: &AlertsConfig, now: i64) -> Markup {
     html! {
         (head(state, alerts, now))
         (host_alerts(alerts, state.name(), now))
-        div id="host-tables" { (tables::all(state, alerts)) }
+        div id="host-tables" { (tables::all(state, alerts, config, now)) }
     }
 }
 

@@ -33,6 +33,8 @@ pub fn page(title: &str, nav: Nav, body: Markup) -> Markup {
                             " "
                             a href="/alerts" { "Alerts" }
                             " "
+                            a href="/backups" { "Backups" }
+                            " "
                             a href="/admin/hosts" { "Manage hosts" }
                         }
                         form.logout method="post" action="/logout" {

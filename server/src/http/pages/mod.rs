@@ -3,10 +3,12 @@
 //!
 //! - `overview` — `/`: every host, problems first, as cards or a compact table, with filters;
 //! - `alerts` — `/alerts`: firing, quiet, pending, silences, history; acknowledge and silence;
+//! - `backups` — `/backups`: every guest's last good backup, last failure and jobs;
 //! - `host` — `/hosts/NAME`: one host's head, history charts and tables;
 //! - `charts` — which series make which chart (declared as data), drawn as SVG
 //!   (`crate::http::svg`); `/hosts/NAME/chart` serves one chart or sparkline;
 //! - `tables` — the tables of a host page;
+//! - `operations` — the host page's SMART, temperature, HA and replication tables;
 //! - `parts` — badges, status lines and facts shared by the overview and the host page;
 //! - `forms` — login, first-run setup, not found;
 //! - `admin` — `/admin/hosts`: add a host (its token and install commands, shown once), rotate
@@ -22,10 +24,12 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod backups;
 pub mod charts;
 pub mod forms;
 pub mod host;
 pub mod layout;
+pub mod operations;
 pub mod overview;
 pub mod parts;
 pub mod tables;

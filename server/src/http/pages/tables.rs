@@ -1,5 +1,6 @@
-//! The tables of a host page, from its newest samples: guests, ZFS pools, storages, disks,
-//! network interfaces, filesystems, and what the agent could not read.
+//! The tables of a host page, from its newest samples: guests (with their backup's age), ZFS
+//! pools, storages, disks, the operational tables of `operations` (SMART, temperatures, HA,
+//! replication), network interfaces, filesystems, and what the agent could not read.
 //!
 //! Sortable tables mark their headings `data-sort="num|text"` and numeric cells `data-v` (the
 //! raw number, -1 when unknown); the page script only reorders rows.
@@ -8,22 +9,42 @@ use common::sample::{GuestFast, GuestType};
 use maud::{html, Markup};
 
 use super::alerts::alert_badge;
+use super::backups as backup_page;
 use super::parts::{guest_status_badge, pool_badge};
 use crate::alerts::AlertView;
+use crate::alerts::AlertsConfig;
+use crate::backups::{BackupRow, BackupStatus};
 use crate::http::format::{self, bytes_u64, or_dash, to_f64};
 use crate::state::HostState;
 use crate::store::alerts::Severity;
 
-/// Every table of the host page, in order; guests carry the badge of their firing alerts.
-pub fn all(state: &HostState, alerts: &AlertView) -> Markup {
+/// Every table of the host page, in order; guests carry the badge of their firing alerts and
+/// their backup's age, judged by `alerts_config`'s `backup_stale` threshold.
+pub fn all(
+    state: &HostState,
+    alerts: &AlertView,
+    alerts_config: &AlertsConfig,
+    now: i64,
+) -> Markup {
+    let backups = crate::backups::host_rows(state, alerts_config, now);
     html! {
-        (guests(state, alerts))
+        (guests(state, alerts, &backups, now))
         (pools(state))
         (storages(state))
         (disks(state))
+        (super::operations::all(state, now))
         (network(state))
         (filesystems(state))
         (errors(state))
+    }
+}
+
+/// A guest's backup cell: red when failed or stale, amber when no job covers it.
+fn backup_cell_class(status: BackupStatus) -> &'static str {
+    match status {
+        BackupStatus::Failed | BackupStatus::Stale => "bad",
+        BackupStatus::NotCovered => "warn",
+        _ => "",
     }
 }
 
@@ -47,7 +68,12 @@ fn num_cell(key: &str, value: Option<f64>, text: Markup) -> Markup {
     }
 }
 
-pub fn guests(state: &HostState, alerts: &AlertView) -> Markup {
+pub fn guests(
+    state: &HostState,
+    alerts: &AlertView,
+    backups: &[BackupRow<'_>],
+    now: i64,
+) -> Markup {
     let mut guests: Vec<&GuestFast> = state
         .fast()
         .map(|f| f.guests.iter().collect())
@@ -74,6 +100,7 @@ pub fn guests(state: &HostState, alerts: &AlertView) -> Markup {
                             th.num data-sort="num" { "Net in" }
                             th.num data-sort="num" { "Net out" }
                             th.num data-sort="num" { "Uptime" }
+                            @if !backups.is_empty() { th.num data-sort="num" { "Last backup" } }
                         } }
                         tbody {
                             @for g in &guests {
@@ -107,6 +134,17 @@ pub fn guests(state: &HostState, alerts: &AlertView) -> Markup {
                                     (num_cell("net_in_bytes_per_s", g.net_in_bytes_per_s, rate(g.net_in_bytes_per_s)))
                                     (num_cell("net_out_bytes_per_s", g.net_out_bytes_per_s, rate(g.net_out_bytes_per_s)))
                                     (num_cell("uptime_seconds", g.uptime_seconds.map(to_f64), html! { (or_dash(g.uptime_seconds, format::duration_u64)) }))
+                                    @if !backups.is_empty() {
+                                        @match backups.binary_search_by_key(&g.vmid, |b| b.vmid).ok().map(|i| &backups[i]) {
+                                            Some(b) => {
+                                                td.num class=(backup_cell_class(b.status)) data-v=(backup_page::age_sort_value(b)) data-k="backup_age" {
+                                                    (backup_page::age(b, now))
+                                                    @if b.status != BackupStatus::Ok { " " (backup_page::status_badge(b.status)) }
+                                                }
+                                            },
+                                            None => td.num data-v="-1" { "–" },
+                                        }
+                                    }
                                 }
                             }
                         }
