@@ -71,8 +71,9 @@ fn host(id: usize) -> Host {
 /// Runs one fleet: `busy` gives some hosts alerts.
 pub fn run(options: &AlertBenchOptions, busy: bool) -> AlertBenchReport {
     let now0 = common::time::now_unix();
-    let variants: Vec<FastSample> = (0..sample::VARIANTS)
-        .map(|v| sample::fast_sample(options.guests, u32::try_from(v).unwrap_or(0)))
+    // A few distinct fast samples, each from its own simulated node, reused round-robin.
+    let variants: Vec<FastSample> = (0..8u64)
+        .map(|v| sample::Node::new(v, options.guests).next(30.0))
         .collect();
     let is_busy = |h: usize| busy && options.busy_every > 0 && h % options.busy_every == 0;
     let mut states: Vec<HostState> = (0..options.hosts)
