@@ -30,6 +30,19 @@ pub mod reason {
     pub const UNMATCHED_TOPIC: &str = "unmatched topic";
     pub const UNKNOWN_EVENT: &str = "unknown_event";
     pub const STORE_FAILED: &str = "store_failed";
+    /// The sample is dated further in the future than the server tolerates (the agent's clock
+    /// is wrong); the reply's `message` names the skew. Never stored.
+    pub const CLOCK_SKEW: &str = "clock_skew";
+    /// The sample is older than the server keeps raw points; never stored.
+    pub const TOO_OLD: &str = "too_old";
+    /// The server cannot store anything right now (its database fails): back off and retry.
+    pub const TRY_LATER: &str = "try_later";
+}
+
+/// The code of a refusal as agents see it: the reason, without the `: message` part the agent
+/// appends when the reply carries one.
+pub fn reason_code(reason: &str) -> &str {
+    reason.split_once(':').map_or(reason, |(code, _)| code).trim()
 }
 
 /// The longest host name we accept (the `hosts.name` column's limit).

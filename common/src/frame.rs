@@ -236,6 +236,21 @@ impl<'a> RawFrame<'a> {
             Value::Object(response),
         )
     }
+
+    /// An error reply that also says in words what was wrong:
+    /// `{"reason": reason, "message": message}` (agents match on `reason`, log `message`).
+    pub fn reply_refusal(&self, reason: &str, message: &str) -> Frame {
+        let mut response = Map::new();
+        response.insert("reason".into(), Value::String(reason.into()));
+        response.insert("message".into(), Value::String(message.into()));
+        reply_to(
+            &self.join_ref,
+            &self.msg_ref,
+            &self.topic,
+            "error",
+            Value::Object(response),
+        )
+    }
 }
 
 fn reply_to(

@@ -118,6 +118,20 @@ impl<'a> Channel<'a> {
                 return vec![frame.reply_error(reason::BAD_PAYLOAD)];
             }
         };
+        let now = common::time::now_unix();
+        let skew = i64::try_from(self.ctx.config.max_clock_skew.as_secs()).unwrap_or(i64::MAX);
+        if let Some((code, message)) =
+            ingest::check_collected_at(collected_at, now, skew, self.ctx.config.retention.raw)
+        {
+            Stats::add(&self.ctx.stats.samples_refused, 1);
+            log::warn!(
+                "{}: {} from {} refused: {message}",
+                self.peer,
+                frame.event,
+                joined.host_name
+            );
+            return vec![frame.reply_refusal(code, &message)];
+        }
         match ingest::ingest(
             self.ctx,
             joined.host_id,

@@ -17,6 +17,7 @@ pub const DEFAULT_BCRYPT_COST: u32 = 12;
 pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 60;
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_MAX_CLOCK_SKEW_SECONDS: u64 = 300;
 
 /// Everything the server needs to run, after defaults, file and flags are merged.
 #[derive(Debug, Clone)]
@@ -35,6 +36,9 @@ pub struct ServerConfig {
     pub http: HttpConfig,
     /// `[alerts]`: rules, overrides, maintenance windows.
     pub alerts: AlertsConfig,
+    /// How far in the future a sample may be dated (agent clocks run a little ahead); later
+    /// ones are refused so that a wrong clock cannot pin a host's current view.
+    pub max_clock_skew: Duration,
 }
 
 /// `[http]`: who may read `/metrics`, and how the session cookie is marked.
@@ -70,6 +74,7 @@ impl Default for ServerConfig {
             maintenance_interval: Duration::from_secs(60),
             http: HttpConfig::default(),
             alerts: AlertsConfig::default(),
+            max_clock_skew: Duration::from_secs(DEFAULT_MAX_CLOCK_SKEW_SECONDS),
         }
     }
 }
@@ -90,6 +95,7 @@ struct FileConfig {
     maintenance_interval_seconds: Option<u64>,
     http: Option<HttpConfig>,
     alerts: Option<toml::Value>,
+    max_clock_skew_seconds: Option<u64>,
 }
 
 /// Values given on the command line; they win over the file.
@@ -184,6 +190,12 @@ impl ServerConfig {
                 return Err(bad("max_connections", "must be at least 1".into()));
             }
             self.max_connections = n;
+        }
+        if let Some(seconds) = file.max_clock_skew_seconds {
+            if seconds == 0 {
+                return Err(bad("max_clock_skew_seconds", "must be at least 1".into()));
+            }
+            self.max_clock_skew = Duration::from_secs(seconds);
         }
         if let Some(sync) = file.synchronous {
             self.synchronous = sync;

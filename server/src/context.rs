@@ -38,6 +38,8 @@ pub struct Stats {
     pub open_connections: AtomicU64,
     pub joins_rejected: AtomicU64,
     pub bad_frames: AtomicU64,
+    /// Samples refused for their time (too far ahead, older than raw retention) or size.
+    pub samples_refused: AtomicU64,
 }
 
 impl Stats {

@@ -778,6 +778,11 @@ fn server_metrics(out: &mut Exposition, ctx: &Context, hosts: &[Arc<HostState>])
         stats.bad_frames.load(Ordering::Relaxed),
     );
     out.counter(
+        "proxmox_monitor_samples_refused_total",
+        "Agent samples refused: dated too far ahead, older than raw retention, or over a cap.",
+        stats.samples_refused.load(Ordering::Relaxed),
+    );
+    out.counter(
         "proxmox_monitor_host_events_dropped_total",
         "Host state changes a full subscriber could not take.",
         ctx.hosts.dropped_events(),

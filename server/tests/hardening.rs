@@ -1,0 +1,70 @@
+//! Issue 16: what a wrong clock, a failing database and an admin command racing ingestion do
+//! to the real server on loopback. One test per problem, named for it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod http_common;
+mod inspect;
+
+
+
+use serde_json::{json, Value};
+use testkit::{Client, Server};
+
+/// Pushes `data` as `event` dated `at` (Unix seconds); the reply's payload.
+fn push_at(client: &mut Client, event: &str, at: i64, data: &Value) -> Value {
+    let collected_at = common::time::format_rfc3339(common::time::from_unix_seconds(at));
+    let msg_ref = client.push(event, json!({"collected_at": collected_at, "data": data}));
+    client.recv_reply_to(&msg_ref).payload
+}
+
+/// The `collected_at` of host `name`'s newest stored sample of `kind`, from `latest`.
+fn latest_collected_at(server: &Server, name: &str, kind: &str) -> Option<i64> {
+    inspect::open_database(&server.database())
+        .query_row(
+            "SELECT l.collected_at FROM latest l JOIN hosts h ON h.id = l.host_id
+             WHERE h.name = ?1 AND l.kind = ?2",
+            [name, kind],
+            |row| row.get(0),
+        )
+        .ok()
+}
+
+#[test]
+fn a_sample_dated_in_the_future_is_refused_and_never_pins_the_hosts_view() {
+    let server = Server::start("future-stamp");
+    let token = server.register("pve1");
+    let mut client = server.joined_client("pve1", &token);
+    let data = http_common::golden("fast");
+    // 2099: an agent whose clock was wrong, later fixed by NTP.
+    let reply = push_at(&mut client, "metric:fast", 4_070_908_800, &data);
+    assert_eq!(reply["status"], "error", "{reply}");
+    assert_eq!(reply["response"]["reason"], "clock_skew", "{reply}");
+    let message = reply["response"]["message"].as_str().unwrap();
+    assert!(message.contains("2099-01-01T00:00:00Z"), "{message}");
+    assert!(message.contains("s ahead of the server's clock"), "{message}");
+    let now = common::time::now_unix();
+    let reply = push_at(&mut client, "metric:fast", now, &data);
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert_eq!(latest_collected_at(&server, "pve1", "fast"), Some(now));
+    assert!(server.log().contains("refused: collected_at 2099-01-01T00:00:00Z"));
+}
+
+#[test]
+fn a_sample_older_than_raw_retention_is_refused() {
+    let server = Server::start("old-stamp");
+    let token = server.register("pve1");
+    let mut client = server.joined_client("pve1", &token);
+    let reply = push_at(&mut client, "metric:fast", 0, &http_common::golden("fast"));
+    assert_eq!(reply["response"]["reason"], "too_old", "{reply}");
+    assert!(reply["response"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("1970-01-01T00:00:00Z"));
+    assert_eq!(latest_collected_at(&server, "pve1", "fast"), None);
+    // Nothing of it reached the database: no series, no points.
+    let db = inspect::open_database(&server.database());
+    let sets: i64 = db
+        .query_row("SELECT count(*) FROM series_sets", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sets, 0);
+}
