@@ -42,6 +42,8 @@ pub enum Error {
     Store(String),
     /// Anything an admin typed that we cannot use (a timestamp, a password, ...).
     Usage(String),
+    /// Background work that refused to run because it would do harm (what and why).
+    Refused(String),
 }
 
 impl fmt::Display for Error {
@@ -70,6 +72,7 @@ impl fmt::Display for Error {
             Error::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Error::Store(message) => write!(f, "storing samples: {message}"),
             Error::Usage(message) => write!(f, "{message}"),
+            Error::Refused(message) => write!(f, "{message}"),
         }
     }
 }

@@ -18,6 +18,14 @@ pub struct LatestRow {
 }
 
 impl Store {
+    /// When the newest sample of any host was taken (`None` before the first): how far the
+    /// data reaches, which retention compares with the clock.
+    pub fn newest_sample_time(&self) -> Result<Option<i64>> {
+        self.lock()
+            .query_row("SELECT max(collected_at) FROM latest", [], |row| row.get(0))
+            .map_err(|e| self.err(e))
+    }
+
     /// Every host's newest samples. Rows of a kind this version does not know are skipped.
     pub fn all_latest(&self) -> Result<Vec<LatestRow>> {
         let db = self.lock();

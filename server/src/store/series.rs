@@ -880,11 +880,70 @@ pub(super) mod tests {
         store
             .move_to_history(T0 + 8 * 86400 + 1, &|| false)
             .unwrap();
+        let now = T0 + 8 * 86400;
+        // Not rolled up yet: nothing is deleted, however old.
         let deleted = store
-            .enforce_retention(&Retention::default(), T0 + 8 * 86400, &|| false)
+            .enforce_retention(&Retention::default(), now, &|| false)
+            .unwrap();
+        assert_eq!(deleted, 0);
+        assert_eq!(store.raw_point_count().unwrap(), 2);
+        // Rolled up (the empty week between is jumped over): the old point goes.
+        for _ in 0..3 {
+            store.roll_up(now, 48, &|| false).unwrap();
+        }
+        let deleted = store
+            .enforce_retention(&Retention::default(), now, &|| false)
             .unwrap();
         assert_eq!(deleted, 1);
         assert_eq!(store.raw_point_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn rollups_jump_over_empty_time_and_reach_the_present() {
+        let dir = TempDir::new("series-rollup-jump");
+        let (store, host) = setup(&dir);
+        // A stray stamp a month before the rest (a wrong clock, before stamps were checked).
+        store
+            .write_sample(write(host, T0 - 30 * 86400, &[("x", 1.0)]))
+            .unwrap();
+        store.write_sample(write(host, T0, &[("x", 2.0)])).unwrap();
+        let now = T0 + 3600;
+        // Before: 48 buckets a pass, a day of empty buckets per pass, 30 passes to get here.
+        for _ in 0..3 {
+            store.roll_up(now, 48, &|| false).unwrap();
+        }
+        let rows: i64 = store
+            .lock()
+            .query_row(
+                "SELECT count(*) FROM rollups WHERE tier = 1800 AND t = ?1",
+                [T0],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 1, "the present bucket is rolled up");
+        assert_eq!(count(&store, "rollups WHERE tier = 1800"), 2);
+    }
+
+    #[test]
+    fn a_clock_far_ahead_of_the_data_deletes_nothing() {
+        let dir = TempDir::new("series-clock-jump");
+        let (store, host) = setup(&dir);
+        store.write_sample(write(host, T0, &[("x", 1.0)])).unwrap();
+        store
+            .write_sample(write(host, T0 + 1800, &[("x", 1.0)]))
+            .unwrap();
+        store.move_to_history(T0 + 7200, &|| false).unwrap();
+        store.roll_up(T0 + 7200, 48, &|| false).unwrap();
+        // The server's clock jumps a year ahead.
+        let now = T0 + 365 * 86400;
+        let refused = store
+            .enforce_retention(&Retention::default(), now, &|| false)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("refused to delete"), "{refused}");
+        assert!(refused.contains("364 days earlier"), "{refused}");
+        assert_eq!(store.raw_point_count().unwrap(), 2);
+        assert!(count(&store, "rollups") > 0);
     }
 
     #[test]
