@@ -567,12 +567,13 @@ impl Connection {
             };
             // A refusal's `message` (what was wrong, in words) rides along for the log:
             // "clock_skew: collected_at ... is 3600 s ahead"; the link matches on the code.
-            let reason = response.get("reason").and_then(Value::as_str).map(|code| {
-                match response.get("message").and_then(Value::as_str) {
-                    Some(message) => format!("{code}: {message}"),
-                    None => code.to_owned(),
-                }
-            });
+            let reason =
+                response.get("reason").and_then(Value::as_str).map(|code| {
+                    match response.get("message").and_then(Value::as_str) {
+                        Some(message) => format!("{code}: {message}"),
+                        None => code.to_owned(),
+                    }
+                });
             return Incoming::Reply {
                 msg_ref,
                 ok: status == "ok",

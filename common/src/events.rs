@@ -42,7 +42,10 @@ pub mod reason {
 /// The code of a refusal as agents see it: the reason, without the `: message` part the agent
 /// appends when the reply carries one.
 pub fn reason_code(reason: &str) -> &str {
-    reason.split_once(':').map_or(reason, |(code, _)| code).trim()
+    reason
+        .split_once(':')
+        .map_or(reason, |(code, _)| code)
+        .trim()
 }
 
 /// The longest host name we accept (the `hosts.name` column's limit).

@@ -77,7 +77,10 @@ mod tests {
             format_rfc3339(from_unix_seconds(i64::MIN)),
             "1970-01-01T00:00:00Z"
         );
-        assert_eq!(format_rfc3339(from_unix_seconds(-1)), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            format_rfc3339(from_unix_seconds(-1)),
+            "1970-01-01T00:00:00Z"
+        );
         assert_eq!(
             format_rfc3339(from_unix_seconds(i64::MAX)),
             "9999-12-31T23:59:59Z"

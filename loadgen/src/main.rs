@@ -277,7 +277,11 @@ fn run(command: Command) -> Result<()> {
                     r.cpu_ns_per_sample,
                     r.open_alerts,
                     r.events,
-                    if r.open_by_rule.is_empty() { "-" } else { &r.open_by_rule }
+                    if r.open_by_rule.is_empty() {
+                        "-"
+                    } else {
+                        &r.open_by_rule
+                    }
                 );
             }
         }

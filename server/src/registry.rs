@@ -62,6 +62,18 @@ impl Registry {
         }
     }
 
+    /// Tells the connection of `host_id` (removed from the database) to close, and forgets
+    /// it: nothing of that host may be stored after this. Returns whether there was one.
+    pub fn kick(&self, host_id: i64) -> bool {
+        match self.lock().remove(&host_id) {
+            Some(claim) => {
+                claim.kick.store(true, Ordering::SeqCst);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Hosts with a live connection.
     pub fn connected(&self) -> usize {
         self.lock().len()

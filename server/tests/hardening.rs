@@ -5,8 +5,6 @@
 mod http_common;
 mod inspect;
 
-
-
 use serde_json::{json, Value};
 use testkit::{Client, Server};
 
@@ -41,12 +39,17 @@ fn a_sample_dated_in_the_future_is_refused_and_never_pins_the_hosts_view() {
     assert_eq!(reply["response"]["reason"], "clock_skew", "{reply}");
     let message = reply["response"]["message"].as_str().unwrap();
     assert!(message.contains("2099-01-01T00:00:00Z"), "{message}");
-    assert!(message.contains("s ahead of the server's clock"), "{message}");
+    assert!(
+        message.contains("s ahead of the server's clock"),
+        "{message}"
+    );
     let now = common::time::now_unix();
     let reply = push_at(&mut client, "metric:fast", now, &data);
     assert_eq!(reply["status"], "ok", "{reply}");
     assert_eq!(latest_collected_at(&server, "pve1", "fast"), Some(now));
-    assert!(server.log().contains("refused: collected_at 2099-01-01T00:00:00Z"));
+    assert!(server
+        .log()
+        .contains("refused: collected_at 2099-01-01T00:00:00Z"));
 }
 
 #[test]
@@ -67,4 +70,34 @@ fn a_sample_older_than_raw_retention_is_refused() {
         .query_row("SELECT count(*) FROM series_sets", [], |r| r.get(0))
         .unwrap();
     assert_eq!(sets, 0);
+}
+
+#[test]
+fn remove_host_while_connected_closes_its_connection_and_others_keep_storing() {
+    let server = Server::start("remove-connected");
+    let token1 = server.register("pve1");
+    let token2 = server.register("pve2");
+    let mut pve1 = server.joined_client("pve1", &token1);
+    let mut pve2 = server.joined_client("pve2", &token2);
+    let data = http_common::golden("fast");
+    let now = common::time::now_unix();
+    assert_eq!(
+        push_at(&mut pve1, "metric:fast", now, &data)["status"],
+        "ok"
+    );
+    let out = server.admin(&["remove-host", "pve1"]);
+    assert!(out.status.success(), "{out:?}");
+    // The server closes the removed host's channel and socket...
+    let frames = pve1.expect_closed();
+    assert!(frames.iter().any(|f| f.event == "phx_close"), "{frames:?}");
+    // ...while the other host's samples are stored as before.
+    for i in 1..=5 {
+        let reply = push_at(&mut pve2, "metric:fast", now + i, &data);
+        assert_eq!(reply["status"], "ok", "{reply}");
+    }
+    assert_eq!(latest_collected_at(&server, "pve2", "fast"), Some(now + 5));
+    // The removed host cannot come back with its old token.
+    let mut again = server.client();
+    let reply = again.join("pve1", &token1);
+    assert_eq!(reply.payload["response"]["reason"], "unknown_host");
 }

@@ -1035,10 +1035,17 @@ fn fast_samples_leave_alerts_of_medium_rules_alone() {
     let config = AlertsConfig::default();
     let mut sim = Sim::new(&config, T0);
     sim.medium(T0, pools_and_storages("ONLINE", 97));
-    assert_eq!(sim.last("storage_full", "tank-vm").unwrap().state, AlertState::Pending);
+    assert_eq!(
+        sim.last("storage_full", "tank-vm").unwrap().state,
+        AlertState::Pending
+    );
     for i in 1..=20 {
         sim.fast(T0 + 30 * i, cpu(10.0));
     }
-    let open: Vec<String> = sim.open(T0 + 600).into_iter().map(|(r, o, _, _)| format!("{r} {o}")).collect();
+    let open: Vec<String> = sim
+        .open(T0 + 600)
+        .into_iter()
+        .map(|(r, o, _, _)| format!("{r} {o}"))
+        .collect();
     assert_eq!(open, ["fs_full /tank/backup", "storage_full tank-vm"]);
 }

@@ -234,7 +234,7 @@ const MIGRATIONS: &[Step] = &[
         id INTEGER PRIMARY KEY CHECK (id = 1),
         generation INTEGER NOT NULL
     );
-    INSERT OR IGNORE INTO alert_control (id, generation) VALUES (1, 0);"
+    INSERT OR IGNORE INTO alert_control (id, generation) VALUES (1, 0);",
     ),
 ];
 

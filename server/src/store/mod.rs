@@ -9,9 +9,9 @@
 //! history file. SQLite allows one writer per file, so the move never waits for ingestion's
 //! lock and ingestion never waits for the move.
 
+pub mod alerts;
 mod chunk;
 mod chunks;
-pub mod alerts;
 mod hosts;
 mod latest;
 mod migrations;

@@ -128,7 +128,7 @@ pub(super) fn load_progress(conn: &Connection) -> rusqlite::Result<[i64; TIER_CO
 
 /// Remembers that the bucket of tier `tier` holding `t` must be computed again.
 pub(super) fn mark_dirty(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     tier: usize,
     series_id: i64,
     t: i64,

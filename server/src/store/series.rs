@@ -150,13 +150,23 @@ impl Store {
         let mut db = self.lock();
         let batch = std::mem::take(&mut *self.queue());
         let guard = FinishOnUnwind(&batch);
-        let outcome = write_batch(&mut db, &batch).map_err(|e| e.to_string());
+        let outcomes = write_batch(&mut db, &batch);
         drop(db);
-        for queued in &batch {
-            queued.finish(outcome.clone());
+        match outcomes {
+            Ok(outcomes) => {
+                for (queued, outcome) in batch.iter().zip(outcomes) {
+                    queued.finish(outcome.map_err(|e| e.to_string()));
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                for queued in &batch {
+                    queued.finish(Err(e.clone()));
+                }
+            }
         }
         drop(guard);
-        outcome.map_err(Error::Store)
+        job.wait().map_err(Error::Store)
     }
 
     pub(super) fn queue(&self) -> MutexGuard<'_, Vec<Arc<Job>>> {
@@ -169,7 +179,10 @@ impl Store {
     pub fn write_samples_direct(&self, writes: Vec<SampleWrite>) -> Result<()> {
         let batch: Vec<Arc<Job>> = writes.into_iter().map(Job::new).collect();
         let mut db = self.lock();
-        write_batch(&mut db, &batch).map_err(|e| self.err(e))
+        for outcome in write_batch(&mut db, &batch).map_err(|e| self.err(e))? {
+            outcome.map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     /// How many raw points are stored (in the history file or still only in `recent`), each
@@ -447,8 +460,10 @@ pub fn downsample(points: Vec<Point>, from: i64, to: i64, max_points: usize) -> 
 /// Series ids by host, then by name.
 pub(super) type SeriesIds = std::collections::HashMap<i64, std::collections::HashMap<String, i64>>;
 
-/// Commits a batch of samples in one transaction.
-fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<()> {
+/// Commits a batch of samples in one transaction, each sample inside a savepoint of its own:
+/// one that fails (its host was removed meanwhile, a constraint) is rolled back alone and
+/// reported to its own writer; the others commit. `Err` only when the commit itself fails.
+fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<Vec<rusqlite::Result<()>>> {
     let Db {
         conn,
         series_ids,
@@ -462,32 +477,55 @@ fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<()> {
         *oldest_point = Some(oldest_point.map_or(oldest, |o| o.min(oldest)));
     }
     let mut new_ids = Vec::new();
-    let result = conn.transaction().and_then(|tx| {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let result = conn.transaction().and_then(|mut tx| {
         for job in batch {
             let w = &job.write;
-            write_one(&tx, w, series_ids, *late_before, &mut new_ids)?;
-            if w.collected_at < *late_before && !w.points.is_empty() {
-                *dirty_generation += 1;
+            let mut job_ids = Vec::new();
+            let outcome = tx.savepoint().and_then(|sp| {
+                write_one(&sp, w, series_ids, *late_before, &mut job_ids)?;
+                sp.commit()
+            });
+            match &outcome {
+                Ok(()) => {
+                    new_ids.append(&mut job_ids);
+                    if w.collected_at < *late_before && !w.points.is_empty() {
+                        *dirty_generation += 1;
+                    }
+                    if let Some(claim) = move_claim.as_mut() {
+                        claim.observe(w.host_id, w.collected_at);
+                    }
+                }
+                Err(_) => {
+                    forget_series(series_ids, job_ids);
+                    // The host may be gone: its names are read again if it comes back.
+                    series_ids.remove(&w.host_id);
+                }
             }
-            if let Some(claim) = move_claim.as_mut() {
-                claim.observe(w.host_id, w.collected_at);
-            }
+            outcomes.push(outcome);
         }
         tx.commit()
     });
-    if result.is_err() {
-        // Rolled back: forget the ids of series that were never committed.
-        for (host_id, name) in new_ids {
-            if let Some(names) = series_ids.get_mut(&host_id) {
-                names.remove(&name);
-            }
+    match result {
+        Ok(()) => Ok(outcomes),
+        Err(e) => {
+            // Rolled back: forget the ids of series that were never committed.
+            forget_series(series_ids, new_ids);
+            Err(e)
         }
     }
-    result
+}
+
+fn forget_series(series_ids: &mut SeriesIds, names: Vec<(i64, String)>) {
+    for (host_id, name) in names {
+        if let Some(names) = series_ids.get_mut(&host_id) {
+            names.remove(&name);
+        }
+    }
 }
 
 fn write_one(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     w: &SampleWrite,
     series_ids: &mut SeriesIds,
     rolled_up_until: i64,
@@ -595,7 +633,7 @@ fn load_host_series(conn: &Connection, host_id: i64) -> rusqlite::Result<HashMap
 }
 
 /// Creates a host's new series in one row; returns the id of the first (the others follow).
-fn create_series(tx: &Transaction<'_>, host_id: i64, names: &[&str]) -> rusqlite::Result<i64> {
+fn create_series(tx: &Connection, host_id: i64, names: &[&str]) -> rusqlite::Result<i64> {
     let count = i64::try_from(names.len()).unwrap_or(i64::MAX);
     let first: i64 = tx
         .prepare_cached("UPDATE series_counter SET next_id = next_id + ?1 RETURNING next_id - ?1")?
@@ -977,6 +1015,29 @@ pub(super) mod tests {
             .is_err());
         store.write_sample(write(host, T0, &[("x", 1.0)])).unwrap();
         assert_eq!(store.raw_point_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn one_failing_sample_does_not_fail_the_others_in_its_commit() {
+        let dir = TempDir::new("series-isolated");
+        let (store, host) = setup(&dir);
+        // A removed host's sample (its foreign key fails) between two good ones.
+        let batch = [
+            Job::new(write(host, T0, &[("x", 1.0)])),
+            Job::new(write(host + 99, T0, &[("x", 1.0), ("y", 2.0)])),
+            Job::new(write(host, T0 + 1, &[("x", 2.0), ("z", 3.0)])),
+        ];
+        let outcomes = write_batch(&mut store.lock(), &batch).unwrap();
+        assert!(outcomes[0].is_ok());
+        assert!(outcomes[1].is_err());
+        assert!(outcomes[2].is_ok());
+        assert_eq!(store.raw_point_count().unwrap(), 3);
+        assert_eq!(store.series_names(host).unwrap(), ["x", "z"]);
+        // The cache holds only what was committed: a later sample finds its series.
+        store
+            .write_sample(write(host, T0 + 2, &[("z", 4.0)]))
+            .unwrap();
+        assert_eq!(store.raw_point_count().unwrap(), 4);
     }
 
     #[test]
