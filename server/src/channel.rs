@@ -166,6 +166,14 @@ impl<'a> Channel<'a> {
             out.push(frame.reply_error(reason::BAD_TOPIC));
             return out;
         };
+        // A store that cannot write would fail every sample: say so before any bcrypt, and
+        // let the agent back off instead of reconnecting every second.
+        if let Err(why) = self.ctx.store.health() {
+            Stats::add(&self.ctx.stats.joins_rejected, 1);
+            log::warn!("{}: join of {name} deferred: {why}", self.peer);
+            out.push(frame.reply_refusal(reason::TRY_LATER, &why));
+            return out;
+        }
         let params: Option<JoinParams> = serde_json::from_str(frame.payload.get()).ok();
         let token = params.as_ref().map_or("", |p| p.token.as_str());
         let agent_version = params.as_ref().and_then(|p| p.agent_version.as_deref());

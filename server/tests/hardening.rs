@@ -101,3 +101,40 @@ fn remove_host_while_connected_closes_its_connection_and_others_keep_storing() {
     let reply = again.join("pve1", &token1);
     assert_eq!(reply.payload["response"]["reason"], "unknown_host");
 }
+
+#[test]
+fn while_the_database_fails_healthz_says_so_and_joins_are_told_to_try_later() {
+    let server = Server::start("db-fails");
+    let token = server.register("pve1");
+    let mut client = server.joined_client("pve1", &token);
+    assert_eq!(http_common::get(server.port, "/healthz", None).status, 200);
+    // Another process holds the write lock longer than the server waits for it.
+    let blocker = inspect::open_database(&server.database());
+    blocker
+        .execute_batch("BEGIN IMMEDIATE; UPDATE hosts SET updated_at = updated_at")
+        .unwrap();
+    let data = http_common::golden("fast");
+    let reply = push_at(&mut client, "metric:fast", common::time::now_unix(), &data);
+    assert_eq!(reply["response"]["reason"], "store_failed", "{reply}");
+    let health = http_common::get(server.port, "/healthz", None);
+    assert_eq!(health.status, 503, "{health:?}");
+    assert!(health.body.contains("database is locked"), "{health:?}");
+    let mut second = server.client();
+    let reply = second.join("pve1", &token);
+    assert_eq!(
+        reply.payload["response"]["reason"], "try_later",
+        "{reply:?}"
+    );
+    assert!(reply.payload["response"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("fails writes"));
+    // The lock is released: the store probes itself and is healthy again, without any sample.
+    blocker.execute_batch("ROLLBACK").unwrap();
+    assert!(testkit::wait_until(testkit::PATIENCE, || {
+        http_common::get(server.port, "/healthz", None).status == 200
+    }));
+    let mut third = server.client();
+    assert_eq!(third.join("pve1", &token).payload["status"], "ok");
+    assert!(server.log().contains("the database accepts writes again"));
+}

@@ -12,6 +12,7 @@
 pub mod alerts;
 mod chunk;
 mod chunks;
+mod health;
 mod hosts;
 mod latest;
 mod migrations;
@@ -64,6 +65,8 @@ pub struct Store {
     /// A reader of the main file for the roster watch (`Store::host_ids`): never waits for
     /// ingestion or background work, and they never wait for it.
     roster: Mutex<Connection>,
+    /// Whether writes succeed (`/healthz`, join replies).
+    health: health::Health,
 }
 
 /// The connection and what we remember about its content, guarded together. Never leaves
@@ -167,6 +170,7 @@ impl Store {
             pending: Mutex::new(Vec::new()),
             background: Mutex::new(background),
             roster: Mutex::new(roster),
+            health: health::Health::default(),
         })
     }
 

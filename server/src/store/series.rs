@@ -154,11 +154,21 @@ impl Store {
         drop(db);
         match outcomes {
             Ok(outcomes) => {
+                let failure = outcomes.iter().find_map(|o| {
+                    o.as_ref()
+                        .err()
+                        .filter(|e| super::health::is_store_failure(e))
+                });
+                match failure {
+                    Some(e) => self.health.failed(&e.to_string()),
+                    None => self.health.ok(),
+                }
                 for (queued, outcome) in batch.iter().zip(outcomes) {
                     queued.finish(outcome.map_err(|e| e.to_string()));
                 }
             }
             Err(e) => {
+                self.health.failed(&e.to_string());
                 let e = e.to_string();
                 for queued in &batch {
                     queued.finish(Err(e.clone()));
