@@ -366,6 +366,7 @@ impl Opening {
                 join_ref: String::new(),
                 url: self.url.clone(),
                 unflushed: false,
+                max_frame_bytes: MAX_MESSAGE_BYTES,
             }))),
             Err(HandshakeError::Interrupted(mid)) => {
                 Ok(Progress::Wait(Step::WebSocket(Box::new(mid))))
@@ -423,6 +424,8 @@ pub struct Connection {
     url: String,
     /// A write did not go out completely: wait for the socket to take more, then `flush`.
     unflushed: bool,
+    /// The largest message the server reads (its join reply says; until then its default).
+    max_frame_bytes: usize,
 }
 
 impl Connection {
@@ -469,6 +472,13 @@ impl Connection {
             path: std::path::PathBuf::from("spool"),
             message: format!("corrupt {event} payload: {e}"),
         })?;
+        if text.len() > self.max_frame_bytes {
+            // The server would close the connection, and the sample would come first again.
+            return Err(Error::TooLarge {
+                bytes: text.len(),
+                limit: self.max_frame_bytes,
+            });
+        }
         self.send(text)
     }
 
@@ -529,7 +539,18 @@ impl Connection {
     /// means the connection is over.
     pub fn read(&mut self) -> Result<Option<Incoming>> {
         match self.socket.read() {
-            Ok(Message::Text(text)) => Ok(Some(self.classify(text.as_str()))),
+            Ok(Message::Text(text)) => {
+                let incoming = self.classify(text.as_str());
+                if let Incoming::Reply {
+                    msg_ref, ok: true, ..
+                } = &incoming
+                {
+                    if msg_ref.to_string() == self.join_ref {
+                        self.learn_limit(text.as_str());
+                    }
+                }
+                Ok(Some(incoming))
+            }
             Ok(Message::Close(frame)) => Err(Error::Connection(format!(
                 "server closed the connection{}",
                 frame.map(|f| format!(": {}", f.reason)).unwrap_or_default()
@@ -545,6 +566,24 @@ impl Connection {
                 "connection to {}: {e}",
                 self.url
             ))),
+        }
+    }
+
+    /// The join reply says how large a message the server reads.
+    fn learn_limit(&mut self, text: &str) {
+        let Ok(frame) = Frame::decode(text) else {
+            return;
+        };
+        if frame.msg_ref.as_deref() != Some(self.join_ref.as_str()) {
+            return;
+        }
+        if let Some(("ok", response)) = frame.as_reply() {
+            if let Some(limit) = response.get("max_frame_bytes").and_then(Value::as_u64) {
+                // Never below what a join needs, never above what we read ourselves.
+                self.max_frame_bytes = usize::try_from(limit)
+                    .unwrap_or(usize::MAX)
+                    .clamp(1024, MAX_MESSAGE_BYTES * 64);
+            }
         }
     }
 

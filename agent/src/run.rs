@@ -64,6 +64,7 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
         stopping: false,
         fresh: None,
         sync_at: None,
+        oversized: 0,
     };
     agent.run();
     agent.sync_spool(Instant::now());
@@ -87,6 +88,8 @@ struct Agent<'a> {
     fresh: Option<Fresh>,
     /// When to sync the spool if its newest samples are still unacknowledged by then.
     sync_at: Option<Instant>,
+    /// Samples dropped because the server could never accept them (too large).
+    oversized: u64,
 }
 
 struct Fresh {
@@ -276,21 +279,47 @@ impl Agent<'_> {
                 let Socket::Open(conn) = &mut self.socket else {
                     return Some(Event::Failed("not connected".into()));
                 };
+                let push = |conn: &mut Connection, event: &str, payload: &str| {
+                    match conn.push(msg_ref, event, payload) {
+                        // Too large for the server: without the details of its errors, if
+                        // that is what made it large; else it can never be sent.
+                        Err(crate::Error::TooLarge { .. }) if trim_errors(payload).is_some() => {
+                            let trimmed = trim_errors(payload).unwrap_or_default();
+                            log::warn!(
+                                "sample {seq}: {} bytes with its errors, too large for the \
+                                 server; sending it with the errors counted, not listed",
+                                payload.len()
+                            );
+                            conn.push(msg_ref, event, &trimmed)
+                        }
+                        other => other,
+                    }
+                };
                 let sent = match self.fresh.take() {
                     Some(fresh) if fresh.seq == seq => {
-                        conn.push(msg_ref, fresh.kind.event(), &fresh.payload)
+                        push(conn, fresh.kind.event(), &fresh.payload)
                     }
                     fresh => {
                         self.fresh = fresh;
                         self.spool
                             .read(seq)
-                            .and_then(|entry| conn.push(msg_ref, &entry.event, &entry.payload))
+                            .and_then(|entry| push(conn, &entry.event, &entry.payload))
                     }
                 };
                 match sent {
                     Ok(()) => None,
                     // Unreadable or not JSON: sending it again would never work; do not block
                     // the queue.
+                    Err(e @ crate::Error::TooLarge { .. }) => {
+                        self.oversized += 1;
+                        log::error!(
+                            "dropping sample {seq}: {e}; it can never be sent ({} dropped as \
+                             too large since the agent started)",
+                            self.oversized
+                        );
+                        let _ = self.spool.ack(seq);
+                        Some(Event::Unsendable { msg_ref })
+                    }
                     Err(e @ (crate::Error::Parse { .. } | crate::Error::Spool { .. })) => {
                         log::error!("dropping spooled sample {seq}: {e}");
                         let _ = self.spool.ack(seq);
@@ -436,8 +465,49 @@ impl Stamps {
     }
 }
 
+/// A push payload (`{"collected_at": ..., "data": {..., "errors": [...]}}`) with its errors
+/// replaced by one entry counting them; `None` when it has none to remove or is not JSON.
+fn trim_errors(payload: &str) -> Option<String> {
+    let mut push: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let errors = push.get_mut("data")?.get_mut("errors")?.as_array_mut()?;
+    let count = errors.len();
+    let only_count = errors.first().is_some_and(|e| e["source"] == "agent") && count == 1;
+    if count == 0 || only_count {
+        return None;
+    }
+    *errors = vec![serde_json::json!({
+        "source": "agent",
+        "message": format!("{count} errors left out: the sample was too large to send with them"),
+    })];
+    serde_json::to_string(&push).ok()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_too_large_samples_errors_are_counted_instead_of_listed() {
+        let payload = serde_json::json!({
+            "collected_at": "2026-01-01T00:00:00Z",
+            "data": {"load1": 1.5, "errors": [
+                {"source": "/proc/stat", "message": "x".repeat(5000)},
+                {"source": "/proc/meminfo", "message": "y"},
+            ]},
+        })
+        .to_string();
+        let trimmed = trim_errors(&payload).unwrap();
+        assert!(trimmed.len() < 300, "{trimmed}");
+        let value: serde_json::Value = serde_json::from_str(&trimmed).unwrap();
+        assert_eq!(value["data"]["load1"], 1.5);
+        assert_eq!(
+            value["data"]["errors"][0]["message"],
+            "2 errors left out: the sample was too large to send with them"
+        );
+        // Trimmed once, there is nothing more to take away.
+        assert_eq!(trim_errors(&trimmed), None);
+        assert_eq!(trim_errors(r#"{"data":{"load1":1}}"#), None);
+        assert_eq!(trim_errors("not json"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -230,7 +230,9 @@ impl<'a> Channel<'a> {
             topic: frame.topic.clone(),
             join_ref: frame.join_ref.clone(),
         });
-        out.push(frame.reply_ok(json!({})));
+        // The agent learns the largest frame it may send (a sample beyond it could never be
+        // stored, and must not be sent again forever).
+        out.push(frame.reply_ok(json!({"max_frame_bytes": self.ctx.config.max_frame_bytes})));
         out
     }
 
@@ -348,7 +350,9 @@ mod tests {
         );
         assert_eq!(
             send(channel, &frame),
-            [r#"["1","1","host:pve1","phx_reply",{"status":"ok","response":{}}]"#]
+            [
+                r#"["1","1","host:pve1","phx_reply",{"status":"ok","response":{"max_frame_bytes":1048576}}]"#
+            ]
         );
     }
 
@@ -550,7 +554,7 @@ mod tests {
             send(&mut ch, &frame),
             [
                 r#"["1","1","host:pve1","phx_close",{}]"#,
-                r#"["5","5","host:pve1","phx_reply",{"status":"ok","response":{}}]"#
+                r#"["5","5","host:pve1","phx_reply",{"status":"ok","response":{"max_frame_bytes":1048576}}]"#
             ]
         );
         assert_eq!(status(&f), (HostStatus::Online, HostStatus::Online));

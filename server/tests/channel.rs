@@ -16,6 +16,11 @@ fn ok_reply() -> Value {
     json!({"status": "ok", "response": {}})
 }
 
+/// What a join is answered with: the largest frame the agent may send.
+fn join_ok_reply() -> Value {
+    json!({"status": "ok", "response": {"max_frame_bytes": 1_048_576}})
+}
+
 fn error_reply(reason: &str) -> Value {
     json!({"status": "error", "response": {"reason": reason}})
 }
@@ -36,7 +41,7 @@ fn join_is_acknowledged_with_its_refs_and_the_host_goes_online() {
     let mut client = server.client();
     let reply = client.join("pve-01", &token);
     assert_eq!(reply.event, "phx_reply");
-    assert_eq!(reply.payload, ok_reply());
+    assert_eq!(reply.payload, join_ok_reply());
     assert_eq!(reply.msg_ref, reply.join_ref, "ref must equal join_ref");
     assert_eq!(reply.join_ref.as_deref(), Some("1"));
     assert_eq!(reply.topic, "host:pve-01");
@@ -88,7 +93,7 @@ fn join_of_a_topic_that_is_not_a_host_is_refused_as_bad_topic() {
     }
     // The socket is still usable.
     let reply = client.join("pve-01", &token);
-    assert_eq!(reply.payload, ok_reply());
+    assert_eq!(reply.payload, join_ok_reply());
 }
 
 #[test]
@@ -200,7 +205,7 @@ fn leave_is_acknowledged_then_the_channel_closes_and_the_host_goes_offline() {
     server.expect_status("pve-01", "offline");
     // The socket stays open and can join again.
     let reply = client.join("pve-01", &token);
-    assert_eq!(reply.payload, ok_reply());
+    assert_eq!(reply.payload, join_ok_reply());
     server.expect_status("pve-01", "online");
 }
 
@@ -369,7 +374,7 @@ fn second_join_on_the_same_socket_closes_the_first_channel() {
     assert_eq!(
         client.recv_frame().encode(),
         format!(
-            r#"["{second}","{second}","host:pve-01","phx_reply",{{"status":"ok","response":{{}}}}]"#
+            r#"["{second}","{second}","host:pve-01","phx_reply",{{"status":"ok","response":{{"max_frame_bytes":1048576}}}}]"#
         )
     );
     server.expect_status("pve-01", "online");
@@ -455,5 +460,5 @@ fn register_host_refuses_a_duplicate_and_a_bad_name() {
         "New token for host 'pve-01'",
     );
     let mut client = server.client();
-    assert_eq!(client.join("pve-01", &new_token).payload, ok_reply());
+    assert_eq!(client.join("pve-01", &new_token).payload, join_ok_reply());
 }

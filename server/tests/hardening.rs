@@ -6,7 +6,22 @@ mod http_common;
 mod inspect;
 
 use serde_json::{json, Value};
-use testkit::{Client, Server};
+use testkit::{Client, Server, ServerOptions, TempDir};
+
+/// The real server with `config` as its TOML file (kept in the returned dir).
+fn server_with(label: &str, config: &str) -> (Server, TempDir) {
+    let config_dir = TempDir::new(&format!("{label}-config"));
+    let path = config_dir.path().join("server.toml");
+    std::fs::write(&path, config).unwrap();
+    let server = Server::start_with(
+        label,
+        ServerOptions {
+            extra_args: vec!["--config".into(), path.display().to_string()],
+            ..ServerOptions::default()
+        },
+    );
+    (server, config_dir)
+}
 
 /// Pushes `data` as `event` dated `at` (Unix seconds); the reply's payload.
 fn push_at(client: &mut Client, event: &str, at: i64, data: &Value) -> Value {
@@ -137,4 +152,47 @@ fn while_the_database_fails_healthz_says_so_and_joins_are_told_to_try_later() {
     let mut third = server.client();
     assert_eq!(third.join("pve1", &token).payload["status"], "ok");
     assert!(server.log().contains("the database accepts writes again"));
+}
+
+#[test]
+fn a_sample_larger_than_the_servers_frame_limit_is_dropped_and_never_wedges_the_agent() {
+    // Fast and medium samples of the fixture node (~1.6 and 2 KB) cannot pass 1 KiB; the
+    // slow one (~0.4 KB) can. Before, the agent sent the first too-large sample, the server
+    // closed the connection, and the agent sent it first again, forever.
+    let (server, _config) = server_with("oversized", "max_frame_bytes = 1024\n");
+    let token = server.register("pve1");
+    let mut agent = http_common::start_agent(&server, "pve1", &token);
+    assert!(
+        testkit::wait_until(http_common::AGENT_PATIENCE, || {
+            latest_collected_at(&server, "pve1", "slow").is_some()
+        }),
+        "no slow sample stored; agent log:\n{}",
+        agent.output()
+    );
+    assert!(agent.wait_for_output("the server accepts in one message", testkit::PATIENCE));
+    assert!(agent
+        .output()
+        .contains("dropped as too large since the agent started"));
+    assert_eq!(latest_collected_at(&server, "pve1", "fast"), None);
+}
+
+#[test]
+fn before_a_join_only_small_frames_are_read() {
+    let server = Server::start("pre-join-limit");
+    let token = server.register("pve1");
+    // A 100 KiB frame from a socket that has not joined: the connection is closed at once,
+    // before anything is parsed.
+    let mut stranger = server.client();
+    let padding = "x".repeat(100 * 1024);
+    stranger.send_text(&format!(
+        r#"[null,"1","phoenix","heartbeat",{{"pad":"{padding}"}}]"#
+    ));
+    stranger.expect_closed();
+    // Joined, the same frame is read (and answered) as before.
+    let mut agent = server.joined_client("pve1", &token);
+    agent.send_text(&format!(
+        r#"[null,"2","phoenix","heartbeat",{{"pad":"{padding}"}}]"#
+    ));
+    let reply = agent.recv_reply_to("2");
+    assert_eq!(reply.payload["status"], "ok", "{reply:?}");
 }
