@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::events::MetricKind;
+use common::sample::SourceError;
 
 use crate::collect::Collector;
 use crate::config::AgentConfig;
@@ -65,6 +66,7 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
         fresh: None,
         sync_at: None,
         oversized: 0,
+        spool_error: None,
     };
     agent.run();
     agent.sync_spool(Instant::now());
@@ -90,6 +92,8 @@ struct Agent<'a> {
     sync_at: Option<Instant>,
     /// Samples dropped because the server could never accept them (too large).
     oversized: u64,
+    /// Why the spool cannot be written, while it cannot.
+    spool_error: Option<String>,
 }
 
 struct Fresh {
@@ -171,26 +175,67 @@ impl Agent<'_> {
         for kind in &due {
             let collected_at =
                 common::time::format_rfc3339(self.stamps.next(*kind, SystemTime::now()));
+            // A spool that cannot be written is reported in every sample until it can.
+            let spool_error = self.spool_error.as_ref().map(|message| SourceError {
+                source: "spool".into(),
+                message: message.clone(),
+            });
+            let with = |mut errors: Vec<SourceError>| {
+                errors.extend(spool_error.clone());
+                errors
+            };
             // Straight from the typed sample to text: no JSON tree of a big sample in memory.
             let payload = match kind {
-                MetricKind::Fast => push_text(&collected_at, &self.collector.fast()),
-                MetricKind::Medium => push_text(&collected_at, &self.collector.medium()),
-                MetricKind::Slow => push_text(&collected_at, &self.collector.slow()),
+                MetricKind::Fast => {
+                    let mut sample = self.collector.fast();
+                    sample.errors = with(sample.errors);
+                    push_text(&collected_at, &sample)
+                }
+                MetricKind::Medium => {
+                    let mut sample = self.collector.medium();
+                    sample.errors = with(sample.errors);
+                    push_text(&collected_at, &sample)
+                }
+                MetricKind::Slow => {
+                    let mut sample = self.collector.slow();
+                    sample.errors = with(sample.errors);
+                    push_text(&collected_at, &sample)
+                }
             };
             // Not synced yet: it is pushed at once, and a sample the server stored needs no
             // copy on disk (`sync_spool` makes it durable if that does not happen soon).
-            match self.spool.append_unsynced(kind.event(), &payload) {
+            let seq = match self.spool.append_unsynced(kind.event(), &payload) {
                 Ok(seq) => {
+                    if self.spool_error.take().is_some() {
+                        log::warn!("the spool can be written again");
+                    }
                     log::debug!("collected {} sample (spool seq {seq})", kind.as_str());
-                    self.fresh = Some(Fresh {
-                        seq,
-                        kind: *kind,
-                        payload,
-                    });
+                    Some(seq)
                 }
-                // Full disk or the like: the sample is lost (the link sends spooled ones only);
-                // the error names the file.
-                Err(e) => log::error!("cannot spool a {} sample: {e}", kind.as_str()),
+                // Full disk or the like: sent from memory (bounded) instead, and the error
+                // (which names the file) goes with the next samples.
+                Err(e) => {
+                    if self.spool_error.is_none() {
+                        log::error!(
+                            "cannot spool a {} sample: {e}; sending from memory until it can \
+                             (such samples are lost if the agent stops before they are sent)",
+                            kind.as_str()
+                        );
+                    }
+                    self.spool_error = Some(e.to_string());
+                    let held = self.spool.hold(kind.event(), &payload);
+                    if held.is_none() {
+                        log::error!("a {} sample is lost: too large to hold", kind.as_str());
+                    }
+                    held
+                }
+            };
+            if let Some(seq) = seq {
+                self.fresh = Some(Fresh {
+                    seq,
+                    kind: *kind,
+                    payload,
+                });
             }
         }
         !due.is_empty()

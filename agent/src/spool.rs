@@ -61,7 +61,9 @@
 //! twice `max_bytes` plus 1 MiB.
 //!
 //! A write error (full disk, ...) fails `append` with the path; the spool is unchanged. The caller
-//! logs it and still tries to send the sample live: it is then only lost if that send fails too.
+//! logs it and `hold`s the sample in memory instead: held samples are pending like the others
+//! (same seqs, sent and acknowledged the same way) but are lost with the process. At most
+//! `MAX_HELD` samples and `MAX_HELD_BYTES` are held; past that the oldest held one is dropped.
 //!
 //! One process owns a spool directory; nothing here locks it against a second agent.
 
@@ -126,7 +128,15 @@ pub struct Spool {
     compact_retry_at: u64,
     /// Entries up to this seq are known to be on disk (synced).
     synced_through: u64,
+    /// Samples that could not be written (full disk), kept in memory; oldest first.
+    held: VecDeque<Entry>,
+    held_bytes: usize,
 }
+
+/// Most samples held in memory while the spool cannot be written.
+pub const MAX_HELD: usize = 1000;
+/// Most payload bytes held in memory.
+pub const MAX_HELD_BYTES: usize = 32 * 1024 * 1024;
 
 /// Whether a write must be on disk before the call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +178,8 @@ impl Spool {
             dropped_total: 0,
             compact_retry_at: 0,
             synced_through: 0,
+            held: VecDeque::new(),
+            held_bytes: 0,
         };
         spool.load()?;
         spool.enforce_bounds()?;
@@ -276,6 +288,12 @@ impl Spool {
     /// Marks `seq` as delivered and removes it. Idempotent: an unknown, already acknowledged or
     /// dropped seq is a no-op.
     pub fn ack(&mut self, seq: u64) -> Result<()> {
+        if let Ok(held) = self.held.binary_search_by_key(&seq, |e| e.seq) {
+            if let Some(entry) = self.held.remove(held) {
+                self.held_bytes -= entry.payload.len();
+            }
+            return Ok(());
+        }
         let Ok(position) = self.position(seq) else {
             return Ok(());
         };
@@ -289,15 +307,54 @@ impl Spool {
         Ok(())
     }
 
+    /// Keeps a sample that could not be written (see "Bounds and memory"); its seq, or `None`
+    /// when even memory cannot take it.
+    pub fn hold(&mut self, event: &str, payload: &str) -> Option<u64> {
+        if payload.len() > MAX_HELD_BYTES {
+            return None;
+        }
+        while self.held.len() >= MAX_HELD || self.held_bytes + payload.len() > MAX_HELD_BYTES {
+            let oldest = self.held.pop_front()?;
+            self.held_bytes -= oldest.payload.len();
+            self.dropped_total += 1;
+            log::warn!(
+                "dropped sample {} held in memory: too many held while the spool cannot be \
+                 written (total dropped {})",
+                oldest.seq,
+                self.dropped_total
+            );
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.held_bytes += payload.len();
+        self.held.push_back(Entry {
+            seq,
+            event: event.to_owned(),
+            payload: payload.to_owned(),
+        });
+        Some(seq)
+    }
+
     /// The seqs of the pending (unacknowledged) entries, oldest first.
     pub fn pending_seqs(&self) -> impl Iterator<Item = u64> + '_ {
-        self.index.iter().map(|slot| slot.seq)
+        let mut on_disk = self.index.iter().map(|slot| slot.seq).peekable();
+        let mut held = self.held.iter().map(|entry| entry.seq).peekable();
+        std::iter::from_fn(move || match (on_disk.peek(), held.peek()) {
+            (Some(a), Some(b)) if b < a => held.next(),
+            (Some(_), _) => on_disk.next(),
+            (None, _) => held.next(),
+        })
     }
 
     /// Reads a pending entry back from disk. Fails if `seq` is not pending, or if the record no
     /// longer matches its checksum (the disk changed under us); the caller should then `ack` the
     /// seq to discard it rather than retry forever.
     pub fn read(&self, seq: u64) -> Result<Entry> {
+        if let Ok(held) = self.held.binary_search_by_key(&seq, |e| e.seq) {
+            if let Some(entry) = self.held.get(held) {
+                return Ok(entry.clone());
+            }
+        }
         let slot = self
             .position(seq)
             .ok()
@@ -348,11 +405,16 @@ impl Spool {
 
     /// Number of pending entries.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.index.len() + self.held.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.index.is_empty() && self.held.is_empty()
+    }
+
+    /// Samples held in memory because the spool could not be written.
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 
     /// On-disk bytes of the pending entries, framing included: what `max_bytes` bounds.
@@ -982,6 +1044,60 @@ mod tests {
 
     fn file_len(path: &Path) -> u64 {
         fs::metadata(path).unwrap().len()
+    }
+
+    #[test]
+    fn a_full_disk_holds_samples_in_memory_in_seq_order_until_acknowledged() {
+        let dir = TempDir::new("full-disk");
+        let mut spool = open(&dir);
+        assert_eq!(
+            spool.append_unsynced("metric:fast", &payload(1)).unwrap(),
+            1
+        );
+        // The disk fills up: every write now fails with ENOSPC.
+        let disk = std::mem::replace(
+            &mut spool.file,
+            OpenOptions::new().write(true).open("/dev/full").unwrap(),
+        );
+        let e = spool
+            .append_unsynced("metric:fast", &payload(2))
+            .unwrap_err();
+        assert!(e.to_string().contains("spool.log"), "{e}");
+        assert_eq!(spool.hold("metric:fast", &payload(2)), Some(2));
+        assert_eq!(spool.hold("metric:slow", &payload(3)), Some(3));
+        assert_eq!(pending(&spool), [1, 2, 3]);
+        assert_eq!(spool.len(), 3);
+        assert_eq!(spool.read(3).unwrap().event, "metric:slow");
+        assert_eq!(spool.read(2).unwrap().payload, payload(2));
+        spool.ack(2).unwrap();
+        assert_eq!(pending(&spool), [1, 3]);
+        // The disk has room again: new samples go to the file, after the held ones.
+        spool.file = disk;
+        assert_eq!(
+            spool.append_unsynced("metric:fast", &payload(4)).unwrap(),
+            4
+        );
+        assert_eq!(pending(&spool), [1, 3, 4]);
+        spool.ack(3).unwrap();
+        assert_eq!(spool.held(), 0);
+        assert_eq!(spool.read(4).unwrap().payload, payload(4));
+        assert_eq!(spool.read(1).unwrap().payload, payload(1));
+    }
+
+    #[test]
+    fn samples_held_in_memory_are_bounded() {
+        let dir = TempDir::new("held-bounds");
+        let mut spool = open(&dir);
+        for n in 0..(MAX_HELD as u64 + 10) {
+            assert!(spool.hold("metric:fast", &payload(n)).is_some());
+        }
+        assert_eq!(spool.held(), MAX_HELD);
+        assert_eq!(spool.dropped_total(), 10);
+        assert_eq!(pending(&spool).first(), Some(&11));
+        assert_eq!(
+            spool.hold("metric:fast", &"x".repeat(MAX_HELD_BYTES + 1)),
+            None
+        );
     }
 
     #[test]

@@ -196,3 +196,57 @@ fn before_a_join_only_small_frames_are_read() {
     let reply = agent.recv_reply_to("2");
     assert_eq!(reply.payload["status"], "ok", "{reply:?}");
 }
+
+#[test]
+fn a_full_state_dir_does_not_stop_samples_reaching_a_reachable_server() {
+    let server = Server::start("full-state-dir");
+    let token = server.register("pve1");
+    let dir = server.dir.path().join("agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/pve-node");
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "server_url = \"{}\"\ntoken = \"{token}\"\nhost_id = \"pve1\"\nroot = \"{}\"\n\
+             state_dir = \"{}\"\n[intervals]\nfast_seconds = 1\nmedium_seconds = 2\nslow_seconds = 3\n",
+            server.socket_url(),
+            root.display(),
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    // The agent may write no file past 48 KiB (as if its disk were full at that point); the
+    // spool reaches that within seconds. SIGXFSZ is ignored, so a write past it fails (EFBIG).
+    let mut command = std::process::Command::new("bash");
+    command
+        .arg("-c")
+        .arg(r#"trap "" XFSZ; ulimit -f 48; exec "$0" "$@""#)
+        .arg(testkit::agent_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("run");
+    let mut agent = testkit::ChildGuard::spawn(command, &dir.join("agent.log"));
+    assert!(
+        agent.wait_for_output("sending from memory", http_common::AGENT_PATIENCE),
+        "the spool never filled up; agent log:\n{}",
+        agent.output()
+    );
+    // Samples keep arriving, each saying that the spool cannot be written.
+    let db = inspect::open_database(&server.database());
+    let reported = testkit::wait_until(testkit::PATIENCE, || {
+        db.query_row(
+            "SELECT data FROM latest l JOIN hosts h ON h.id = l.host_id
+             WHERE h.name = 'pve1' AND l.kind = 'fast'",
+            [],
+            |row| row.get::<_, String>(0),
+        )
+        .is_ok_and(|data| data.contains(r#""source":"spool""#))
+    });
+    assert!(reported, "agent log:\n{}", agent.output());
+    assert!(
+        agent.try_wait().is_none(),
+        "the agent died:\n{}",
+        agent.output()
+    );
+}
