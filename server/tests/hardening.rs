@@ -250,3 +250,19 @@ fn a_full_state_dir_does_not_stop_samples_reaching_a_reachable_server() {
         agent.output()
     );
 }
+
+#[test]
+fn a_missing_history_file_is_recreated_with_a_warning() {
+    let mut server = Server::start("missing-history");
+    server.register("pve1");
+    server.stop_with(libc::SIGTERM);
+    let history = server::store::history_path(&server.database());
+    std::fs::remove_file(&history).unwrap();
+    server.restart(&testkit::ServerOptions::default());
+    let log = server.log();
+    assert!(
+        log.contains("is missing: creating it empty"),
+        "no warning in the log:\n{log}"
+    );
+    assert!(history.exists());
+}

@@ -115,6 +115,16 @@ impl Store {
             })?;
         }
         let history = history_path(path);
+        let had_main = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+        if had_main && !history.exists() {
+            // Created afresh below: raw points in it (if it held any) are gone; say so once.
+            log::warn!(
+                "history file {} is missing: creating it empty. If it was lost, the raw points \
+                 it held are gone; restore it together with {} from the same backup",
+                history.display(),
+                path.display()
+            );
+        }
         // Create the files ourselves so that they are never world-readable: the main file holds
         // token hashes, and neither is anybody else's business.
         for file in [path, history.as_path()] {
