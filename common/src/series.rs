@@ -452,7 +452,10 @@ mod tests {
 
     #[test]
     fn mountpoint_names_are_one_to_one() {
-        assert_eq!(mountpoint_series_name("/mnt/backup_nas"), "_mnt_backup%5Fnas");
+        assert_eq!(
+            mountpoint_series_name("/mnt/backup_nas"),
+            "_mnt_backup%5Fnas"
+        );
         assert_eq!(mountpoint_series_name("/mnt/backup/nas"), "_mnt_backup_nas");
         assert_eq!(mountpoint_series_name("/a%5Fb"), "_a%255Fb");
         let mounts = [
@@ -463,7 +466,11 @@ mod tests {
         assert_eq!(names.len(), mounts.len());
         for mount in mounts {
             let name = mountpoint_series_name(mount);
-            assert_eq!(mountpoint_of_series_name(&name).as_deref(), Some(mount), "{name}");
+            assert_eq!(
+                mountpoint_of_series_name(&name).as_deref(),
+                Some(mount),
+                "{name}"
+            );
         }
         assert_eq!(mountpoint_of_series_name("_a%zz"), None);
     }

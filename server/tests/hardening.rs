@@ -266,3 +266,61 @@ fn a_missing_history_file_is_recreated_with_a_warning() {
     );
     assert!(history.exists());
 }
+
+#[test]
+fn a_damaged_latest_row_costs_only_its_own_hosts_view() {
+    let mut server = Server::start("damaged-latest");
+    let token1 = server.register("pve1");
+    let token2 = server.register("pve2");
+    let now = common::time::now_unix();
+    let data = http_common::golden("fast");
+    for (name, token) in [("pve1", &token1), ("pve2", &token2)] {
+        let mut client = server.joined_client(name, token);
+        assert_eq!(
+            push_at(&mut client, "metric:fast", now, &data)["status"],
+            "ok"
+        );
+        client.close();
+    }
+    server.stop_with(libc::SIGTERM);
+    inspect::open_database(&server.database())
+        .execute(
+            "UPDATE latest SET data = x'ff00', collected_at = 'bad'
+             WHERE host_id = (SELECT id FROM hosts WHERE name = 'pve1')",
+            [],
+        )
+        .unwrap();
+    server.restart(&testkit::ServerOptions::default());
+    assert!(server
+        .log()
+        .contains("the stored latest sample of host pve1 is damaged"));
+    let out = http_common::set_password(&server, http_common::PASSWORD);
+    assert!(out.status.success(), "{out:?}");
+    let cookie = http_common::login(server.port);
+    let hosts = http_common::wait_for_hosts(server.port, &cookie, &["pve1", "pve2"]);
+    let collected = |name: &str| {
+        hosts["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == name)
+            .map(|h| h["collected_at"]["fast"].clone())
+            .unwrap()
+    };
+    assert_eq!(collected("pve2"), json!(now));
+    assert_eq!(collected("pve1"), Value::Null);
+    for page in ["/", "/hosts/pve1", "/hosts/pve2"] {
+        assert_eq!(
+            http_common::get(server.port, page, Some(&cookie)).status,
+            200,
+            "{page}"
+        );
+    }
+    // Its next sample heals the row.
+    let mut client = server.joined_client("pve1", &token1);
+    assert_eq!(
+        push_at(&mut client, "metric:fast", now + 1, &data)["status"],
+        "ok"
+    );
+    assert_eq!(latest_collected_at(&server, "pve1", "fast"), Some(now + 1));
+}

@@ -584,7 +584,8 @@ fn write_one(
     tx.prepare_cached(
         "INSERT INTO latest (host_id, kind, collected_at, data) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (host_id, kind) DO UPDATE SET collected_at = excluded.collected_at, data = excluded.data
-         WHERE excluded.collected_at >= latest.collected_at",
+         WHERE excluded.collected_at >= latest.collected_at
+            OR typeof(latest.collected_at) != 'integer'",
     )?
     .execute(params![w.host_id, w.kind.as_str(), w.collected_at, w.data_json])?;
     tx.prepare_cached(
