@@ -121,7 +121,7 @@ echo "agent binary: $AGENT" >&2
 echo "bench directory: $OUT (cores: $(nproc), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo))" >&2
 
 # ---------------------------------------------------------------- agent
-say "agent: collector cost on a synthetic node (200 guests, 24 disks, 8 pools)"
+say "agent: collector cost on a synthetic node (200 guests, 24 disks, 8 pools, a year of tasks)"
 NODE=$OUT/bignode
 "$REL/examples/gen_node" "$NODE" --guests 200 --disks 24 --pools 8 >&2
 "$REL/examples/collect_bench" "$NODE" --cycles 200 | tee "$OUT/collect-bignode.txt" >&2
@@ -222,6 +222,29 @@ fi
 # pushed a fast (30 guests), a medium and a slow sample and stays connected; each path is
 # fetched as a logged-in browser does, with Accept-Encoding: gzip. Bytes on the wire, wall
 # p50 and the server's CPU time per request (the robust figure on a busy machine).
+# Registers N hosts at COST in DIR/server.db for SERVER_BINARY, tokens in DIR/tokens.txt. The
+# load generator registers with this tree's store code; an older (baseline) binary gets a
+# database of its own schema, made by itself, with the same host rows copied in.
+# Usage: register_hosts DIR N COST SERVER_BINARY
+register_hosts() {
+	local dir=$1 n=$2 cost=$3 binary=$4
+	if [ "$binary" = "$SERVER" ]; then
+		"$LOADGEN" --log-level warn register --database "$dir/server.db" --count "$n" --cost "$cost" --tokens "$dir/tokens.txt" >&2
+		return
+	fi
+	"$LOADGEN" --log-level warn register --database "$dir/rows.db" --count "$n" --cost "$cost" --tokens "$dir/tokens.txt" >&2
+	"$binary" --database "$dir/server.db" --log-level warn hosts >/dev/null
+	python3 - "$dir/server.db" "$dir/rows.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("ATTACH ? AS rows", (sys.argv[2],))
+db.execute("INSERT INTO main.hosts (name, token_hash, status, inserted_at, updated_at) "
+           "SELECT name, token_hash, status, inserted_at, updated_at FROM rows.hosts")
+db.commit()
+PY
+	rm -f "$dir"/rows.db*
+}
+
 PAGES_AGENTS=${BENCH_PAGES_AGENTS:-1000}
 PAGES_PASSWORD="bench dashboard password"
 # Usage: pages_run LABEL SERVER_BINARY
@@ -229,7 +252,7 @@ pages_run() {
 	local label=$1 server=$2 dir=$OUT/pages-$1 port pid
 	say "pages: $PAGES_AGENTS hosts online, 30 guests each ($label: $server)"
 	mkdir -p "$dir"
-	"$LOADGEN" --log-level warn register --database "$dir/server.db" --count "$PAGES_AGENTS" --cost 4 --tokens "$dir/tokens.txt" >&2
+	register_hosts "$dir" "$PAGES_AGENTS" 4 "$server"
 	echo "$PAGES_PASSWORD" | "$server" --database "$dir/server.db" --bcrypt-cost 4 set-password >&2
 	printf '[http]\nmetrics_public = true\n' >"$dir/server.toml"
 	port=$(free_port)
@@ -264,11 +287,15 @@ server_run() {
 	local label=$1 mode=$2 n=$3 secs=$4 dir=$OUT/$1 binary=${5:-$SERVER}
 	say "server: $label ($n agents, $mode, ${secs} s, $binary)"
 	mkdir -p "$dir"
-	"$LOADGEN" --log-level warn register --database "$dir/server.db" --count "$n" --cost 4 --tokens "$dir/tokens.txt" >&2
+	register_hosts "$dir" "$n" 4 "$binary"
 	start_server "$dir/server.db" "$binary"
+	# Stored points are counted with this tree's store code, which would migrate a baseline's
+	# database: counted for this tree's server only.
+	local count=(--database "$dir/server.db")
+	[ "$binary" = "$SERVER" ] || count=()
 	"$LOADGEN" --log-level warn run --url "ws://127.0.0.1:$PORT/socket/websocket" --tokens "$dir/tokens.txt" \
 		--agents "$n" --duration "$secs" --mode "$mode" --interval-ms 1000 --guests 30 \
-		--server-pid "$SERVER_PID" --database "$dir/server.db" --warmup "$WARMUP_SECONDS" \
+		--server-pid "$SERVER_PID" "${count[@]}" --warmup "$WARMUP_SECONDS" \
 		--label "$label" | tee "$dir/run.txt" >&2
 	stop_server
 	local samples
@@ -365,6 +392,8 @@ div2() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "") printf "%.2f
 	printf '  %-52s %s\n' "fast cycle CPU, collector only (collect_bench)" "$(kv "$OUT/collect-bignode.txt" fast_cycle_cpu_us) us"
 	printf '  %-52s %s\n' "fast cycle CPU on this machine's own /proc" "$(kv "$OUT/collect-local.txt" fast_cycle_cpu_us) us"
 	printf '  %-52s %s\n' "the same, cycles 1 s apart (as in the agent)" "$(kv "$OUT/collect-bignode-paced.txt" fast_cycle_cpu_us) us (this machine: $(kv "$OUT/collect-local-paced.txt" fast_cycle_cpu_us) us)"
+	printf '  %-52s %s\n' "medium cycle CPU (backups, jobs, replication, HA...)" "$(kv "$OUT/collect-bignode.txt" medium_cycle_cpu_us) us (the first, reading a year's task index: $(kv "$OUT/collect-bignode.txt" medium_first_cycle_cpu_us) us)"
+	printf '  %-52s %s\n' "slow cycle CPU (versions, SMART of 24 disks...)" "$(kv "$OUT/collect-bignode.txt" slow_cycle_cpu_us) us (captured smartctl output: no process started)"
 	printf '  %-52s %s\n' "whole agent process CPU per 1 s cycle" "$AGENT_CPU_PER_CYCLE_MS ms (this machine: $LOCAL_AGENT_CPU_MS ms)"
 	printf '  %-52s %s\n' "agent wake-ups (voluntary switches) per 1 s cycle" "$AGENT_VCSW_PER_CYCLE (this machine: $LOCAL_AGENT_VCSW)"
 	printf '  %-52s %s\n' "agent RSS, steady state (target < 4096 KiB)" "$AGENT_RSS KiB (max $AGENT_RSS_MAX KiB; this machine: $LOCAL_AGENT_RSS KiB)"

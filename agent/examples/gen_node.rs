@@ -5,6 +5,13 @@
 //! Half the guests are VMs and half containers; nine in ten run. Every file follows the
 //! layout of `fixtures/pve-node` (see its `SOURCES.md`); the numbers are made up. `OUT_DIR` is
 //! created (and its old content overwritten file by file).
+//!
+//! The node has a year of task history as Proxmox leaves it: a nightly backup job of every
+//! guest (one task log per night, one guest in 37 failing now and then) and two dozen other
+//! tasks a day, appended to `var/log/pve/tasks/index` and rotated to `index.1` past 50 000
+//! bytes as `PVE::RESTEnvironment::active_workers` does; each guest's last vzdump log; jobs,
+//! job state, replication and HA files; temperature sensors (two CPU packages of 16 cores, an
+//! ACPI zone, a `drivetemp` per disk) and `smartctl` captures for every disk.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -78,6 +85,10 @@ struct Tree {
 
 impl Tree {
     fn write(&mut self, relative: &str, content: &str) -> std::io::Result<()> {
+        self.write_bytes(relative, content.as_bytes())
+    }
+
+    fn write_bytes(&mut self, relative: &str, content: &[u8]) -> std::io::Result<()> {
         let path = self.root.join(relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -102,6 +113,7 @@ fn generate(options: &Options) -> std::io::Result<usize> {
     diskstats(&mut tree, options)?;
     guests(&mut tree, options.guests)?;
     storage(&mut tree, options.pools)?;
+    operations(&mut tree, options)?;
     Ok(tree.files)
 }
 
@@ -418,6 +430,322 @@ fn storage(tree: &mut Tree, pools: u32) -> std::io::Result<()> {
     tree.write("cmd/zpool-status-x.txt", "all pools are healthy\n")?;
     tree.write("proc/mounts", &mounts)?;
     tree.write("cmd/stat-f.txt", &stat_f)
+}
+
+/// "Now" on the generated node: 2026-11-25 12:00:00 UTC.
+const NOW: u64 = 1_795_608_000;
+const DAY: u64 = 86_400;
+/// Proxmox renames the index to `index.1` once it grows past this.
+const INDEX_MAX: usize = 50_000;
+const JOB: &str = "backup-bench-nightly";
+
+/// A guest's part of a night's backup: every 37th guest-night fails.
+fn backup_fails(vmid: u32, night: u64) -> bool {
+    (u64::from(vmid) + night) % 37 == 0
+}
+
+fn operations(tree: &mut Tree, options: &Options) -> std::io::Result<()> {
+    let ids: Vec<u32> = guest_ids(options.guests).collect();
+    task_history(tree, &ids)?;
+    let jobs = format!(
+        "vzdump: {JOB}\n\tschedule 01:00\n\tall 1\n\tcompress zstd\n\tenabled 1\n\tmode snapshot\n\tstorage local\n\nvzdump: backup-bench-weekly\n\tschedule sat 03:00\n\tpool prod\n\tenabled 1\n\tstorage local\n"
+    );
+    tree.write("etc/pve/jobs.cfg", &jobs)?;
+    let members: Vec<String> = ids.iter().take(40).map(ToString::to_string).collect();
+    tree.write(
+        "etc/pve/user.cfg",
+        &format!(
+            "user:root@pam:1:0:::::\npool:prod:Production:{}::\n",
+            members.join(",")
+        ),
+    )?;
+    let mut replication = String::new();
+    let mut replication_state = String::from("{");
+    let mut resources = String::new();
+    let mut services = String::from("{");
+    for (i, vmid) in ids.iter().enumerate() {
+        let kind = if is_vm(*vmid) { "vm" } else { "ct" };
+        if i % 10 == 0 {
+            let _ = write!(
+                replication,
+                "local: {vmid}-0\n\ttarget bench2\n\tsource bench1\n\n"
+            );
+            let failing = i % 30 == 0;
+            let _ = write!(
+                replication_state,
+                "{}\"{vmid}\":{{\"local/bench2\":{{\"last_sync\":{},\"last_try\":{},\"fail_count\":{},\"duration\":3.2{}}}}}",
+                if replication_state.len() > 1 { "," } else { "" },
+                NOW - 900 * if failing { 8 } else { 1 },
+                NOW - 900,
+                u32::from(failing) * 4,
+                if failing { ",\"error\":\"no route to host\"" } else { "" }
+            );
+        }
+        if i % 4 == 0 {
+            let _ = write!(resources, "{kind}: {vmid}\n\tstate started\n\n");
+            let _ = write!(
+                services,
+                "{}\"{kind}:{vmid}\":{{\"node\":\"bench1\",\"running\":1,\"state\":\"started\",\"uid\":\"u{vmid}\"}}",
+                if services.len() > 1 { "," } else { "" }
+            );
+        }
+    }
+    replication_state.push('}');
+    services.push('}');
+    tree.write("etc/pve/replication.cfg", &replication)?;
+    tree.write(
+        "var/lib/pve-manager/pve-replication-state.json",
+        &replication_state,
+    )?;
+    tree.write("etc/pve/ha/resources.cfg", &resources)?;
+    tree.write(
+        "etc/pve/ha/manager_status",
+        &format!("{{\"master_node\":\"bench1\",\"node_status\":{{\"bench1\":\"online\"}},\"service_status\":{services},\"timestamp\":{NOW}}}"),
+    )?;
+    tree.write(
+        "etc/pve/nodes/bench1/lrm_status",
+        &format!(
+            "{{\"mode\":\"active\",\"results\":{{}},\"state\":\"active\",\"timestamp\":{NOW}}}"
+        ),
+    )?;
+    sensors(tree, options.disks)?;
+    smart(tree, options.disks)
+}
+
+/// A year of tasks: the index as Proxmox rotates it, every task's log, each guest's last
+/// vzdump log and the nightly job's state.
+fn task_history(tree: &mut Tree, ids: &[u32]) -> std::io::Result<()> {
+    const OTHER: [(&str, bool); 6] = [
+        ("vncproxy", true),
+        ("qmstart", true),
+        ("vzstart", true),
+        ("qmsnapshot", true),
+        ("aptupdate", false),
+        ("imgcopy", false),
+    ];
+    let mut index = String::new();
+    let mut pid: u32 = 0x10000;
+    let mut last_upid = String::new();
+    for night in (0..365u64).rev() {
+        let day = NOW / DAY * DAY - night * DAY;
+        // The nightly job (the node runs on UTC: no /etc/localtime), one task for every guest.
+        let start = day + 2 + night % 13;
+        pid += 7;
+        let upid = format!("UPID:bench1:{pid:08X}:0358F2A1:{start:08X}:vzdump::root@pam:");
+        let mut log = String::from(
+            "INFO: starting new backup job: vzdump --all 1 --storage local --mode snapshot --compress zstd --quiet 1\n",
+        );
+        let mut errors = 0;
+        let mut t = start + 1;
+        for &vmid in ids {
+            let (kind, ext) = if is_vm(vmid) {
+                ("qemu", "vma")
+            } else {
+                ("lxc", "tar")
+            };
+            let begin = t;
+            t += 20;
+            let _ = write!(
+                log,
+                "INFO: Starting Backup of VM {vmid} ({kind})\nINFO: Backup started at {}\nINFO: status = running\nINFO: backup mode: snapshot\nINFO: creating vzdump archive '/var/lib/vz/dump/vzdump-{kind}-{vmid}-{}.{ext}.zst'\nINFO:  50% (32.0 GiB of 64.0 GiB) in 10s, read: 3.2 GiB/s, write: 120.1 MiB/s\n",
+                local(begin),
+                local(begin).replace(['-', ' ', ':'], "_")
+            );
+            if backup_fails(vmid, night) {
+                errors += 1;
+                let _ = write!(
+                    log,
+                    "ERROR: Backup of VM {vmid} failed - job failed with err -5 - Input/output error\nINFO: Failed at {}\n",
+                    local(t)
+                );
+            } else {
+                let _ = write!(
+                    log,
+                    "INFO: 100% (64.0 GiB of 64.0 GiB) in 20s, read: 3.2 GiB/s, write: 90.2 MiB/s\nINFO: archive file size: 2.31GB\nINFO: Finished Backup of VM {vmid} (00:00:20)\nINFO: Backup finished at {}\n",
+                    local(t)
+                );
+            }
+            if night == 0 {
+                tree.write(
+                    &format!("var/log/vzdump/{kind}-{vmid}.log"),
+                    &guest_log(&log, vmid),
+                )?;
+            }
+        }
+        let status = if errors > 0 { "job errors" } else { "OK" };
+        log.push_str(if errors > 0 {
+            "INFO: Backup job finished with errors\nTASK ERROR: job errors\n"
+        } else {
+            "INFO: Backup job finished successfully\nTASK OK\n"
+        });
+        tree.write(&task_log_path(&upid), &log)?;
+        append_index(
+            tree,
+            &mut index,
+            &format!("{upid} {:08X} {status}\n", t + 1),
+        )?;
+        last_upid = upid;
+        // Two dozen other tasks through the day.
+        for k in 0..24u64 {
+            let (kind, per_guest) = OTHER[usize::try_from(k).unwrap_or(0) % OTHER.len()];
+            let start = day + 3 * 3600 + k * 3000 + 17 + (night * 7 + k) % 16;
+            let id = if per_guest {
+                ids.get(usize::try_from((night * 24 + k) % ids.len().max(1) as u64).unwrap_or(0))
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            pid += 3;
+            let upid = format!("UPID:bench1:{pid:08X}:0358F2A1:{start:08X}:{kind}:{id}:root@pam:");
+            tree.write(&task_log_path(&upid), "TASK OK\n")?;
+            append_index(tree, &mut index, &format!("{upid} {:08X} OK\n", start + 4))?;
+        }
+    }
+    tree.write("var/log/pve/tasks/index", &index)?;
+    tree.write(
+        "var/log/pve/tasks/active",
+        &format!("{last_upid} 1 {:08X} OK\n", NOW),
+    )?;
+    tree.write(
+        &format!("var/lib/pve-manager/jobs/vzdump-{JOB}.json"),
+        &format!("{{\"state\":\"stopped\",\"msg\":\"job errors\",\"upid\":\"{last_upid}\",\"config\":{{\"enabled\":1,\"schedule\":\"01:00\"}}}}"),
+    )
+}
+
+/// Appends an index line; past `INDEX_MAX` bytes the index becomes `index.1`.
+fn append_index(tree: &mut Tree, index: &mut String, line: &str) -> std::io::Result<()> {
+    index.push_str(line);
+    if index.len() > INDEX_MAX {
+        tree.write("var/log/pve/tasks/index.1", index)?;
+        index.clear();
+    }
+    Ok(())
+}
+
+fn task_log_path(upid: &str) -> String {
+    let starttime = upid.split(':').nth(4).unwrap_or("0");
+    let digit = starttime.chars().last().unwrap_or('0');
+    format!("var/log/pve/tasks/{digit}/{upid}")
+}
+
+/// The per-guest vzdump log of `vmid`'s part of `task_log`: its lines written to the log file,
+/// each with its time (the start, and the end for the line that ends it).
+fn guest_log(task_log: &str, vmid: u32) -> String {
+    let start = format!("INFO: Starting Backup of VM {vmid} ");
+    let Some(from) = task_log.rfind(&start) else {
+        return String::new();
+    };
+    let lines: Vec<&str> = task_log[from..].lines().collect();
+    let time_of = |prefixes: &[&str]| {
+        lines
+            .iter()
+            .find_map(|l| prefixes.iter().find_map(|p| l.strip_prefix(p)))
+    };
+    let begin = time_of(&["INFO: Backup started at "]).unwrap_or("");
+    let end = time_of(&["INFO: Backup finished at ", "INFO: Failed at "]).unwrap_or(begin);
+    let mut out = String::new();
+    for line in lines {
+        if line.contains(" at ")
+            && (line.contains("Backup started")
+                || line.contains("Backup finished")
+                || line.starts_with("INFO: Failed at"))
+        {
+            if line.starts_with("INFO: Backup started") {
+                continue;
+            }
+            break;
+        }
+        let ends =
+            line.starts_with("INFO: Finished Backup") || line.starts_with("ERROR: Backup of VM");
+        let _ = writeln!(out, "{} {line}", if ends { end } else { begin });
+    }
+    out
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of UNIX seconds, in UTC (the generated node's zone).
+fn local(t: u64) -> String {
+    let (days, secs) = (t / DAY, t % DAY);
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Two CPU packages of 16 cores, an ACPI zone, and a `drivetemp` chip per disk.
+fn sensors(tree: &mut Tree, disks: u32) -> std::io::Result<()> {
+    tree.write("sys/class/hwmon/hwmon0/name", "acpitz\n")?;
+    tree.write("sys/class/hwmon/hwmon0/temp1_input", "27800\n")?;
+    for package in 0..2u32 {
+        let dir = format!("sys/class/hwmon/hwmon{}", package + 1);
+        tree.write(&format!("{dir}/name"), "coretemp\n")?;
+        for sensor in 1..=17u32 {
+            let label = if sensor == 1 {
+                format!("Package id {package}")
+            } else {
+                format!("Core {}", sensor - 2)
+            };
+            tree.write(&format!("{dir}/temp{sensor}_label"), &format!("{label}\n"))?;
+            tree.write(
+                &format!("{dir}/temp{sensor}_input"),
+                &format!("{}\n", 48_000 + sensor * 500),
+            )?;
+            tree.write(&format!("{dir}/temp{sensor}_max"), "90000\n")?;
+            tree.write(&format!("{dir}/temp{sensor}_crit"), "100000\n")?;
+        }
+    }
+    for d in 0..disks {
+        let dir = format!("sys/class/hwmon/hwmon{}", d + 3);
+        tree.write(&format!("{dir}/name"), "drivetemp\n")?;
+        tree.write(
+            &format!("{dir}/temp1_input"),
+            &format!("{}\n", 33_000 + d * 250),
+        )?;
+        tree.write(&format!("{dir}/temp1_max"), "60000\n")?;
+        tree.write(&format!("{dir}/temp1_crit"), "70000\n")?;
+        tree.write(
+            &format!("{dir}/device/block/sd{}/size", disk_letters(d)),
+            "7814037168\n",
+        )?;
+    }
+    Ok(())
+}
+
+/// `smartctl --scan -j` and a report per disk (the smart-disks fixture's ATA disk).
+fn smart(tree: &mut Tree, disks: u32) -> std::io::Result<()> {
+    let report = std::fs::read_to_string(fixture(
+        "smart-disks/cmd/smartctl-json-a-n-standby-d-sat--dev-sda.txt",
+    ))?;
+    let mut scan =
+        String::from("{\n  \"json_format_version\": [\n    1,\n    0\n  ],\n  \"devices\": [\n");
+    for d in 0..disks {
+        let name = format!("/dev/sd{}", disk_letters(d));
+        let _ = write!(
+            scan,
+            "{}    {{\n      \"name\": \"{name}\",\n      \"info_name\": \"{name} [SAT]\",\n      \"type\": \"sat\",\n      \"protocol\": \"ATA\"\n    }}",
+            if d > 0 { ",\n" } else { "" }
+        );
+        tree.write(
+            &format!(
+                "cmd/smartctl-json-a-n-standby-d-sat--dev-sd{}.txt",
+                disk_letters(d)
+            ),
+            &report.replace("/dev/sda", &name),
+        )?;
+    }
+    scan.push_str("\n  ]\n}\n");
+    tree.write("cmd/smartctl-scan-j.txt", &scan)
 }
 
 fn fixture(relative: &str) -> PathBuf {

@@ -23,6 +23,10 @@ struct Cli {
     /// off, error, warn, info, debug or trace (overrides log_level in the config)
     #[arg(long, global = true, value_name = "LEVEL")]
     log_level: Option<log::LevelFilter>,
+    /// Keep the spool in DIR (overrides state_dir in the config; e.g. to try an installed
+    /// config without root)
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -51,7 +55,7 @@ fn main() {
     let code = match cli.command.unwrap_or(Command::Run) {
         Command::Collect { root, check: false } => collect(&root),
         Command::Collect { root, check: true } => check(&root),
-        Command::Run => run(cli.config, cli.log_level),
+        Command::Run => run(cli.config, cli.log_level, cli.state_dir),
     };
     std::process::exit(code);
 }
@@ -99,17 +103,24 @@ fn check(root: &std::path::Path) -> i32 {
     }
 }
 
-fn run(config_flag: Option<PathBuf>, log_level: Option<log::LevelFilter>) -> i32 {
+fn run(
+    config_flag: Option<PathBuf>,
+    log_level: Option<log::LevelFilter>,
+    state_dir: Option<PathBuf>,
+) -> i32 {
     let path = config_flag
         .or_else(|| std::env::var_os("AGENT_CONFIG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-    let config = match AgentConfig::load(&path) {
+    let mut config = match AgentConfig::load(&path) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("proxmox-monitor-agent: {e}");
             return 2;
         }
     };
+    if let Some(dir) = state_dir {
+        config.state_dir = dir;
+    }
     init_logging(log_level.unwrap_or(config.log_level));
     let stop = match agent::wake::Stop::new() {
         Ok(stop) => Arc::new(stop),

@@ -34,6 +34,7 @@ fn a_clean_node_has_no_problems() {
         "debian-plain",
         "old-kernel",
         "node-exporter",
+        "smart-disks",
     ] {
         let (code, lines) = check(&fixture(tree));
         assert_eq!(code, 0, "{tree}: {lines:?}");
@@ -52,6 +53,9 @@ fn a_broken_node_lists_every_problem_and_fails() {
         "/etc/pve/storage.cfg: line 1: \"this is not a storage config\" is not a \"type: id\" section header: ignored",
         "/proc/uptime: file is empty",
         "zpool list: line 1: \"cannot open: garbage\" has 1 TAB-separated fields, expected 7",
+        "/sys/class/hwmon/hwmon0/temp1_input: line 1: \"N/A\" is not a temperature in millidegrees",
+        "smartctl --scan: line 29: not JSON (EOF while parsing a string at line 29 column 14): the lines before it are read",
+        "smartctl /dev/sda: not JSON: expected value at line 1 column 1",
     ] {
         assert!(lines.iter().any(|l| l == expected), "{expected:?} not in {lines:#?}");
     }

@@ -15,8 +15,9 @@ use std::path::Path;
 
 use agent::collect::problem::{decode, Problems};
 use agent::collect::{
-    arcstats, cgroup, cpuinfo, diskstats, guest_config, hostname, loadavg, meminfo, mounts,
-    net_dev, net_unix, pid_stat, pmxcfs, pressure, stat, storage, uptime, versions, zpool,
+    arcstats, cgroup, cpuinfo, diskstats, guest_config, ha, hostname, hwmon, jobs, loadavg,
+    meminfo, mounts, net_dev, net_unix, pid_stat, pmxcfs, pressure, replication, smart, stat,
+    storage, tasks, uptime, versions, vzdump_log, zpool,
 };
 use common::sample::GuestType;
 use proptest::prelude::*;
@@ -575,6 +576,241 @@ fn read_stat_f(text: &str, p: &mut Problems) -> Option<Items> {
     })
 }
 
+fn read_task_index(text: &str, p: &mut Problems) -> Option<Items> {
+    Some(
+        tasks::parse_index(text, 1, p)
+            .iter()
+            .map(|e| format!("{} {:?} {:?}", e.upid, e.endtime, e.status))
+            .collect(),
+    )
+}
+
+fn read_task_active(text: &str, p: &mut Problems) -> Option<Items> {
+    some_items(tasks::parse_active(text, p), |v| {
+        v.iter()
+            .map(|e| format!("{} {:?} {:?}", e.upid, e.endtime, e.status))
+            .collect()
+    })
+}
+
+fn read_vzdump_log(text: &str, p: &mut Problems) -> Option<Items> {
+    some_items(vzdump_log::parse(text, p), |log| {
+        let mut items: Items = [
+            opt("storage", log.storage),
+            opt("job_error", log.job_error),
+            opt("task", log.task_status),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        items.extend(log.listed.iter().map(|v| format!("listed {v}")));
+        for (i, g) in log.guests.iter().enumerate() {
+            let id = format!("{i}:{}", g.vmid);
+            items.push(format!("{id} {:?}", g.kind));
+            items.extend(opt(&format!("{id} started"), g.started));
+            items.extend(opt(&format!("{id} ended"), g.ended));
+            items.extend(opt(&format!("{id} duration"), g.duration_seconds));
+            items.extend(opt(&format!("{id} archive"), g.archive.clone()));
+            items.extend(opt(&format!("{id} size"), g.size_bytes));
+            if g.outcome != vzdump_log::Outcome::Unfinished {
+                items.push(format!("{id} {:?}", g.outcome));
+            }
+        }
+        items
+    })
+}
+
+fn job_items(v: Vec<jobs::JobConf>) -> Items {
+    let mut items = Vec::new();
+    for j in v {
+        items.push(j.id.clone());
+        items.extend(opt(&format!("{}.schedule", j.id), j.schedule));
+        items.extend(opt(&format!("{}.enabled", j.id), j.enabled));
+        items.extend(opt(&format!("{}.storage", j.id), j.storage));
+        items.extend(opt(&format!("{}.node", j.id), j.node));
+        items.extend(opt(&format!("{}.pool", j.id), j.pool));
+        items.extend(opt(&format!("{}.vmid", j.id), j.vmid));
+        items.extend(opt(&format!("{}.all", j.id), j.all));
+        items.extend(opt(&format!("{}.exclude", j.id), j.exclude));
+        items.extend(opt(&format!("{}.comment", j.id), j.comment));
+    }
+    items
+}
+
+fn read_jobs_cfg(text: &str, p: &mut Problems) -> Option<Items> {
+    some_items(jobs::parse_jobs_cfg(text, p), job_items)
+}
+
+fn read_vzdump_cron(text: &str, p: &mut Problems) -> Option<Items> {
+    // Cron jobs are numbered in file order: a line lost renumbers the ones after it.
+    some_items(jobs::parse_vzdump_cron(text, p), |v| {
+        v.into_iter()
+            .map(|j| {
+                format!(
+                    "{:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+                    j.schedule, j.enabled, j.storage, j.node, j.vmid, j.all, j.exclude
+                )
+            })
+            .collect()
+    })
+}
+
+fn read_job_state(text: &str, p: &mut Problems) -> Option<Items> {
+    some_items(jobs::parse_job_state(text, p), |s| {
+        let Some(s) = s else { return Vec::new() };
+        [
+            Some(format!("state={}", s.state)),
+            opt("msg", s.msg),
+            opt("upid", s.upid),
+            opt("time", s.time),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    })
+}
+
+fn read_pools(text: &str, p: &mut Problems) -> Option<Items> {
+    some_items(jobs::parse_pools(text, p), |pools| {
+        pools
+            .iter()
+            .flat_map(|(name, vmids)| {
+                std::iter::once(format!("pool {name}"))
+                    .chain(vmids.iter().map(move |v| format!("{name} {v}")))
+            })
+            .collect()
+    })
+}
+
+fn read_replication_cfg(text: &str, p: &mut Problems) -> Option<Items> {
+    some_items(replication::parse_config(text, p), |v| {
+        let mut items = Vec::new();
+        for c in v {
+            items.push(format!("{} {} {}", c.id, c.guest, c.target));
+            items.extend(opt(&format!("{}.schedule", c.id), c.schedule));
+            items.extend(opt(&format!("{}.disable", c.id), c.disable));
+        }
+        items
+    })
+}
+
+fn read_replication_state(text: &str, p: &mut Problems) -> Option<Items> {
+    some_items(replication::parse_state(text, p), |states| {
+        states.iter().map(|(k, s)| format!("{k:?} {s:?}")).collect()
+    })
+}
+
+fn read_ha_resources(text: &str, p: &mut Problems) -> Option<Items> {
+    some_items(ha::parse_resources(text, p), |v| {
+        let mut items = Vec::new();
+        for r in v {
+            items.push(r.sid.clone());
+            items.extend(opt(&format!("{}.state", r.sid), r.state));
+            items.extend(opt(&format!("{}.group", r.sid), r.group));
+        }
+        items
+    })
+}
+
+fn read_manager_status(text: &str, p: &mut Problems) -> Option<Items> {
+    some_items(ha::parse_manager_status(text, p), |m| {
+        let mut items: Items = [opt("master", m.master), opt("timestamp", m.timestamp)]
+            .into_iter()
+            .flatten()
+            .collect();
+        items.extend(m.nodes.iter().map(|n| format!("{n:?}")));
+        items.extend(m.services.iter().map(|s| format!("{s:?}")));
+        items
+    })
+}
+
+fn read_lrm_status(text: &str, p: &mut Problems) -> Option<Items> {
+    some_items(ha::parse_lrm_status(text, p), |l| {
+        [
+            opt("state", l.state),
+            opt("mode", l.mode),
+            opt("timestamp", l.timestamp),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    })
+}
+
+fn read_smart_scan(text: &str, p: &mut Problems) -> Option<Items> {
+    some_items(smart::parse_scan(text, p), |v| {
+        v.iter()
+            .flat_map(|d| {
+                let protocol = d.protocol.as_ref().map(|p| format!("{} {p}", d.name));
+                std::iter::once(format!("{} {}", d.name, d.kind)).chain(protocol)
+            })
+            .collect()
+    })
+}
+
+fn read_smart_device(text: &str, p: &mut Problems) -> Option<Items> {
+    let device = smart::ScannedDevice {
+        name: "/dev/sdx".into(),
+        kind: "sat".into(),
+        protocol: None,
+    };
+    some_items(smart::parse_device(&device, text, None, p), |d| {
+        let mut items: Items = [
+            opt("model", d.model),
+            opt("serial", d.serial),
+            opt("capacity", d.capacity_bytes),
+            opt("passed", d.passed),
+            opt("exit", d.exit_status),
+            opt("temperature", d.temperature_celsius),
+            opt("hours", d.power_on_hours),
+            opt("cycles", d.power_cycles),
+            opt("reallocated", d.reallocated_sectors),
+            opt("pending", d.pending_sectors),
+            opt("offline", d.offline_uncorrectable),
+            opt("crc", d.crc_errors),
+            opt("critical", d.critical_warning),
+            opt("spare", d.available_spare_percent),
+            opt("spare_threshold", d.available_spare_threshold_percent),
+            opt("used", d.percentage_used),
+            opt("media", d.media_errors),
+            opt("unsafe", d.unsafe_shutdowns),
+            opt("message", d.message),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !d.protocol.is_empty() {
+            items.push(format!("protocol={}", d.protocol));
+        }
+        if d.standby {
+            items.push("standby".into());
+        }
+        items
+    })
+}
+
+fn read_hwmon_value(text: &str, p: &mut Problems) -> Option<Items> {
+    match hwmon::parse_millidegrees(text) {
+        Ok(v) => Some(vec![v.to_string()]),
+        Err(message) => {
+            p.line(1, message);
+            None
+        }
+    }
+}
+
+fn read_hwmon_threshold(text: &str, _: &mut Problems) -> Option<Items> {
+    some_items(hwmon::parse_threshold(text), |v| vec![format!("{v:?}")])
+}
+
+fn read_hwmon_label(text: &str, _: &mut Problems) -> Option<Items> {
+    some_items(hwmon::parse_label(text), |v| vec![v])
+}
+
+fn read_hwmon_name(text: &str, _: &mut Problems) -> Option<Items> {
+    some_items(hwmon::parse_name(text), |v| vec![v])
+}
+
 // ------------------------------------------------------------------------------- the cases
 
 fn bracketed(line: &str) -> bool {
@@ -585,6 +821,8 @@ fn bracketed(line: &str) -> bool {
 fn head(text: &str, n: usize) -> String {
     lines(text).into_iter().take(n).collect()
 }
+
+const TASK_25: &str = "UPID:pve1:0003C4D8:0358F2A1:6B062502:vzdump::root@pam:";
 
 fn cases() -> Vec<Case> {
     vec![
@@ -804,6 +1042,129 @@ fn cases() -> Vec<Case> {
             .independent()
             .extra_column(add_zero),
         case("stat-f", fixture("pve-node/cmd/stat-f.txt"), read_stat_f).independent(),
+        case(
+            "task index",
+            fixture("pve-node/var/log/pve/tasks/index.1")
+                + &fixture("pve-node/var/log/pve/tasks/index"),
+            read_task_index,
+        )
+        .independent(),
+        case(
+            "task active",
+            fixture("pve-node/var/log/pve/tasks/active"),
+            read_task_active,
+        )
+        .independent(),
+        case(
+            "vzdump task log",
+            fixture(&format!("pve-node/var/log/pve/tasks/2/{TASK_25}")),
+            read_vzdump_log,
+        )
+        .unknown(&[
+            "INFO: some output of a hook script",
+            "WARN: a warning",
+            "plain text",
+        ]),
+        case(
+            "vzdump guest log",
+            fixture("pve-node/var/log/vzdump/lxc-101.log"),
+            read_vzdump_log,
+        )
+        .unknown(&["2026-11-25 01:01:50 INFO: more output"]),
+        case(
+            "jobs.cfg",
+            fixture("pve-node/etc/pve/jobs.cfg"),
+            read_jobs_cfg,
+        )
+        .sections(|l| l.trim().is_empty() || !l.starts_with(char::is_whitespace))
+        .unknown(&["# a comment"]),
+        case(
+            "vzdump.cron",
+            fixture("pve-node/etc/pve/vzdump.cron"),
+            read_vzdump_cron,
+        )
+        .unknown(&["# a comment", "PATH=\"/bin\""]),
+        case(
+            "job state",
+            fixture("pve-node/var/lib/pve-manager/jobs/vzdump-backup-5f0d2c1e-9a41.json"),
+            read_job_state,
+        ),
+        case(
+            "user.cfg pools",
+            fixture("pve-node/etc/pve/user.cfg"),
+            read_pools,
+        )
+        .independent()
+        .unknown(&["token:root@pam!mon:0:0::", "role:Monitor:Sys.Audit:"]),
+        case(
+            "replication.cfg",
+            fixture("pve-node/etc/pve/replication.cfg"),
+            read_replication_cfg,
+        )
+        .sections(|l| l.trim().is_empty() || !l.starts_with(char::is_whitespace))
+        .unknown(&["# a comment"]),
+        case(
+            "replication state",
+            fixture("pve-node/var/lib/pve-manager/pve-replication-state.json"),
+            read_replication_state,
+        ),
+        case(
+            "ha resources.cfg",
+            fixture("pve-node/etc/pve/ha/resources.cfg"),
+            read_ha_resources,
+        )
+        .sections(|l| l.trim().is_empty() || !l.starts_with(char::is_whitespace))
+        .unknown(&["# a comment"]),
+        case(
+            "ha manager_status",
+            fixture("pve-node/etc/pve/ha/manager_status"),
+            read_manager_status,
+        ),
+        case(
+            "ha lrm_status",
+            fixture("pve-node/etc/pve/nodes/pve1/lrm_status"),
+            read_lrm_status,
+        ),
+        case(
+            "smartctl --scan",
+            fixture("smart-disks/cmd/smartctl-scan-j.txt"),
+            read_smart_scan,
+        ),
+        case(
+            "smartctl ata",
+            fixture("smart-disks/cmd/smartctl-json-a-n-standby-d-sat--dev-sda.txt"),
+            read_smart_device,
+        ),
+        case(
+            "smartctl nvme",
+            fixture("pve-node/cmd/smartctl-json-a-n-standby-d-nvme--dev-nvme1.txt"),
+            read_smart_device,
+        ),
+        case(
+            "smartctl standby",
+            fixture("smart-disks/cmd/smartctl-json-a-n-standby-d-sat--dev-sdc.txt"),
+            read_smart_device,
+        ),
+        case(
+            "hwmon input",
+            fixture("pve-node/sys/class/hwmon/hwmon1/temp1_input"),
+            read_hwmon_value,
+        ),
+        case(
+            "hwmon max",
+            fixture("pve-node/sys/class/hwmon/hwmon1/temp1_max"),
+            read_hwmon_threshold,
+        ),
+        case(
+            "hwmon label",
+            fixture("pve-node/sys/class/hwmon/hwmon1/temp1_label"),
+            read_hwmon_label,
+        ),
+        case(
+            "hwmon name",
+            fixture("pve-node/sys/class/hwmon/hwmon3/name"),
+            read_hwmon_name,
+        ),
     ]
 }
 
@@ -833,7 +1194,7 @@ proptest! {
 
     #[test]
     fn every_parser_survives_random_bytes_spliced_in(
-        which in 0usize..64,
+        which in 0usize..256,
         at in 0usize..4096,
         junk in proptest::collection::vec(any::<u8>(), 1..12),
     ) {

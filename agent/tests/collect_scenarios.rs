@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agent::collect::command::{CommandError, CommandRunner};
+use agent::collect::command::{CommandError, CommandRunner, Output};
 use agent::collect::Collector;
 use common::sample::{FastSample, GuestStatus, MediumSample, SourceError};
 
@@ -373,6 +373,10 @@ fn medium_and_slow_of_the_pve_node() {
     assert_eq!(medium.storages, golden.storages);
     assert_eq!(medium.guests, golden.guests);
     assert_eq!(medium.filesystems[..2], golden.filesystems[..]);
+    assert_eq!(medium.backup_jobs, golden.backup_jobs);
+    assert_eq!(medium.backups, golden.backups);
+    assert_eq!(medium.replication, golden.replication);
+    assert_eq!(medium.ha, golden.ha);
     let slow = collector.slow();
     assert_eq!(
         serde_json::to_value(&slow).unwrap(),
@@ -512,9 +516,14 @@ fn broken_files_are_errors_not_panics() {
             "/proc/net/dev",
             "/proc/diskstats",
             "/etc/pve/.vmlist",
+            "/sys/class/hwmon/hwmon0/temp1_input",
         ]
     );
     assert_eq!(fast.hostname.as_deref(), Some("pve1"));
+    // A sensor whose value does not read is still listed, with its label.
+    assert_eq!(fast.temperatures.len(), 1);
+    assert_eq!(fast.temperatures[0].label.as_deref(), Some("Package id 0"));
+    assert_eq!(fast.temperatures[0].celsius, None);
     assert_eq!(fast.pressure.unwrap().memory_some, Some(0.0));
     // What comes before the damage is still read.
     assert_eq!(fast.mem_total_bytes, Some(65_759_444 * 1024));
@@ -548,9 +557,14 @@ fn broken_files_are_errors_not_panics() {
             "/sys/module/zfs/version",
             "/proc/sys/kernel/osrelease",
             "/proc/cpuinfo",
+            "smartctl --scan",
+            "smartctl /dev/sda",
         ]
     );
     assert_eq!(slow.node_name.as_deref(), Some("pve1"));
+    // The scan's whole lines before the damage name one disk.
+    assert_eq!(slow.smart.len(), 1);
+    assert_eq!(slow.smart[0].device, "/dev/sda");
 }
 
 /// Answers every command with "not installed", counting the calls.
@@ -558,7 +572,7 @@ fn broken_files_are_errors_not_panics() {
 struct Missing(Arc<Mutex<Vec<String>>>);
 
 impl CommandRunner for Missing {
-    fn run(&self, program: &str, _args: &[&str]) -> Result<String, CommandError> {
+    fn run_output(&self, program: &str, _args: &[&str]) -> Result<Output, CommandError> {
         self.0.lock().unwrap().push(program.to_owned());
         Err(CommandError::NotFound {
             program: program.to_owned(),
@@ -570,7 +584,7 @@ impl CommandRunner for Missing {
 struct Hanging;
 
 impl CommandRunner for Hanging {
-    fn run(&self, program: &str, args: &[&str]) -> Result<String, CommandError> {
+    fn run_output(&self, program: &str, args: &[&str]) -> Result<Output, CommandError> {
         Err(CommandError::Timeout {
             command: format!("{program} {}", args.join(" ")),
             timeout: Duration::from_secs(10),

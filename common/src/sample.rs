@@ -79,8 +79,42 @@ pub struct FastSample {
     /// Every guest of this node, running or not, by VMID.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub guests: Vec<GuestFast>,
+    /// Temperature sensors of `/sys/class/hwmon` (CPU packages and cores, NVMe, chipset, ...),
+    /// by chip and sensor. Drive sensors of the `drivetemp` driver are in the slow sample:
+    /// reading them talks to the disk.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub temperatures: Vec<Temperature>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<SourceError>,
+}
+
+/// One temperature sensor (`tempN_*` of a hwmon chip, kernel
+/// `Documentation/hwmon/sysfs-interface.rst`), in degrees Celsius.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Temperature {
+    /// The chip's `name`: `coretemp`, `k10temp`, `nvme`, `drivetemp`, `acpitz`, ...
+    pub chip: String,
+    /// Which chip of that name: the device it belongs to (`coretemp.0`, `nvme0`,
+    /// `0000:00:18.3`), else its `hwmonN` directory (numbered in probe order, so it may change
+    /// at boot).
+    pub device: String,
+    /// `temp1`, `temp2`, ...
+    pub sensor: String,
+    /// The chip's own name for it (`Package id 0`, `Core 3`, `Composite`, `Tctl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The disk it measures (`nvme` and `drivetemp` chips): `nvme0n1`, `sda`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub celsius: Option<f64>,
+    /// The chip's own "high" threshold (`tempN_max`), where it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_celsius: Option<f64>,
+    /// The chip's critical threshold (`tempN_crit`), where it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crit_celsius: Option<f64>,
 }
 
 /// Pressure stall information: the `avg10` figures (share of the last 10 s, 0–100) of the
@@ -260,8 +294,238 @@ pub struct MediumSample {
     pub storages: Vec<Storage>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub guests: Vec<GuestConfig>,
+    /// The backup jobs that run on this node: `/etc/pve/jobs.cfg` and the legacy
+    /// `/etc/pve/vzdump.cron`, with their last run here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backup_jobs: Vec<BackupJob>,
+    /// Every guest of this node: its last good backup, its last failed one, the jobs that
+    /// cover it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<GuestBackup>,
+    /// Storage replication jobs of this node's guests (`/etc/pve/replication.cfg`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replication: Vec<ReplicationJob>,
+    /// The cluster's HA manager as this node sees it; null when HA is not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaStatus>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<SourceError>,
+}
+
+/// A backup job: a `vzdump` section of `jobs.cfg`, or a line of the legacy `vzdump.cron`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct BackupJob {
+    /// The job id of `jobs.cfg` (`backup-1b5c6ad5-8d0e`); a `vzdump.cron` line is
+    /// `vzdump.cron:<n>`, numbered from 1 in file order as Proxmox numbers them.
+    pub id: String,
+    /// When it runs: a Proxmox calendar event (`21:00`, `sat 02:00`, `mon..fri 01:30`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    pub enabled: bool,
+    /// Target storage; null means vzdump's default (`/etc/vzdump.conf`, else `local`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// The only node it runs on; null: every node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// What it selects, as configured: `all`, `all except 102,103`, `pool prod`, `100,101`.
+    pub selection: String,
+    /// This node's guests it backs up, by VMID.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guests: Vec<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Its last run on this node (`/var/lib/pve-manager/jobs/vzdump-<id>.json`); null when it
+    /// has not run here yet (or for a `vzdump.cron` job, which keeps no state).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<JobRun>,
+}
+
+/// A run of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct JobRun {
+    pub state: RunState,
+    /// When it started, UNIX seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
+    /// When it ended, UNIX seconds (from the task index; null while it runs or when the
+    /// index no longer has it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<u64>,
+    /// The task's status as Proxmox writes it: `OK`, `WARNINGS: 2`, `job errors`, or the error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The task (`UPID:pve1:...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upid: Option<String>,
+}
+
+/// How a task or job run ended, as Proxmox's `upid_status_is_error` and job states tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Ended with `TASK OK`.
+    Ok,
+    /// Ended with `TASK WARNINGS: N`: done, with warnings.
+    Warnings,
+    /// Ended with an error.
+    Error,
+    /// Started and still running.
+    Running,
+    /// About to start (the scheduler took it).
+    Starting,
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+/// One guest's backups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct GuestBackup {
+    pub vmid: u32,
+    #[serde(rename = "type")]
+    pub kind: GuestType,
+    /// The ids of the jobs that back it up on this node. Empty: no job covers it. Null: the
+    /// jobs could not be read, so nobody knows.
+    pub jobs: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<BackupRun>,
+    /// The last failed backup, whether or not a good one came after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<BackupFailure>,
+    /// A backup of it runs now.
+    #[serde(skip_serializing_if = "is_false")]
+    pub running: bool,
+}
+
+/// A successful backup of one guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct BackupRun {
+    /// When it finished, UNIX seconds.
+    pub end_time: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<u64>,
+    /// The archive's size as vzdump reports it (`archive file size: 1.52GB`: three
+    /// significant digits); null for Proxmox Backup Server targets, which report none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// The archive: a file path, or a Proxmox Backup Server snapshot (`vm/100/2026-...Z`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
+    /// The task that made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upid: Option<String>,
+}
+
+/// A failed backup of one guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct BackupFailure {
+    /// When it failed, UNIX seconds.
+    pub end_time: u64,
+    /// vzdump's reason (`Backup of VM 101 failed - <message>`).
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upid: Option<String>,
+}
+
+/// A storage replication job and its state on this node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ReplicationJob {
+    /// `<vmid>-<n>`, e.g. `100-0`.
+    pub id: String,
+    pub guest: u32,
+    pub target: String,
+    /// Calendar event; Proxmox's default is `*/15`.
+    pub schedule: String,
+    pub enabled: bool,
+    /// Start of the last successful sync, UNIX seconds; null: never synced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<u64>,
+    /// Start of the last attempt, UNIX seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_try: Option<u64>,
+    /// How long the last attempt took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    /// Failed attempts in a row (0 after a success).
+    pub fail_count: u32,
+    /// The last attempt's error, while it keeps failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// A sync runs now.
+    #[serde(skip_serializing_if = "is_false")]
+    pub running: bool,
+}
+
+/// The HA manager's view of the cluster (`/etc/pve/ha/manager_status`, `resources.cfg` and
+/// each node's `lrm_status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct HaStatus {
+    /// Whether this node is in the quorate partition (`.members`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorate: Option<bool>,
+    /// The node whose CRM is master.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    /// When the master last wrote its status, UNIX seconds (older than 30 s: Proxmox says
+    /// "old timestamp - dead?").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_timestamp: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<HaNode>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<HaService>,
+}
+
+/// A node as the HA manager sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct HaNode {
+    pub name: String,
+    /// The CRM's node state: `online`, `maintenance`, `unknown`, `fence`, `gone`.
+    pub state: String,
+    /// Its LRM: `wait_for_agent_lock`, `active`, `lost_agent_lock`, `maintenance`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lrm_state: Option<String>,
+    /// `active`, `restart`, `shutdown`, `maintenance`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lrm_mode: Option<String>,
+    /// When its LRM last wrote its status, UNIX seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lrm_timestamp: Option<u64>,
+}
+
+/// An HA resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct HaService {
+    /// `vm:100`, `ct:101`.
+    pub sid: String,
+    /// The node it is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Its state as the CRM keeps it: `started`, `stopped`, `error`, `fence`, `recovery`,
+    /// `migrate`, `relocate`, `freeze`, `request_stop`, ...; null before the CRM saw it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crm_state: Option<String>,
+    /// What the admin asked for in `resources.cfg`: `started`, `stopped`, `disabled`,
+    /// `ignored`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_state: Option<String>,
+    /// The state the GUI shows (pve-ha-manager `get_verbose_service_state`): `started`,
+    /// `starting`, `stopping`, `queued`, `error`, `deleting`, `ignored`, ...
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// One ZFS pool, from `zpool list` and `zpool status -x`.
@@ -499,8 +763,86 @@ pub struct SlowSample {
     pub cpu_sockets: Option<u32>,
     /// Null on a standalone node.
     pub cluster: Option<Cluster>,
+    /// The disks `smartctl --scan` finds, with their health.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub smart: Vec<SmartDisk>,
+    /// Why SMART data is missing: `smartctl` not installed, not allowed to open the disks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smart_note: Option<String>,
+    /// Drive temperature sensors (hwmon `drivetemp`), read at this slow interval because each
+    /// read is a command to the disk (and some drives then never spin down).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drive_temperatures: Vec<Temperature>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<SourceError>,
+}
+
+/// One disk as `smartctl --json -a -n standby` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct SmartDisk {
+    /// `/dev/sda`, `/dev/nvme0`.
+    pub device: String,
+    /// smartctl's device type (`sat`, `nvme`, `scsi`, `megaraid,0`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `ATA`, `NVMe` or `SCSI`.
+    pub protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_bytes: Option<u64>,
+    /// The overall health self-assessment: PASSED (true) or FAILED (false); null when it was
+    /// not read (disk asleep, smartctl failed).
+    pub passed: Option<bool>,
+    /// smartctl's exit status, a bit mask (smartctl(8)): 2 could not open or asleep, 4 a
+    /// command failed, 8 "DISK FAILING", 16 prefail attribute at or below threshold, 32 an
+    /// attribute was at or below threshold in the past, 64 errors in the error log, 128
+    /// errors in the self-test log.
+    pub exit_status: Option<u32>,
+    /// The disk was in standby or sleep and was left so (`-n standby`): no values this time.
+    #[serde(skip_serializing_if = "is_false")]
+    pub standby: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature_celsius: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_on_hours: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_cycles: Option<u64>,
+    /// ATA attribute 5 Reallocated_Sector_Ct, raw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reallocated_sectors: Option<u64>,
+    /// ATA attribute 197 Current_Pending_Sector, raw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_sectors: Option<u64>,
+    /// ATA attribute 198 Offline_Uncorrectable, raw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline_uncorrectable: Option<u64>,
+    /// ATA attribute 199 UDMA_CRC_Error_Count, raw (cabling, not the medium).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crc_errors: Option<u64>,
+    /// NVMe critical warning bits (0: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critical_warning: Option<u32>,
+    /// NVMe available spare, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available_spare_percent: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available_spare_threshold_percent: Option<u32>,
+    /// NVMe percentage used (wear); may exceed 100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percentage_used: Option<u32>,
+    /// NVMe media and data integrity errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_errors: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsafe_shutdowns: Option<u64>,
+    /// smartctl's first message (`Device is in STANDBY mode, exit(2)`, `Smartctl open device:
+    /// /dev/sdb failed: Permission denied`), or why it gave no report (it timed out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The Proxmox cluster this node is a member of.

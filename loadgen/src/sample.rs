@@ -480,6 +480,7 @@ impl Node {
             net,
             disks,
             guests,
+            temperatures: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -617,6 +618,10 @@ pub fn medium_sample(guests: u32, host: usize) -> MediumSample {
                 }
             })
             .collect(),
+        backup_jobs: Vec::new(),
+        backups: Vec::new(),
+        replication: Vec::new(),
+        ha: None,
         errors: Vec::new(),
     }
 }
@@ -646,6 +651,9 @@ pub fn slow_sample(host: usize, name: &str) -> SlowSample {
                 })
                 .collect(),
         }),
+        smart: Vec::new(),
+        smart_note: None,
+        drive_temperatures: Vec::new(),
         errors: Vec::new(),
     }
 }

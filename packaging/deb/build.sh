@@ -57,14 +57,15 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out_dir"
 
-# The crates linked into the package's binary: "name version<TAB>license", sorted.
+# The crates linked into the binaries of the packages named: "name version<TAB>license", sorted.
 crates() {
-    local out
+    local out packages=() p
+    for p in "$@"; do packages+=(-p "$p"); done
     out=$(cd "$repo" && cargo tree --locked --offline -e normal,no-proc-macro --prefix none \
-        --target "$TARGET" -p "$1" --format '{p}|{l}' 2>/dev/null) ||
+        --target "$TARGET" "${packages[@]}" --format '{p}|{l}' 2>/dev/null) ||
         out=$(cd "$repo" && cargo tree --locked -e normal,no-proc-macro --prefix none \
-            --target "$TARGET" -p "$1" --format '{p}|{l}') ||
-        die "cargo tree -p $1 failed"
+            --target "$TARGET" "${packages[@]}" --format '{p}|{l}') ||
+        die "cargo tree ${packages[*]} failed"
     sed -e 's/ (\*)$//' -e 's/ ([^)]*)|/|/' -e 's/^\([^ ]*\) v/\1 /' <<<"$out" |
         awk -F'|' '$1 !~ /^proxmox-monitor-/ { printf "%s\t%s\n", $1, $2 }' | sort -u
 }
@@ -92,8 +93,16 @@ needed_licenses() {
 
 # copyright PACKAGE EXTRA_COMPONENTS > file
 copyright() {
-    local package=$1 list licenses name license
-    list=$(crates "$package")
+    local package=$1 list licenses name license binaries
+    # The server's package also carries the agent that its /install/agent hands out.
+    if [[ $package == proxmox-monitor-server ]]; then
+        list=$(crates "$package" proxmox-monitor-agent)
+        binaries="This package's binaries (the server, and the agent in /usr/lib/proxmox-monitor/
+that the server hands out to nodes) are static builds ($TARGET). They contain"
+    else
+        list=$(crates "$package")
+        binaries="This package's binary is a static build ($TARGET). It contains"
+    fi
     [[ -n $list ]] || die "cargo tree listed no crates for $package"
     licenses=$(
         echo MIT
@@ -111,7 +120,7 @@ It is licensed under the MIT license or the Apache License 2.0, at your option.
 On Debian systems the Apache License 2.0 is in /usr/share/common-licenses/Apache-2.0.
 The MIT license and the other licenses named below are at the end of this file.
 
-This package's binary is a static build ($TARGET). It contains musl libc (MIT;
+$binaries musl libc (MIT;
 Copyright 2005-2020 Rich Felker, et al.)${2:+, $2} and these Rust crates, each under the
 license named (where it offers a choice, under any of its alternatives):
 
@@ -158,6 +167,9 @@ build() {
     copyright "$package" "$extra" >"$doc/copyright"
     changelog "$package" | gzip -9n >"$doc/changelog.gz"
     if [[ $short == server ]]; then
+        # The agent that /install/agent hands out (agent_binary's default path).
+        install -d -m 0755 "$root/usr/lib/proxmox-monitor"
+        install -m 0755 "$bin_dir/proxmox-monitor-agent" "$root/usr/lib/proxmox-monitor/proxmox-monitor-agent"
         install -d -m 0755 "$doc/examples"
         install -m 0644 "$repo/packaging/grafana-dashboard.json" "$doc/examples/grafana-dashboard.json"
     fi
@@ -228,5 +240,7 @@ retention, and serves a dashboard, a JSON API and Prometheus metrics on one
 port. It runs as the system user proxmox-monitor.
 
 The package ships a Grafana dashboard for the Prometheus metrics in
-/usr/share/doc/proxmox-monitor-server/examples." \
+/usr/share/doc/proxmox-monitor-server/examples, and the static agent in
+/usr/lib/proxmox-monitor, which the server hands out to the nodes through its
+one-line installer (/install/agent.sh)." \
     "SQLite (public domain)"

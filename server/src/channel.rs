@@ -53,6 +53,11 @@ impl<'a> Channel<'a> {
         self.joined.as_ref().map(|j| j.host_name.as_str())
     }
 
+    /// The id of the host this socket has joined as, if any.
+    pub fn host_id(&self) -> Option<i64> {
+        self.joined.as_ref().map(|j| j.host_id)
+    }
+
     /// Handles one text frame; returns the frames to send, in order.
     pub fn handle_text(&mut self, text: &str) -> Vec<Frame> {
         match RawFrame::decode(text) {

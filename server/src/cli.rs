@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
@@ -12,6 +12,7 @@ use crate::alert_cli;
 use crate::config::{Overrides, ServerConfig};
 use crate::error::{Error, Result};
 use crate::store::{SeriesQuery, Store};
+use crate::tls::Tls;
 use crate::{auth, serve};
 
 #[derive(Debug, Parser)]
@@ -235,22 +236,20 @@ fn open_store(config: &ServerConfig) -> Result<Store> {
 }
 
 fn run_server(config: ServerConfig) -> Result<()> {
+    // The certificate first: a bad pair is an error at start, before anything else happens.
+    let tls = match &config.tls {
+        Some(files) => Some(Arc::new(Tls::load(&files.cert, &files.key)?)),
+        None => None,
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    // Before any thread starts, so that all of them leave the signals to the signal thread.
+    crate::signals::install(shutdown.clone(), tls.clone())?;
     let store = open_store(&config)?;
     let listener = TcpListener::bind(&config.listen).map_err(|source| Error::Listen {
         addr: config.listen.clone(),
         source,
     })?;
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let flag = shutdown.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            // A second Ctrl+C: the admin does not want to wait.
-            std::process::exit(130);
-        }
-        log::info!("signal received; stopping");
-    })
-    .map_err(|e| Error::Usage(format!("cannot install the signal handler: {e}")))?;
-    serve(config, store, listener, shutdown)
+    serve(config, store, listener, shutdown, tls)
 }
 
 fn register_host(config: &ServerConfig, name: &str) -> Result<()> {

@@ -18,6 +18,8 @@ pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 60;
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub const DEFAULT_MAX_CLOCK_SKEW_SECONDS: u64 = 300;
+/// Where the server's .deb puts the static agent that `/install/agent` hands out.
+pub const DEFAULT_AGENT_BINARY: &str = "/usr/lib/proxmox-monitor/proxmox-monitor-agent";
 
 /// Everything the server needs to run, after defaults, file and flags are merged.
 #[derive(Debug, Clone)]
@@ -34,11 +36,25 @@ pub struct ServerConfig {
     /// How often the maintenance thread rolls up finished buckets.
     pub maintenance_interval: Duration,
     pub http: HttpConfig,
+    /// `tls_cert` and `tls_key`: serve HTTPS and `wss://` with this PEM certificate chain and key.
+    pub tls: Option<TlsFiles>,
+    /// How agents and browsers reach this server (`https://mon.example.com:4000`), without a
+    /// trailing slash; `None`: the URL each request came to.
+    pub public_url: Option<String>,
+    /// The agent binary `/install/agent` hands out (`/install/agent.sh` installs it).
+    pub agent_binary: PathBuf,
     /// `[alerts]`: rules, overrides, maintenance windows.
     pub alerts: AlertsConfig,
     /// How far in the future a sample may be dated (agent clocks run a little ahead); later
     /// ones are refused so that a wrong clock cannot pin a host's current view.
     pub max_clock_skew: Duration,
+}
+
+/// The certificate chain and private key files (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// `[http]`: who may read `/metrics`, and how the session cookie is marked.
@@ -51,7 +67,8 @@ pub struct HttpConfig {
     #[serde(default)]
     pub metrics_public: bool,
     /// Mark the session cookie `Secure`: set this when the dashboard is reached over HTTPS
-    /// (through a TLS-terminating proxy), so the browser never sends the cookie in clear.
+    /// through a TLS-terminating proxy, so the browser never sends the cookie in clear. (With
+    /// `tls_cert` the server speaks HTTPS itself and marks it `Secure` anyway.)
     #[serde(default)]
     pub secure_cookies: bool,
 }
@@ -73,6 +90,9 @@ impl Default for ServerConfig {
             retention: Retention::default(),
             maintenance_interval: Duration::from_secs(60),
             http: HttpConfig::default(),
+            tls: None,
+            public_url: None,
+            agent_binary: PathBuf::from(DEFAULT_AGENT_BINARY),
             alerts: AlertsConfig::default(),
             max_clock_skew: Duration::from_secs(DEFAULT_MAX_CLOCK_SKEW_SECONDS),
         }
@@ -94,6 +114,10 @@ struct FileConfig {
     retention: Option<RetentionDays>,
     maintenance_interval_seconds: Option<u64>,
     http: Option<HttpConfig>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    public_url: Option<String>,
+    agent_binary: Option<PathBuf>,
     alerts: Option<toml::Value>,
     max_clock_skew_seconds: Option<u64>,
 }
@@ -240,8 +264,71 @@ impl ServerConfig {
                     message,
                 })?;
         }
+        match (&file.tls_cert, &file.tls_key) {
+            (Some(cert), Some(key)) => {
+                self.tls = Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(bad(
+                    "tls_key",
+                    "missing: tls_cert is set, so the key file is needed too".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "tls_cert",
+                    "missing: tls_key is set, so the certificate file is needed too".into(),
+                ))
+            }
+        }
+        if let Some(url) = &file.public_url {
+            self.public_url = Some(parse_public_url(url).map_err(|m| bad("public_url", m))?);
+        }
+        if let Some(path) = &file.agent_binary {
+            self.agent_binary.clone_from(path);
+        }
         Ok(())
     }
+}
+
+/// `scheme://host[:port]` for `public_url`, without a trailing slash. Only characters that
+/// are safe inside a shell single-quoted string and a TOML string are allowed, because the
+/// install script and the agent config shown on the dashboard carry it.
+pub fn parse_public_url(url: &str) -> std::result::Result<String, String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let Some((scheme, authority)) = trimmed.split_once("://") else {
+        return Err(format!(
+            "{url:?} is not a URL like https://mon.example.com:4000"
+        ));
+    };
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("{url:?} must start with https:// or http://"));
+    }
+    if authority.contains('/') {
+        return Err(format!(
+            "{url:?} has a path; the server answers at the root, so give only scheme://host[:port]"
+        ));
+    }
+    if !is_authority(authority) {
+        return Err(format!(
+            "{url:?}: the host must be a name or address (letters, digits, '.', '-', ':', [ ])"
+        ));
+    }
+    Ok(format!("{scheme}://{authority}"))
+}
+
+/// Whether `text` looks like `host[:port]` (a DNS name, IPv4 or bracketed IPv6 address).
+pub fn is_authority(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 255
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+        && !text.starts_with(':')
 }
 
 #[cfg(test)]
@@ -308,6 +395,51 @@ mod tests {
             .to_string();
         assert!(err.contains("listen"), "{err}");
         assert!(config.apply_toml("this is = not toml [", "f").is_err());
+    }
+
+    #[test]
+    fn tls_public_url_and_agent_binary() {
+        let mut config = ServerConfig::default();
+        assert_eq!(config.tls, None);
+        assert_eq!(config.agent_binary, PathBuf::from(DEFAULT_AGENT_BINARY));
+        config
+            .apply_toml(
+                "tls_cert = \"/etc/pm/cert.pem\"\ntls_key = \"/etc/pm/key.pem\"\n\
+                 public_url = \"https://mon.example.com:4000/\"\nagent_binary = \"/opt/agent\"\n",
+                "f",
+            )
+            .unwrap();
+        assert_eq!(
+            config.tls,
+            Some(TlsFiles {
+                cert: "/etc/pm/cert.pem".into(),
+                key: "/etc/pm/key.pem".into()
+            })
+        );
+        assert_eq!(
+            config.public_url.as_deref(),
+            Some("https://mon.example.com:4000")
+        );
+        assert_eq!(config.agent_binary, PathBuf::from("/opt/agent"));
+        for (bad, key) in [
+            ("tls_cert = \"/c.pem\"\n", "tls_key"),
+            ("tls_key = \"/k.pem\"\n", "tls_cert"),
+            ("public_url = \"mon:4000\"\n", "public_url"),
+            ("public_url = \"ftp://mon\"\n", "public_url"),
+            ("public_url = \"https://mon/pm\"\n", "public_url"),
+            ("public_url = \"https://mon'; rm -rf /\"\n", "public_url"),
+            ("public_url = \"https://\"\n", "public_url"),
+        ] {
+            let err = ServerConfig::default()
+                .apply_toml(bad, "f")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+        assert_eq!(
+            parse_public_url("http://[::1]:4000").unwrap(),
+            "http://[::1]:4000"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::config::ServerConfig;
 use crate::registry::Registry;
 use crate::state::HostStates;
 use crate::store::Store;
+use crate::tls::Tls;
 use crate::ws::Sockets;
 
 pub struct Context {
@@ -25,6 +26,8 @@ pub struct Context {
     pub login_throttle: LoginThrottle,
     /// The open agent sockets, to wake their threads on a kick or at shutdown.
     pub sockets: Sockets,
+    /// HTTPS and `wss://` on the port (`tls_cert`, `tls_key`); `None`: plain HTTP.
+    pub tls: Option<Arc<Tls>>,
     /// The alerts as the alert thread last published them, and its command queue.
     pub alerts: Alerts,
 }
@@ -67,6 +70,7 @@ impl Context {
             stats: Stats::default(),
             login_throttle: LoginThrottle::default(),
             sockets: Sockets::default(),
+            tls: None,
         }
     }
 

@@ -44,6 +44,11 @@ pub enum Error {
     Usage(String),
     /// Background work that refused to run because it would do harm (what and why).
     Refused(String),
+    /// The TLS certificate or key file (`tls_cert`, `tls_key`) is unusable.
+    Tls {
+        path: PathBuf,
+        message: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -73,6 +78,7 @@ impl fmt::Display for Error {
             Error::Store(message) => write!(f, "storing samples: {message}"),
             Error::Usage(message) => write!(f, "{message}"),
             Error::Refused(message) => write!(f, "{message}"),
+            Error::Tls { path, message } => write!(f, "TLS: {}: {message}", path.display()),
         }
     }
 }

@@ -14,8 +14,10 @@ pub mod ingest;
 pub mod listener;
 pub mod maintenance;
 pub mod registry;
+pub mod signals;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod ws;
 
 #[cfg(test)]
@@ -32,15 +34,18 @@ use context::Context;
 use store::Store;
 
 /// Serves on `listener` until `shutdown` is set: marks every host offline on the way in (nobody
-/// is connected to a server that just started) and on the way out.
+/// is connected to a server that just started) and on the way out. With `tls`, every
+/// connection speaks HTTPS / `wss://`.
 ///
 /// The store is opened (and migrated) by the caller before it binds the listener, so that no
-/// agent or admin command can meet a half-migrated database.
+/// agent or admin command can meet a half-migrated database; likewise the TLS pair is loaded
+/// (and checked) first.
 pub fn serve(
     config: ServerConfig,
     store: Store,
     listener: TcpListener,
     shutdown: Arc<AtomicBool>,
+    tls: Option<Arc<tls::Tls>>,
 ) -> Result<()> {
     let stale = store.mark_all_offline(common::time::now_unix())?;
     if stale > 0 {
@@ -50,13 +55,20 @@ pub fn serve(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| config.listen.clone());
+    let (scheme, ws_scheme) = if tls.is_some() {
+        ("HTTPS", "wss")
+    } else {
+        ("HTTP", "ws")
+    };
     log::info!(
-        "listening on {addr} (agent socket ws://{addr}{}, database {})",
+        "listening on {addr} ({scheme}; agent socket {ws_scheme}://{addr}{}, database {})",
         common::events::SOCKET_PATH,
         config.database.display()
     );
     let hosts = state::HostStates::load(&store)?;
-    let ctx = Arc::new(Context::new(config, store, hosts, shutdown));
+    let mut ctx = Context::new(config, store, hosts, shutdown);
+    ctx.tls = tls;
+    let ctx = Arc::new(ctx);
     let maintenance = maintenance::spawn(ctx.clone())
         .map_err(|e| Error::Usage(format!("cannot start the maintenance thread: {e}")))?;
     let roster = maintenance::spawn_roster_watch(ctx.clone())

@@ -1,5 +1,7 @@
 //! The accept loop: one thread per connection, HTTP first, upgraded to the agent socket when
-//! asked. Every thread's handle is kept so that shutdown can wait for them.
+//! asked. Every thread's handle is kept so that shutdown can wait for them. With TLS on, each
+//! connection thread shakes hands first (`crate::tls`); plain HTTP on the TLS port is answered
+//! in plain HTTP with where to go instead.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
@@ -8,7 +10,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::context::{Context, Stats};
-use crate::http::{self, HttpConn, ReadOutcome, Response};
+use crate::http::{self, HttpConn, ReadOutcome, Request, Response};
+use crate::tls::{FirstByte, Stream};
 use crate::ws;
 
 /// How often a blocked accept (and an HTTP connection's read) wakes up to look at the shutdown
@@ -43,7 +46,11 @@ pub fn run(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
                         "{peer}: refused: {} connections open (max_connections)",
                         threads.len()
                     );
-                    refuse(stream);
+                    if ctx.tls.is_none() {
+                        refuse(stream);
+                    }
+                    // Over TLS a plain-text 503 would only read as a broken handshake, and
+                    // a handshake here would hold up the accept loop: just close.
                     continue;
                 }
                 let ctx = ctx.clone();
@@ -86,7 +93,7 @@ pub fn run(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
 fn refuse(stream: TcpStream) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let mut conn = HttpConn::new(stream);
+    let mut conn = HttpConn::new(Stream::Plain(stream));
     let _ = conn.write_response(&Response::text(503, "too many connections\n"), false, true);
 }
 
@@ -99,10 +106,102 @@ fn handle_connection(ctx: &Context, stream: TcpStream, peer: SocketAddr, conn_id
         .and_then(|()| stream.set_nodelay(true));
     if let Err(e) = setup {
         log::warn!("{peer}: socket setup failed: {e}");
+    } else if let Some(tls) = &ctx.tls {
+        let deadline = Instant::now() + http::HEAD_TIMEOUT;
+        let stopping = || ctx.shutting_down();
+        match crate::tls::sniff(&stream, deadline, &stopping) {
+            FirstByte::Nothing => {}
+            FirstByte::PlainHttp => plain_http_on_tls_port(ctx, stream, &peer.to_string()),
+            FirstByte::Tls => match tls.accept(stream, deadline, &stopping) {
+                Ok(stream) => serve(ctx, HttpConn::new(stream), &peer.to_string(), conn_id),
+                Err(crate::tls::HandshakeError::Stopping | crate::tls::HandshakeError::Closed) => {}
+                Err(e) => log::info!("{peer}: TLS handshake failed: {e}"),
+            },
+        }
     } else {
-        serve(ctx, HttpConn::new(stream), &peer.to_string(), conn_id);
+        serve(
+            ctx,
+            HttpConn::new(Stream::Plain(stream)),
+            &peer.to_string(),
+            conn_id,
+        );
     }
     ctx.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// A client spoke plain HTTP to the TLS port: one request is read and answered in plain
+/// HTTP — a browser is sent to the `https://` URL of the same page, an agent (a WebSocket
+/// upgrade) or anything else gets 400 saying to use `https://`/`wss://` — and logged, so a
+/// misconfigured agent shows in the log with its address.
+fn plain_http_on_tls_port(ctx: &Context, stream: TcpStream, peer: &str) {
+    let mut conn = HttpConn::new(Stream::Plain(stream));
+    let request = match conn.read_request(ctx, true) {
+        ReadOutcome::Request(request) => request,
+        ReadOutcome::Closed => return,
+        ReadOutcome::Fail(response) => {
+            log::info!(
+                "{peer}: plain HTTP on the TLS port (bad request: {})",
+                response.status
+            );
+            let _ = conn.write_response(&response, false, true);
+            return;
+        }
+    };
+    let response = answer_plain_http(ctx, &request);
+    match response.header("location") {
+        Some(location) => log::info!(
+            "{peer}: plain HTTP on the TLS port: {} {}; sent to {location}",
+            request.method,
+            request.path
+        ),
+        None => log::warn!(
+            "{peer}: plain HTTP on the TLS port: {} {}{}; answered 400 (use https:// and wss://)",
+            request.method,
+            request.path,
+            if ws::is_upgrade(&request) {
+                " (an agent configured with ws:// instead of wss://?)"
+            } else {
+                ""
+            }
+        ),
+    }
+    let _ = conn.write_response(&response, request.method == "HEAD", true);
+}
+
+fn answer_plain_http(ctx: &Context, request: &Request) -> Response {
+    let https = |authority: &str| {
+        let mut url = format!("https://{authority}{}", request.path);
+        if let Some(query) = &request.query {
+            url.push('?');
+            url.push_str(query);
+        }
+        url
+    };
+    let base = ctx
+        .config
+        .public_url
+        .as_deref()
+        .and_then(|u| u.strip_prefix("https://"))
+        .map(str::to_owned)
+        .or_else(|| {
+            request
+                .header("host")
+                .map(str::trim)
+                .filter(|h| crate::config::is_authority(h))
+                .map(str::to_owned)
+        });
+    let read = request.method == "GET" || request.method == "HEAD";
+    match base {
+        Some(authority) if read && !ws::is_upgrade(request) && request.path.starts_with('/') => {
+            let location = https(&authority);
+            Response::text(301, format!("This server speaks HTTPS: {location}\n"))
+                .with_header("Location", location)
+        }
+        _ => Response::text(
+            400,
+            "This port speaks HTTPS: use https:// (agents: wss://) in the URL.\n",
+        ),
+    }
 }
 
 fn serve(ctx: &Context, mut conn: HttpConn, peer: &str, conn_id: u64) {
@@ -110,11 +209,11 @@ fn serve(ctx: &Context, mut conn: HttpConn, peer: &str, conn_id: u64) {
     loop {
         let request = match conn.read_request(ctx, first) {
             ReadOutcome::Request(request) => request,
-            ReadOutcome::Closed => return,
+            ReadOutcome::Closed => break,
             ReadOutcome::Fail(response) => {
                 log::debug!("{peer}: bad request: {}", response.status);
                 let _ = conn.write_response(&response, false, true);
-                return;
+                break;
             }
         };
         first = false;
@@ -129,7 +228,8 @@ fn serve(ctx: &Context, mut conn: HttpConn, peer: &str, conn_id: u64) {
             .is_err()
             || close
         {
-            return;
+            break;
         }
     }
+    conn.stream.finish();
 }

@@ -110,7 +110,7 @@ pub fn spawn_roster_watch(ctx: Arc<Context>) -> std::io::Result<JoinHandle<()>> 
                         // samples would fail): close its connection; it cannot join again.
                         let mut kicked = false;
                         for host_id in removed {
-                            kicked |= ctx.registry.kick(host_id);
+                            kicked |= ctx.registry.revoke(host_id, || {});
                         }
                         if kicked {
                             ctx.sockets.wake_kicked();

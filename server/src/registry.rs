@@ -62,12 +62,16 @@ impl Registry {
         }
     }
 
-    /// Tells the connection of `host_id` (removed from the database) to close, and forgets
-    /// it: nothing of that host may be stored after this. Returns whether there was one.
-    pub fn kick(&self, host_id: i64) -> bool {
-        match self.lock().remove(&host_id) {
+    /// The host's token was rotated or the host removed: whichever connection owns it is
+    /// kicked (its `kick` flag; wake it with `Sockets::wake_kicked`) and no longer owns it, and
+    /// `then` (marking the host offline) runs under the lock, so a join with the new token
+    /// that comes in meanwhile lands after it. Returns whether a connection owned the host.
+    pub fn revoke(&self, host_id: i64, then: impl FnOnce()) -> bool {
+        let mut claims = self.lock();
+        match claims.remove(&host_id) {
             Some(claim) => {
                 claim.kick.store(true, Ordering::SeqCst);
+                then();
                 true
             }
             None => false,
@@ -103,5 +107,21 @@ mod tests {
         assert!(registry.release(1, 11, || offline = true));
         assert!(offline);
         assert_eq!(registry.connected(), 0);
+    }
+
+    #[test]
+    fn a_revoked_host_is_kicked_and_owned_by_nobody() {
+        let registry = Registry::default();
+        let kick = Arc::new(AtomicBool::new(false));
+        registry.claim(1, 10, kick.clone(), || ());
+        let mut offline = false;
+        assert!(registry.revoke(1, || offline = true));
+        assert!(kick.load(Ordering::SeqCst) && offline);
+        assert!(!registry.is_connected(1));
+        // The kicked connection's own release later is a no-op.
+        let mut again = false;
+        assert!(!registry.release(1, 10, || again = true));
+        assert!(!again);
+        assert!(!registry.revoke(1, || unreachable!()));
     }
 }

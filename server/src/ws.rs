@@ -4,7 +4,8 @@
 //! The read loop blocks until a frame arrives or the idle timeout is due — nothing else wakes it.
 //! A kick (a newer connection of the same host joined) or a shutdown wakes it through `Sockets`:
 //! the read half of its socket is shut down, so the blocked read returns at once, and the loop
-//! still writes its goodbye (`phx_close`, then the WebSocket close) on the write half.
+//! still writes its goodbye (`phx_close`, then the WebSocket close) on the write half. Over
+//! TLS the same holds: rustls sees the end of its input, and its writes still go out.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -22,6 +23,7 @@ use tungstenite::{Message, WebSocket};
 use crate::channel::Channel;
 use crate::context::Context;
 use crate::http::{is_timeout, HttpConn, Request, Response};
+use crate::tls::Stream;
 
 /// While replies wait behind a full send buffer, the loop wakes this often to push them on.
 const FLUSH_RETRY: Duration = Duration::from_millis(200);
@@ -97,20 +99,23 @@ impl Drop for Registration<'_> {
     }
 }
 
-/// The connection's socket as the WebSocket reads it: the end-of-file that a wake-up causes is
+/// The connection's stream as the WebSocket reads it: the end of input that a wake-up causes
+/// (end-of-file on plain TCP; over TLS, rustls's error for a close without close_notify) is
 /// reported as `WouldBlock`, like a read timeout, so the WebSocket stays usable for writing.
+/// A wake-up only follows a kick or shutdown, which the read loop checks next.
 struct Wakeable {
-    stream: TcpStream,
+    stream: Stream,
     woken: Arc<AtomicBool>,
 }
 
 impl Read for Wakeable {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self.stream.read(buf)? {
-            0 if !buf.is_empty() && self.woken.load(Ordering::SeqCst) => {
+        let read = self.stream.read(buf);
+        match read {
+            Ok(0) | Err(_) if !buf.is_empty() && self.woken.load(Ordering::SeqCst) => {
                 Err(std::io::ErrorKind::WouldBlock.into())
             }
-            n => Ok(n),
+            other => other,
         }
     }
 }
@@ -185,7 +190,12 @@ pub fn serve_socket(
     let head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
-    if std::io::Write::write_all(&mut conn.stream, head.as_bytes()).is_err() {
+    if conn
+        .stream
+        .write_all(head.as_bytes())
+        .and_then(|()| conn.stream.flush())
+        .is_err()
+    {
         return;
     }
     // Until a join succeeds only small frames are read: nobody unauthenticated can make the
@@ -197,7 +207,7 @@ pub fn serve_socket(
     let leftover = std::mem::take(&mut conn.buf);
     let woken = Arc::new(AtomicBool::new(false));
     let kick = Arc::new(AtomicBool::new(false));
-    let _registration = match conn.stream.try_clone() {
+    let _registration = match conn.stream.tcp().try_clone() {
         Ok(stream) => {
             ctx.sockets.lock().insert(
                 conn_id,
@@ -244,11 +254,20 @@ fn run(
             break Some((CloseCode::Away, "server shutting down"));
         }
         if kick.load(Ordering::SeqCst) {
+            // Kicked by a newer connection of the host (which owns it now), or by the
+            // dashboard rotating its token or removing it (then nobody owns it).
+            let replaced = channel
+                .host_id()
+                .is_some_and(|id| ctx.registry.is_connected(id));
             let frames = channel.kicked();
             send_all(&mut socket, &frames);
             break Some((
                 CloseCode::Policy,
-                "replaced by a newer connection of this host",
+                if replaced {
+                    "replaced by a newer connection of this host"
+                } else {
+                    "the host's token was rotated or the host removed"
+                },
             ));
         }
         let idle_left = ctx.config.idle_timeout.saturating_sub(last_heard.elapsed());
@@ -266,7 +285,7 @@ fn run(
         } else {
             idle_left
         };
-        if let Err(e) = socket.get_ref().stream.set_read_timeout(Some(wait)) {
+        if let Err(e) = socket.get_ref().stream.tcp().set_read_timeout(Some(wait)) {
             log::info!("{peer}: connection ended: {e}");
             break None;
         }
@@ -331,6 +350,7 @@ fn run(
         }));
         let _ = socket.flush();
     }
+    socket.get_mut().stream.finish();
     channel.end();
 }
 
@@ -383,7 +403,7 @@ mod tests {
         );
         let server = WebSocket::from_raw_socket(
             Wakeable {
-                stream: server,
+                stream: Stream::Plain(server),
                 woken,
             },
             Role::Server,

@@ -2,8 +2,10 @@
 //! DevTools Protocol (a WebSocket, spoken with tungstenite), logs in through the login form,
 //! loads `/`, `/hosts/NAME` and `/alerts`, checks the rendered DOM (hosts, status badges, chart
 //! SVGs, escaped guest names, sorting, live refresh, an alert acknowledged and silenced from
-//! the page) and writes screenshots to
-//! `target/screenshots/` (desktop and 390 px phone width) for people to look at.
+//! the page) and writes screenshots to `target/screenshots/` (desktop and 390 px phone width)
+//! for people to look at. A second test serves HTTPS with a private CA that chromium trusts
+//! through an NSS database (`certutil`) and adds, installs, rotates and removes a host through
+//! the "Manage hosts" pages.
 //!
 //! Without chromium the test is skipped with a note — unless `PM_REQUIRE_BROWSER=1` (CI),
 //! where that is a failure.
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use http_common::*;
 use serde_json::{json, Value};
-use support::{server_bin, wait_until, ChildGuard, Server, TempDir, PATIENCE};
+use support::{server_bin, wait_until, ChildGuard, Pki, Server, TempDir, PATIENCE};
 use tungstenite::{Message, WebSocket};
 
 /// The first of these on `PATH`.
@@ -45,9 +47,14 @@ struct Browser {
 }
 
 impl Browser {
-    fn launch(binary: &Path) -> Browser {
+    /// Starts chromium; with `home`, its `HOME` (where it finds the NSS database
+    /// `.pki/nssdb` of the certificate authorities it trusts besides the system's).
+    fn launch(binary: &Path, home: Option<&Path>) -> Browser {
         let profile = TempDir::new("chromium-profile");
         let mut command = Command::new(binary);
+        if let Some(home) = home {
+            command.env("HOME", home);
+        }
         command
             .args([
                 "--headless",
@@ -215,14 +222,22 @@ fn screenshot_dir() -> PathBuf {
         .join("screenshots")
 }
 
-#[test]
-fn dashboard_renders_in_headless_chromium() {
-    let Some(binary) = find_browser() else {
+/// The browser to test with; `None` (after a note) when there is none and none is required.
+fn browser_or_skip() -> Option<PathBuf> {
+    let found = find_browser();
+    if found.is_none() {
         assert!(
             std::env::var("PM_REQUIRE_BROWSER").as_deref() != Ok("1"),
             "PM_REQUIRE_BROWSER=1 but none of {BROWSERS:?} is on PATH (apt-get install chromium)"
         );
         eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium to run this test)");
+    }
+    found
+}
+
+#[test]
+fn dashboard_renders_in_headless_chromium() {
+    let Some(binary) = browser_or_skip() else {
         return;
     };
 
@@ -244,7 +259,7 @@ fn dashboard_renders_in_headless_chromium() {
         host["status"] == "online" && !host["medium"].is_null() && !host["slow"].is_null()
     });
 
-    let mut browser = Browser::launch(&binary);
+    let mut browser = Browser::launch(&binary, None);
     let base = format!("http://127.0.0.1:{}", server.port);
 
     // Not logged in: the dashboard sends the browser to the login form.
@@ -534,4 +549,205 @@ fn dashboard_renders_in_headless_chromium() {
          document.querySelector('#silences') === null",
         PATIENCE,
     );
+}
+
+/// A HOME whose NSS database (`.pki/nssdb`, where chromium on Linux looks for certificate
+/// authorities added by the user) trusts `ca` for web sites. Needs `certutil`.
+fn home_trusting(ca: &Path, home: &Path) {
+    let db = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&db).unwrap();
+    let db = format!("sql:{}", db.display());
+    let certutil = |args: &[&str]| {
+        let out = Command::new("certutil")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run certutil ({e}); install it: apt-get install libnss3-tools")
+            });
+        assert!(
+            out.status.success(),
+            "certutil {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    certutil(&["-N", "-d", &db, "--empty-password"]);
+    let ca = ca.display().to_string();
+    certutil(&[
+        "-A",
+        "-d",
+        &db,
+        "-n",
+        "proxmox-monitor test CA",
+        "-t",
+        "C,,",
+        "-i",
+        &ca,
+    ]);
+}
+
+/// The dashboard over HTTPS in chromium trusting the server's private CA (not told to ignore
+/// certificate errors: without the CA the same page does not load), its session cookie
+/// `Secure`; a host added in the UI, and the config the page showed making the real agent
+/// connect over `wss://` once the page's private-CA install line has put it on a "node"; its
+/// token rotated and the host removed through the confirmation pages.
+#[test]
+fn add_a_host_in_chromium_over_https_with_a_private_ca() {
+    let Some(binary) = browser_or_skip() else {
+        return;
+    };
+    let files = TempDir::new("browser-tls-pki");
+    let pki = Pki::new(files.path(), "browser");
+    let installer = format!("agent_binary = \"{}\"\n", support::agent_bin().display());
+    let server = tls_server("browser-tls", files.path(), &pki, &installer);
+    assert!(set_password(&server, PASSWORD).status.success());
+    let base = format!("https://127.0.0.1:{}", server.port);
+
+    // Without the CA, chromium refuses the certificate (the page never comes).
+    {
+        let mut untrusting = Browser::launch(&binary, Some(&files.path().join("empty-home")));
+        untrusting.call("Page.navigate", json!({"url": format!("{base}/login")}));
+        untrusting.wait_for(
+            "document.readyState === 'complete' && location.protocol === 'chrome-error:'",
+            PATIENCE,
+        );
+        assert_eq!(
+            untrusting.eval("document.querySelectorAll('input[name=password]').length"),
+            0
+        );
+    }
+
+    let home = files.path().join("home");
+    home_trusting(&pki.ca, &home);
+    let mut browser = Browser::launch(&binary, Some(&home));
+    browser.open(&format!("{base}/admin/hosts"), "/login");
+    browser.eval(&format!(
+        "document.querySelector('input[name=password]').value = {}; \
+         document.querySelector('form.login').submit(); true",
+        json!(PASSWORD)
+    ));
+    browser.wait_for(
+        "location.pathname === '/admin/hosts' && document.readyState === 'complete' && \
+         document.querySelector('form.add-host') !== null",
+        PATIENCE,
+    );
+    let cookies = browser.call("Network.getCookies", json!({"urls": [base.clone()]}));
+    let session = cookies["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "pm_session")
+        .unwrap_or_else(|| panic!("no session cookie: {cookies:#}"))
+        .clone();
+    assert_eq!(session["secure"], true, "{session:#}");
+    assert_eq!(session["httpOnly"], true, "{session:#}");
+
+    // Add a host through the form.
+    browser.eval(
+        "document.querySelector('form.add-host input[name=name]').value = 'pve-ui'; \
+         document.querySelector('form.add-host button').click(); true",
+    );
+    browser.wait_for(
+        "document.readyState === 'complete' && document.querySelector('#host-token') !== null",
+        PATIENCE,
+    );
+    let token = browser.eval("document.querySelector('#host-token').textContent");
+    let token = token.as_str().unwrap().to_owned();
+    let shown = browser.eval("document.querySelector('#agent-config').textContent");
+    let shown = shown.as_str().unwrap().to_owned();
+    assert!(
+        shown.contains(&format!(
+            "server_url = \"wss://127.0.0.1:{}/socket/websocket\"",
+            server.port
+        )) && shown.contains(&format!("token = \"{token}\""))
+            && shown.contains("host_id = \"pve-ui\""),
+        "{shown}"
+    );
+    let dir = screenshot_dir();
+    browser.screenshot(&dir.join("add-host.png"), 1280, false);
+    browser.screenshot(&dir.join("add-host-phone.png"), 390, true);
+
+    // The private-CA line the page shows, run as shown (with our CA's path for the one in
+    // /etc, the files under a temp root, no systemctl): it downloads the agent over HTTPS and
+    // writes the config shown, ca_file set; the installed agent connects over wss://.
+    let line = browser.eval("document.querySelector('#install-oneliner-ca').textContent");
+    let ca = pki.ca.display().to_string();
+    let line = line
+        .as_str()
+        .unwrap()
+        .replace("/etc/proxmox-monitor/ca.pem", &ca);
+    let root = server.dir.path().join("node-root");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{line} --no-systemd"))
+        .env("PM_ROOT", &root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{line}`:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected: String = shown
+        .lines()
+        .map(|l| match l.starts_with("# ca_file = ") {
+            true => format!("ca_file = \"{ca}\"\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    let installed = root.join("etc/proxmox-monitor/agent.toml");
+    assert_eq!(std::fs::read_to_string(&installed).unwrap(), expected);
+    let mut command = Command::new(root.join("usr/local/bin/proxmox-monitor-agent"));
+    command
+        .arg("--config")
+        .arg(&installed)
+        .arg("--state-dir")
+        .arg(root.join("state"))
+        .arg("run");
+    let agent = ChildGuard::spawn(command, &root.join("agent.log"));
+    let online = wait_until(PATIENCE, || {
+        server.status("pve-ui").as_deref() == Some("online")
+    });
+    assert!(online, "agent log:\n{}", agent.output());
+    browser.open(&format!("{base}/admin/hosts"), "/admin/hosts");
+    assert_eq!(
+        browser.eval("document.querySelector('tr[data-host=pve-ui] .badge').textContent"),
+        "online"
+    );
+    browser.screenshot(&dir.join("manage-hosts.png"), 1280, false);
+
+    // Rotate, through its confirmation page: a new token, the agent cut off.
+    browser
+        .eval("document.querySelector('tr[data-host=pve-ui] a[data-action=rotate]').click(); true");
+    browser.wait_for(
+        "document.readyState === 'complete' && location.pathname === '/admin/hosts/pve-ui/rotate'",
+        PATIENCE,
+    );
+    browser.screenshot(&dir.join("rotate-confirm.png"), 1280, false);
+    browser.eval("document.querySelector('button[data-action=confirm-rotate]').click(); true");
+    browser.wait_for(
+        "document.readyState === 'complete' && document.querySelector('#host-token') !== null",
+        PATIENCE,
+    );
+    let rotated = browser.eval("document.querySelector('#host-token').textContent");
+    assert_ne!(rotated.as_str().unwrap(), token);
+    server.expect_status("pve-ui", "offline");
+
+    // Remove, through its confirmation page.
+    browser.open(
+        &format!("{base}/admin/hosts/pve-ui/remove"),
+        "/admin/hosts/pve-ui/remove",
+    );
+    browser.eval("document.querySelector('button[data-action=confirm-remove]').click(); true");
+    browser.wait_for(
+        "document.readyState === 'complete' && location.pathname === '/admin/hosts' && \
+         document.querySelector('.notice') !== null",
+        PATIENCE,
+    );
+    assert_eq!(
+        browser.eval("document.querySelectorAll('tr[data-host=pve-ui]').length"),
+        0
+    );
+    assert!(server.hosts().iter().all(|h| h.name != "pve-ui"));
+    drop(agent);
 }

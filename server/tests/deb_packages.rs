@@ -216,6 +216,11 @@ fn packages_have_the_files_modes_and_metadata_debian_expects() {
                 format!("/usr/share/doc/{package}/examples/grafana-dashboard.json"),
                 "-rw-r--r--",
             ));
+            // The agent that the server's /install/agent hands out to nodes.
+            expected.push((
+                "/usr/lib/proxmox-monitor/proxmox-monitor-agent".to_owned(),
+                "-rwxr-xr-x",
+            ));
         }
         let regular: BTreeMap<&String, &str> = files
             .iter()
@@ -250,6 +255,13 @@ fn packages_have_the_files_modes_and_metadata_debian_expects() {
             format!("{package} {version}"),
             "a stale binary?"
         );
+        if short == "server" {
+            // agent_binary's default: the server's installer works without configuration.
+            assert_eq!(
+                std::fs::read(dir.join("usr/lib/proxmox-monitor/proxmox-monitor-agent")).unwrap(),
+                std::fs::read(debs.bin_dir.join("proxmox-monitor-agent")).unwrap()
+            );
+        }
 
         // Control files: conffiles, md5sums of every file, maintainer scripts.
         let control = dir.join("DEBIAN");
@@ -309,15 +321,15 @@ fn packages_have_the_files_modes_and_metadata_debian_expects() {
         assert!(copyright.contains("/usr/share/common-licenses/Apache-2.0"));
         assert!(copyright.contains("Permission is hereby granted, free of charge"));
         assert!(copyright.contains("musl libc"));
-        let crates = if short == "agent" {
-            vec![
-                ("rustls ", "Apache-2.0 OR ISC OR MIT"),
-                ("ring ", "Apache-2.0 AND ISC"),
-                ("webpki-roots ", "CDLA-Permissive-2.0"),
-            ]
-        } else {
-            vec![("rusqlite ", "MIT"), ("bcrypt ", "MIT")]
-        };
+        // Both have TLS; the server's package also carries the agent (webpki-roots).
+        let mut crates = vec![
+            ("rustls ", "Apache-2.0 OR ISC OR MIT"),
+            ("ring ", "Apache-2.0 AND ISC"),
+            ("webpki-roots ", "CDLA-Permissive-2.0"),
+        ];
+        if short == "server" {
+            crates.extend([("rusqlite ", "MIT"), ("bcrypt ", "MIT")]);
+        }
         for (name, license) in crates {
             assert!(
                 copyright
@@ -327,8 +339,13 @@ fn packages_have_the_files_modes_and_metadata_debian_expects() {
             );
         }
         for text in ["License: ISC", "License: CDLA-Permissive-2.0"] {
-            assert_eq!(copyright.contains(text), short == "agent", "{text}");
+            assert!(copyright.contains(text), "{text}");
         }
+        assert_eq!(
+            copyright.contains("the agent in /usr/lib/proxmox-monitor/"),
+            short == "server"
+        );
+        assert_eq!(copyright.contains("rusqlite "), short == "server");
         assert_eq!(
             copyright.contains("SQLite (public domain)"),
             short == "server"
@@ -483,6 +500,8 @@ fn units_pass_systemd_analyze_verify_and_keep_their_hardening() {
     assert!(has(server, "CapabilityBoundingSet="));
     assert!(has(server, "PrivateDevices=true"));
     assert!(has(server, "SystemCallFilter=@system-service"));
+    // `systemctl reload` reloads the TLS certificate.
+    assert!(has(server, "ExecReload=/bin/kill -HUP $MAINPID"));
 
     if !have("systemd-analyze") {
         assert!(

@@ -353,6 +353,28 @@ fn make_demo_shows_simulated_proxmox_nodes_with_guests_pools_and_moving_counters
         }
     }
 
+    // The alerts: pve-sim2's DEGRADED pool fires `pool_unhealthy`, critical, from its first
+    // medium sample; nothing on pve-sim1's healthy pools.
+    let alerts = wait_for(port, "/api/alerts", &cookie, "pool_unhealthy", |a| {
+        a["alerts"].as_array().is_some_and(|list| {
+            list.iter().any(|a| {
+                a["rule"] == "pool_unhealthy"
+                    && a["host"] == "pve-sim2"
+                    && a["object"] == "tank"
+                    && a["state"] == "firing"
+                    && a["severity"] == "critical"
+            })
+        })
+    });
+    assert!(
+        !alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == "pool_unhealthy" && a["host"] == "pve-sim1"),
+        "{alerts:#}"
+    );
+
     // The charts: the host's and a guest's history have points, and the counters keep moving
     // (a later sample differs).
     let first =

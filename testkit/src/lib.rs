@@ -769,3 +769,118 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A private CA and a server certificate signed by it, made with the `openssl` CLI (P-256,
+/// valid 2 days, for 127.0.0.1 and localhost): for `wss://` and HTTPS tests.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// The CA certificate (PEM): what clients are told to trust.
+    pub ca: PathBuf,
+    /// The server's certificate (PEM) and its private key (PKCS#8 PEM).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Pki {
+    /// Writes `NAME-ca.pem`, `NAME-ca.key`, `NAME.pem` and `NAME.key` into `dir`; two calls
+    /// with different names give two unrelated CAs.
+    pub fn new(dir: &Path, name: &str) -> Pki {
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca.key"));
+        let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+        let (csr, ext) = (format!("{name}.csr"), format!("{name}.ext"));
+        let subject = format!("/CN=proxmox-monitor test CA {name}");
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend([
+            "-keyout", &ca_key, "-out", &ca, "-days", "2", "-subj", &subject,
+        ]);
+        args.extend([
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(dir, &args);
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]);
+        openssl(dir, &args);
+        std::fs::write(
+            dir.join(&ext),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca,
+                "-CAkey",
+                &ca_key,
+                "-set_serial",
+                "1",
+                "-out",
+                &cert,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+        Pki {
+            ca: dir.join(ca),
+            cert: dir.join(cert),
+            key: dir.join(key),
+        }
+    }
+}
+
+/// Runs the `openssl` CLI in `dir`; panics with its stderr when it fails.
+pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run the openssl CLI ({e}); install it: apt-get install openssl")
+        });
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `curl` with `ARGS`, trusting the CA `ca` (when given) instead of the system's: its exit code
+/// (0 for a completed transfer; 60 for a certificate it does not trust), stdout and stderr.
+pub fn curl(ca: Option<&Path>, args: &[&str]) -> (i32, String, String) {
+    let mut command = Command::new("curl");
+    command.args(["--silent", "--show-error", "--max-time", "15"]);
+    if let Some(ca) = ca {
+        // Instead of the system's CA bundle.
+        command.arg("--cacert").arg(ca);
+    }
+    let out = command
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl ({e}); install it: apt-get install curl"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,8 +1,13 @@
-//! Running the few commands the agent needs (`zpool`, `pvesm`, `pveversion`), with a timeout,
-//! or reading their captured output from a fixture tree.
+//! Running the few commands the agent needs (`zpool`, `pvesm`, `pveversion`, `smartctl`), with a
+//! timeout, or reading their captured output from a fixture tree.
 //!
 //! A command that does not exist is a normal case (a node without ZFS, a plain Debian host):
 //! callers get `CommandError::NotFound` and report it once, not on every cycle.
+//!
+//! Most commands say "failed" with a non-zero exit status and nothing useful on stdout: `run`
+//! turns that into `CommandError::Failed`. `smartctl` is different: its exit status is a bit
+//! mask (smartctl(8) "EXIT STATUS") and a failing or worn disk gives a non-zero status with a
+//! complete JSON document on stdout, so `run_output` hands back the output whatever the status.
 
 use std::fmt;
 use std::io::Read;
@@ -14,7 +19,36 @@ use std::time::{Duration, Instant};
 
 /// Runs a program and returns its standard output.
 pub trait CommandRunner: Send {
-    fn run(&self, program: &str, args: &[&str]) -> Result<String, CommandError>;
+    /// Runs `program` and returns its standard output and exit status, whatever the status.
+    /// Errors are only "could not run it to the end": not installed, timed out, I/O.
+    fn run_output(&self, program: &str, args: &[&str]) -> Result<Output, CommandError>;
+
+    /// Runs `program` and returns its standard output when it exits with status 0; any other
+    /// status is `CommandError::Failed` with the first line of its standard error.
+    fn run(&self, program: &str, args: &[&str]) -> Result<String, CommandError> {
+        let output = self.run_output(program, args)?;
+        if output.status == Some(0) {
+            return Ok(output.stdout);
+        }
+        Err(CommandError::Failed {
+            command: command_line(program, args),
+            status: match output.status {
+                Some(code) => format!("exit status: {code}"),
+                None => "killed by a signal".to_owned(),
+            },
+            stderr: output.stderr,
+        })
+    }
+}
+
+/// What a command printed, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Output {
+    /// The exit status; `None` when a signal ended it.
+    pub status: Option<i32>,
+    pub stdout: String,
+    /// The first non-empty line of its standard error.
+    pub stderr: String,
 }
 
 /// Why a command gave no output.
@@ -82,7 +116,7 @@ impl Default for SystemRunner {
 }
 
 impl CommandRunner for SystemRunner {
-    fn run(&self, program: &str, args: &[&str]) -> Result<String, CommandError> {
+    fn run_output(&self, program: &str, args: &[&str]) -> Result<Output, CommandError> {
         let command_line = command_line(program, args);
         let mut candidates = vec![PathBuf::from(program)];
         if !program.contains('/') {
@@ -108,7 +142,7 @@ enum Spawn {
 }
 
 impl SystemRunner {
-    fn run_path(&self, path: &Path, args: &[&str], command: &str) -> Result<String, Spawn> {
+    fn run_path(&self, path: &Path, args: &[&str], command: &str) -> Result<Output, Spawn> {
         let io_error = |message: String| {
             Spawn::Other(CommandError::Io {
                 command: command.to_owned(),
@@ -158,25 +192,26 @@ impl SystemRunner {
             .recv_timeout(remaining())
             .map_err(|_| io_error("its output did not end".into()))?
             .map_err(|e| io_error(format!("cannot read its output: {e}")))?;
-        if !status.success() {
-            let err = stderr
+        let err = if status.success() {
+            Vec::new()
+        } else {
+            stderr
                 .recv_timeout(remaining())
                 .ok()
                 .and_then(Result::ok)
-                .unwrap_or_default();
-            let first_line = String::from_utf8_lossy(&err)
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim()
-                .to_owned();
-            return Err(Spawn::Other(CommandError::Failed {
-                command: command.to_owned(),
-                status: status.to_string(),
-                stderr: first_line,
-            }));
-        }
-        Ok(String::from_utf8_lossy(&out).into_owned())
+                .unwrap_or_default()
+        };
+        let first_line = String::from_utf8_lossy(&err)
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        Ok(Output {
+            status: status.code(),
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: first_line,
+        })
     }
 }
 
@@ -201,25 +236,55 @@ fn read_on_thread<R: Read + Send + 'static>(
 
 /// Answers commands from captured output under `dir` (a fixture tree's `cmd/`): the command
 /// line maps to a file name by `fixture_file_name`; a missing file means the command is not
-/// installed.
+/// installed. A file of the same name with `.status` instead of `.txt` holds how the command
+/// ended: its exit status (`0` when there is no such file), or `timeout` for a command that
+/// hung and was killed.
 #[derive(Debug, Clone)]
 pub struct FixtureRunner {
     pub dir: PathBuf,
 }
 
 impl CommandRunner for FixtureRunner {
-    fn run(&self, program: &str, args: &[&str]) -> Result<String, CommandError> {
-        let path = self.dir.join(fixture_file_name(program, args));
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CommandError::NotFound {
-                program: program.to_owned(),
-            }),
-            Err(e) => Err(CommandError::Io {
+    fn run_output(&self, program: &str, args: &[&str]) -> Result<Output, CommandError> {
+        let name = fixture_file_name(program, args);
+        let path = self.dir.join(&name);
+        let io = |path: &Path, e: std::io::Error| CommandError::Io {
+            command: command_line(program, args),
+            message: format!("cannot read {}: {e}", path.display()),
+        };
+        let stdout = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CommandError::NotFound {
+                    program: program.to_owned(),
+                })
+            }
+            Err(e) => return Err(io(&path, e)),
+        };
+        let status_path = self.dir.join(name.replace(".txt", ".status"));
+        let status = match std::fs::read_to_string(&status_path) {
+            Ok(text) if text.trim() == "timeout" => {
+                return Err(CommandError::Timeout {
+                    command: command_line(program, args),
+                    timeout: SystemRunner::default().timeout,
+                })
+            }
+            Ok(text) => text.trim().parse().map_err(|_| CommandError::Io {
                 command: command_line(program, args),
-                message: format!("cannot read {}: {e}", path.display()),
-            }),
-        }
+                message: format!(
+                    "{}: {:?} is not an exit status",
+                    status_path.display(),
+                    text.trim()
+                ),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io(&status_path, e)),
+        };
+        Ok(Output {
+            status: Some(status),
+            stdout,
+            stderr: String::new(),
+        })
     }
 }
 
@@ -304,6 +369,22 @@ mod tests {
         assert_eq!(big.len(), 1_000_000);
         match runner.run("sh", &["-c", "echo oops >&2; exit 3"]) {
             Err(CommandError::Failed { stderr, .. }) => assert_eq!(stderr, "oops"),
+            other => panic!("{other:?}"),
+        }
+        // The bit-mask status of smartctl: output and status, whatever the status.
+        let output = runner
+            .run_output("sh", &["-c", "echo '{\"ok\":1}'; echo worn >&2; exit 4"])
+            .unwrap();
+        assert_eq!(
+            output,
+            Output {
+                status: Some(4),
+                stdout: "{\"ok\":1}\n".into(),
+                stderr: "worn".into()
+            }
+        );
+        match runner.run("sh", &["-c", "exit 4"]) {
+            Err(CommandError::Failed { status, .. }) => assert_eq!(status, "exit status: 4"),
             other => panic!("{other:?}"),
         }
         assert!(matches!(

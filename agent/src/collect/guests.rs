@@ -151,17 +151,19 @@ impl Collector {
     }
 
     /// The configuration facts of every guest of this node, re-reading every config.
+    /// The configs of this node's guests (`entries`: its `.vmlist` entries, `None` when they
+    /// are not known).
     pub(super) fn guest_configs(
         &mut self,
-        node: Option<&str>,
+        entries: Option<&[VmListEntry]>,
         host_cpus: Option<u32>,
         errors: &mut Vec<SourceError>,
     ) -> Vec<GuestConfig> {
-        let Some(entries) = self.local_guests(node, errors) else {
+        let Some(entries) = entries else {
             return Vec::new();
         };
         let mut out = Vec::with_capacity(entries.len());
-        for entry in &entries {
+        for entry in entries {
             let kind = entry.kind;
             let parse =
                 |text: &str, problems: &mut Problems| Ok(guest_config::parse(text, kind, problems));
@@ -187,8 +189,18 @@ impl Collector {
             return None;
         }
         let node = node?;
-        let list = self.source("etc/pve/.vmlist", pmxcfs::parse_vmlist, errors)?;
+        let list = self.vmlist(errors)?;
         Some(list.into_iter().filter(|e| e.node == node).collect())
+    }
+
+    /// Every guest of the cluster (`.vmlist`); `None` on a host without Proxmox (noted once)
+    /// or when `.vmlist` cannot be read (recorded in `errors`).
+    pub(super) fn vmlist(&mut self, errors: &mut Vec<SourceError>) -> Option<Vec<VmListEntry>> {
+        if !self.root.join("etc/pve").is_dir() {
+            self.note_absent("pve", "no /etc/pve: not a Proxmox VE node, no guests");
+            return None;
+        }
+        self.source("etc/pve/.vmlist", pmxcfs::parse_vmlist, errors)
     }
 
     /// The guest's config, from the cache while its `.vmlist` version is unchanged. A config

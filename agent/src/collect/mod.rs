@@ -22,26 +22,38 @@
 //! no command runs in the fast cycle.
 
 pub mod arcstats;
+mod backup_history;
 pub mod cgroup;
 pub mod command;
 pub mod cpuinfo;
 pub mod diskstats;
 pub mod guest_config;
 mod guests;
+pub mod ha;
 pub mod hostname;
+pub mod hwmon;
+pub mod jobs;
+pub mod json;
 pub mod loadavg;
+pub mod localtime;
 pub mod meminfo;
 pub mod mounts;
 pub mod net_dev;
 pub mod net_unix;
+mod operations;
 pub mod pid_stat;
 pub mod pmxcfs;
 pub mod pressure;
 pub mod problem;
+pub mod replication;
+pub mod section_config;
+pub mod smart;
 pub mod stat;
 pub mod storage;
+pub mod tasks;
 pub mod uptime;
 pub mod versions;
+pub mod vzdump_log;
 pub mod zpool;
 
 use std::cell::RefCell;
@@ -90,6 +102,10 @@ pub struct Collector {
     noted_problems: RefCell<HashSet<String>>,
     /// At most this many line problems of one file per sample (`None`: all of them).
     problems_per_file: Option<usize>,
+    /// Backups learnt from the task index and logs so far, and where reading stopped.
+    backup_history: backup_history::BackupHistory,
+    /// Temperature sensors as last listed (`None`: list them at the next read).
+    sensors: Option<operations::Sensors>,
 }
 
 /// The counters of the previous fast sample.
@@ -154,6 +170,8 @@ impl Collector {
             noted_absent: HashSet::new(),
             noted_problems: RefCell::new(HashSet::new()),
             problems_per_file: Some(DEFAULT_PROBLEMS_PER_FILE),
+            backup_history: backup_history::BackupHistory::default(),
+            sensors: None,
         }
     }
 
@@ -234,6 +252,7 @@ impl Collector {
             ports: &guest_ports,
         };
         sample.guests = self.guests_fast(&context, &mut errors);
+        sample.temperatures = self.temperatures(&mut errors);
         sample.errors = bounded(dedup(errors));
         sample
     }
@@ -453,7 +472,8 @@ impl Collector {
         out
     }
 
-    /// The `metric:medium` sample: ZFS pools, filesystems, Proxmox storages, guest configs.
+    /// The `metric:medium` sample: ZFS pools, filesystems, Proxmox storages, guest configs,
+    /// backups, replication and HA.
     pub fn medium(&mut self) -> MediumSample {
         let mut errors = Vec::new();
         let mut sample = MediumSample {
@@ -474,8 +494,25 @@ impl Collector {
         }
         let host_cpus = self.host_cpu_count();
         let node = self.node_name(&mut errors);
-        sample.storages = self.storages(node.as_deref(), &mut errors);
-        sample.guests = self.guest_configs(node.as_deref(), host_cpus, &mut errors);
+        let storage_configs = self.storage_configs(&mut errors);
+        sample.storages = self.storages(storage_configs.as_deref(), node.as_deref(), &mut errors);
+        let vmlist = self.vmlist(&mut errors);
+        let local: Option<Vec<pmxcfs::VmListEntry>> = vmlist
+            .as_ref()
+            .zip(node.as_deref())
+            .map(|(list, node)| list.iter().filter(|e| e.node == node).cloned().collect());
+        sample.guests = self.guest_configs(local.as_deref(), host_cpus, &mut errors);
+        if let (Some(vmlist), Some(node)) = (&vmlist, &node) {
+            let view = operations::NodeView {
+                node,
+                vmlist,
+                storages: storage_configs.as_deref().unwrap_or(&[]),
+            };
+            (sample.backup_jobs, sample.backups) = self.backups(&view, &mut errors);
+            sample.replication = self.replication(&view, &mut errors);
+            sample.ha = self.ha(&view, &mut errors);
+        }
+        self.refresh_sensors(&mut errors);
         sample.errors = bounded(dedup(errors));
         sample
     }
@@ -531,26 +568,35 @@ impl Collector {
             .collect()
     }
 
-    fn storages(
+    /// `storage.cfg`; `None` when it is missing (noted once) or unreadable (an error).
+    fn storage_configs(
         &mut self,
-        node: Option<&str>,
         errors: &mut Vec<SourceError>,
-    ) -> Vec<common::sample::Storage> {
+    ) -> Option<Vec<storage::StorageConf>> {
         let path = "etc/pve/storage.cfg";
         if !self.root.join(path).exists() {
             self.note_absent(
                 "storage.cfg",
                 "no /etc/pve/storage.cfg: no Proxmox storages",
             );
-            return Vec::new();
+            return None;
         }
-        let Some(configs) = self.source(path, storage::parse_config, errors) else {
+        self.source(path, storage::parse_config, errors)
+    }
+
+    fn storages(
+        &mut self,
+        configs: Option<&[storage::StorageConf]>,
+        node: Option<&str>,
+        errors: &mut Vec<SourceError>,
+    ) -> Vec<common::sample::Storage> {
+        let Some(configs) = configs else {
             return Vec::new();
         };
         let status = self.command("pvesm", &["status"], errors).and_then(|text| {
             self.command_output("pvesm status", &text, storage::parse_pvesm_status, errors)
         });
-        storage::merge(&configs, node, status.as_deref())
+        storage::merge(configs, node, status.as_deref())
     }
 
     /// The `metric:slow` sample: versions, CPU model and count, cluster membership.
@@ -612,6 +658,8 @@ impl Collector {
             sample.cpu_count = Some(cpu.count);
             sample.cpu_sockets = cpu.sockets;
         }
+        (sample.smart, sample.smart_note) = self.smart(&mut errors);
+        sample.drive_temperatures = self.drive_temperatures(&mut errors);
         sample.errors = bounded(dedup(errors));
         sample
     }

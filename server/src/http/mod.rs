@@ -9,6 +9,7 @@ pub mod api;
 pub mod assets;
 pub mod compress;
 pub mod format;
+pub mod install;
 pub mod pages;
 pub mod prometheus;
 pub mod router;
@@ -16,10 +17,11 @@ pub mod session;
 pub mod svg;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::context::Context;
+use crate::tls::Stream;
 
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -166,6 +168,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         101 => "Switching Protocols",
         200 => "OK",
         204 => "No Content",
+        301 => "Moved Permanently",
         303 => "See Other",
         304 => "Not Modified",
         400 => "Bad Request",
@@ -174,6 +177,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
         413 => "Payload Too Large",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
@@ -193,14 +197,14 @@ pub enum ReadOutcome {
     Fail(Response),
 }
 
-/// A client connection: the stream plus bytes read past the last request.
+/// A client connection: the stream (plain or TLS) plus bytes read past the last request.
 pub struct HttpConn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub buf: Vec<u8>,
 }
 
 impl HttpConn {
-    pub fn new(stream: TcpStream) -> HttpConn {
+    pub fn new(stream: Stream) -> HttpConn {
         HttpConn {
             stream,
             buf: Vec::with_capacity(1024),
@@ -281,7 +285,7 @@ impl HttpConn {
             }
         }
         request.body = self.buf[head_len..head_len + content_length].to_vec();
-        request.peer = self.stream.peer_addr().ok().map(|a| a.ip());
+        request.peer = self.stream.tcp().peer_addr().ok().map(|a| a.ip());
         self.buf.drain(..head_len + content_length);
         ReadOutcome::Request(request)
     }

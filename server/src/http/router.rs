@@ -1,10 +1,11 @@
-//! Maps a request to its handler, and decides who may see it: `/healthz`, `/login` and the
-//! assets are open; `/metrics` follows `[http]` in the config; everything else needs a
-//! dashboard session. Every answer is gzipped here when the client accepts it.
+//! Maps a request to its handler, and decides who may see it: `/healthz`, `/login`, the
+//! assets and `/install/` (the agent installer) are open; `/metrics` follows `[http]` in the
+//! config; `/admin/` needs the admin's session (checked in `pages::admin`); everything else
+//! needs a dashboard session. Every answer is gzipped here when the client accepts it.
 
-use super::pages::{alerts, charts, forms, host, overview};
+use super::pages::{admin, alerts, charts, forms, host, overview};
 use super::session::{self, Denied};
-use super::{api, assets, compress, prometheus, Request, Response};
+use super::{api, assets, compress, install, prometheus, Request, Response};
 use crate::context::Context;
 
 /// Sent with every response: no framing by other sites, no inline or foreign scripts, no
@@ -60,6 +61,12 @@ fn dispatch(ctx: &Context, request: &Request) -> crate::Result<Response> {
             return Ok(method_not_allowed("GET, HEAD"));
         }
         return Ok(assets::asset(name).unwrap_or_else(|| Response::text(404, "not found\n")));
+    }
+    if let Some(name) = path.strip_prefix("/install/") {
+        return Ok(install::handle(ctx, request, name));
+    }
+    if path.starts_with("/admin/") {
+        return admin::handle(ctx, request);
     }
     let is_api = path.starts_with("/api/");
     let is_page = path == "/"

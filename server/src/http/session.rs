@@ -2,7 +2,8 @@
 //! the backoff on repeated failures live in `crate::auth`, the forms in `pages::forms`.
 //!
 //! A session id is 32 random bytes (URL-safe base64) sent as an HttpOnly, SameSite=Strict
-//! cookie (`Secure` with `[http] secure_cookies`). The database stores only its SHA-256: the id
+//! cookie, `Secure` when the server speaks HTTPS itself (`tls_cert`) or is behind an HTTPS
+//! proxy (`[http] secure_cookies`). The database stores only its SHA-256: the id
 //! has 256 bits of entropy, so a fast unsalted hash is enough to make a leaked database
 //! useless as a cookie jar, and lookups stay one indexed query per request (bcrypt would cost
 //! a quarter second per page).
@@ -144,7 +145,7 @@ pub fn login(ctx: &Context, request: &Request) -> Result<Response> {
             .with_header("Location", next)
             .with_header(
                 "Set-Cookie",
-                session_cookie(&session_id, lifetime, ctx.config.http.secure_cookies),
+                session_cookie(&session_id, lifetime, secure_cookies(ctx)),
             ),
     )
 }
@@ -160,10 +161,7 @@ pub fn logout(ctx: &Context, request: &Request) -> Result<Response> {
     Ok(
         Response::new(303, "text/plain; charset=utf-8", "logged out\n")
             .with_header("Location", "/login")
-            .with_header(
-                "Set-Cookie",
-                session_cookie("", 0, ctx.config.http.secure_cookies),
-            ),
+            .with_header("Set-Cookie", session_cookie("", 0, secure_cookies(ctx))),
     )
 }
 
@@ -194,6 +192,12 @@ pub fn redirect_to_login(request: &Request) -> Response {
         .with_header("Location", location)
 }
 
+/// Whether the session cookie is marked `Secure`: the dashboard is reached over HTTPS, served
+/// by this server (TLS on) or by a TLS-terminating proxy in front of it (`secure_cookies`).
+fn secure_cookies(ctx: &Context) -> bool {
+    ctx.tls.is_some() || ctx.config.http.secure_cookies
+}
+
 fn session_cookie(value: &str, max_age: i64, secure: bool) -> String {
     format!(
         "{COOKIE_NAME}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{}",
@@ -211,10 +215,10 @@ pub fn csrf_token(request: &Request) -> String {
     }
 }
 
-/// Whether a state-changing form post (acknowledge, silence) comes from our own page: the
-/// same-origin check of the login form, and the session's anti-forgery token in the field
-/// `csrf` (SameSite=Strict cookies already stay off other sites' requests; this holds even
-/// for a browser that ignores SameSite).
+/// Whether a state-changing form post (acknowledge, silence; add, rotate, remove a host) comes
+/// from our own page: the same-origin check of the login form, and the session's anti-forgery
+/// token in the field `csrf` (SameSite=Strict cookies already stay off other sites' requests;
+/// this holds even for a browser that ignores SameSite).
 pub fn form_allowed(request: &Request, form: &[(String, String)]) -> bool {
     let expected = csrf_token(request);
     let offered = form

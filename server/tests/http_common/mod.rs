@@ -1,6 +1,6 @@
 //! Shared by the HTTP and browser tests: a server with a dashboard password, raw HTTP requests
 //! with cookies, login, and fixture data pushed over the agent socket (the golden samples of
-//! `fixtures/protocol/`, varied over an hour of history).
+//! `fixtures/protocol/`, varied over an hour of history), a server speaking TLS.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use testkit::{server_bin, ChildGuard, Client, Server, PATIENCE};
+use testkit::{server_bin, ChildGuard, Client, Pki, Server, ServerOptions, PATIENCE};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -265,4 +265,34 @@ pub fn start_agent(server: &Server, name: &str, token: &str) -> ChildGuard {
     )
     .unwrap();
     testkit::start_agent(&config, &dir.join("agent.log"))
+}
+
+/// A server speaking TLS with `pki`'s pair, copied to `cert.pem` and `key.pem` in `files`
+/// (where a test may replace them before a SIGHUP); `extra` is added to its config.
+pub fn tls_server(label: &str, files: &Path, pki: &Pki, extra: &str) -> Server {
+    std::fs::copy(&pki.cert, files.join("cert.pem")).unwrap();
+    std::fs::copy(&pki.key, files.join("key.pem")).unwrap();
+    let config = files.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n{extra}",
+            files.join("cert.pem").display(),
+            files.join("key.pem").display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        label,
+        ServerOptions {
+            extra_args: vec!["--config".into(), config.display().to_string()],
+            ..ServerOptions::default()
+        },
+    );
+    assert!(
+        server.log().contains("(HTTPS; agent socket wss://"),
+        "{}",
+        server.log()
+    );
+    server
 }

@@ -32,6 +32,8 @@ pub fn page(title: &str, nav: Nav, body: Markup) -> Markup {
                             a href="/" { "Hosts" }
                             " "
                             a href="/alerts" { "Alerts" }
+                            " "
+                            a href="/admin/hosts" { "Manage hosts" }
                         }
                         form.logout method="post" action="/logout" {
                             button type="submit" { "Log out" }

@@ -9,6 +9,8 @@
 //! - `tables` — the tables of a host page;
 //! - `parts` — badges, status lines and facts shared by the overview and the host page;
 //! - `forms` — login, first-run setup, not found;
+//! - `admin` — `/admin/hosts`: add a host (its token and install commands, shown once), rotate
+//!   a token, remove a host;
 //! - `layout` — the frame around every page.
 //!
 //! Live updates: each page names its live part's URL in `data-live` (the same page with
@@ -18,6 +20,7 @@
 //! nothing. We poll rather than subscribe on the Phoenix socket so the dashboard needs no
 //! WebSocket client code and works through any proxy that passes plain HTTP.
 
+pub mod admin;
 pub mod alerts;
 pub mod charts;
 pub mod forms;
