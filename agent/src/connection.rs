@@ -367,6 +367,7 @@ impl Opening {
                 url: self.url.clone(),
                 unflushed: false,
                 max_frame_bytes: MAX_MESSAGE_BYTES,
+                ticket: None,
             }))),
             Err(HandshakeError::Interrupted(mid)) => {
                 Ok(Progress::Wait(Step::WebSocket(Box::new(mid))))
@@ -426,6 +427,9 @@ pub struct Connection {
     unflushed: bool,
     /// The largest message the server reads (its join reply says; until then its default).
     max_frame_bytes: usize,
+    /// The resumption ticket of the join reply: presented at the next join, it spares the
+    /// server a bcrypt verification (a restarted server's reconnect storm).
+    ticket: Option<String>,
 }
 
 impl Connection {
@@ -441,11 +445,18 @@ impl Connection {
     }
 
     /// Sends the join of `host:<name>` with ref `join_ref`. The reply comes through `read`.
-    pub fn join(&mut self, join_ref: Ref, token: &str, agent_version: &str) -> Result<()> {
+    pub fn join(
+        &mut self,
+        join_ref: Ref,
+        token: &str,
+        agent_version: &str,
+        ticket: Option<&str>,
+    ) -> Result<()> {
         self.join_ref = join_ref.to_string();
         let params = JoinParams {
             token: token.to_owned(),
             agent_version: Some(agent_version.to_owned()),
+            ticket: ticket.map(str::to_owned),
         };
         let payload = serde_json::to_value(params).unwrap_or(Value::Null);
         let frame = Frame::new(
@@ -569,7 +580,12 @@ impl Connection {
         }
     }
 
-    /// The join reply says how large a message the server reads.
+    /// The resumption ticket the server gave with our join, if any.
+    pub fn ticket(&self) -> Option<&str> {
+        self.ticket.as_deref()
+    }
+
+    /// The join reply says how large a message the server reads, and gives a ticket.
     fn learn_limit(&mut self, text: &str) {
         let Ok(frame) = Frame::decode(text) else {
             return;
@@ -578,6 +594,10 @@ impl Connection {
             return;
         }
         if let Some(("ok", response)) = frame.as_reply() {
+            self.ticket = response
+                .get("ticket")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             if let Some(limit) = response.get("max_frame_bytes").and_then(Value::as_u64) {
                 // Never below what a join needs, never above what we read ourselves.
                 self.max_frame_bytes = usize::try_from(limit)

@@ -67,6 +67,7 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
         sync_at: None,
         oversized: 0,
         spool_error: None,
+        ticket: None,
     };
     agent.run();
     agent.sync_spool(Instant::now());
@@ -94,6 +95,8 @@ struct Agent<'a> {
     oversized: u64,
     /// Why the spool cannot be written, while it cannot.
     spool_error: Option<String>,
+    /// The server's resumption ticket from the last join (memory only; see `Connection`).
+    ticket: Option<String>,
 }
 
 struct Fresh {
@@ -106,7 +109,7 @@ struct Fresh {
 enum Socket {
     None,
     Opening(Opening),
-    Open(Connection),
+    Open(Box<Connection>),
 }
 
 impl Outbox for Spool {
@@ -268,6 +271,9 @@ impl Agent<'_> {
             let was_up = self.link.is_up();
             let actions = self.link.handle(event, Instant::now(), &self.spool);
             if !was_up && self.link.is_up() {
+                if let Socket::Open(conn) = &self.socket {
+                    self.ticket = conn.ticket().map(str::to_owned);
+                }
                 self.joined();
             }
             for action in actions {
@@ -374,7 +380,10 @@ impl Agent<'_> {
                 }
             }
             Action::Join { join_ref } => {
-                self.send(|conn, token| conn.join(join_ref, token, AGENT_VERSION))
+                let ticket = self.ticket.clone();
+                self.send(|conn, token| {
+                    conn.join(join_ref, token, AGENT_VERSION, ticket.as_deref())
+                })
             }
             Action::Heartbeat { msg_ref } => self.send(|conn, _| conn.heartbeat(msg_ref)),
             Action::Leave { msg_ref } => self.send(|conn, _| conn.leave(msg_ref)),
@@ -399,7 +408,7 @@ impl Agent<'_> {
         match opening.advance() {
             Ok(None) => {}
             Ok(Some(conn)) => {
-                self.socket = Socket::Open(conn);
+                self.socket = Socket::Open(Box::new(conn));
                 self.dispatch(Event::Connected);
             }
             Err(e) => self.dispatch(Event::Failed(e.to_string())),

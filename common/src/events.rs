@@ -37,6 +37,9 @@ pub mod reason {
     pub const TOO_OLD: &str = "too_old";
     /// The server cannot store anything right now (its database fails): back off and retry.
     pub const TRY_LATER: &str = "try_later";
+    /// The sample has more series than the server takes in one sample, or would give its host
+    /// more than it takes per host (`max_series_per_sample`, `max_series_per_host`).
+    pub const TOO_MANY_SERIES: &str = "too_many_series";
 }
 
 /// The code of a refusal as agents see it: the reason, without the `: message` part the agent
@@ -57,6 +60,10 @@ pub struct JoinParams {
     pub token: String,
     #[serde(default)]
     pub agent_version: Option<String>,
+    /// The resumption ticket of the last join's reply, if the agent has one: lets the server
+    /// skip bcrypt (see the server's `auth::Tickets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
 }
 
 /// How often a kind of sample is collected, and the event it is pushed as.
@@ -156,12 +163,24 @@ pub fn validate_host_name(name: &str) -> Result<(), String> {
             "host name {name:?} contains {bad:?}; only letters, digits, '.', '_' and '-' are allowed"
         ));
     }
+    if name == "." || name == ".." {
+        // They would be path segments in URLs (`/hosts/..`), never a host.
+        return Err(format!("host name {name:?} is not allowed"));
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_and_dot_dot_are_not_host_names() {
+        assert!(validate_host_name(".").is_err());
+        assert!(validate_host_name("..").is_err());
+        assert!(validate_host_name("...").is_ok());
+        assert!(validate_host_name(".pve").is_ok());
+    }
 
     #[test]
     fn host_names() {

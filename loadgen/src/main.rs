@@ -224,6 +224,9 @@ enum Command {
         stack_kib: usize,
         #[arg(long, default_value = "storm")]
         label: String,
+        /// Rejoin without the resumption ticket (every rejoin runs bcrypt: the former behaviour)
+        #[arg(long)]
+        no_tickets: bool,
     },
 }
 
@@ -457,6 +460,7 @@ fn run(command: Command) -> Result<()> {
             timeout,
             stack_kib,
             label,
+            no_tickets,
         } => {
             let options = StormOptions {
                 server_bin,
@@ -465,6 +469,7 @@ fn run(command: Command) -> Result<()> {
                 hosts: hosts(&tokens, agents)?,
                 timeout: Duration::from_secs(timeout),
                 stack_kib,
+                tickets: !no_tickets,
             };
             loadgen::storm::storm(&options)?.print(&label);
         }

@@ -30,6 +30,8 @@ pub struct Context {
     pub tls: Option<Arc<Tls>>,
     /// The alerts as the alert thread last published them, and its command queue.
     pub alerts: Alerts,
+    /// Connections per client address (`max_connections_per_address`).
+    pub addresses: crate::addresses::Addresses,
 }
 
 /// Counters since the server started.
@@ -59,8 +61,16 @@ impl Context {
         hosts: HostStates,
         shutdown: Arc<AtomicBool>,
     ) -> Context {
+        store.set_max_series_per_host(config.max_series_per_host);
+        let auth = Authenticator::new(config.bcrypt_cost);
+        match store.resume_key() {
+            Ok(key) => auth.set_ticket_key(key),
+            Err(e) => {
+                log::error!("agents' resumption tickets are off (every join runs bcrypt): {e}")
+            }
+        }
         Context {
-            auth: Authenticator::new(config.bcrypt_cost),
+            auth,
             alerts: Alerts::new(config.alerts.clone()),
             config,
             store,
@@ -70,6 +80,7 @@ impl Context {
             stats: Stats::default(),
             login_throttle: LoginThrottle::default(),
             sockets: Sockets::default(),
+            addresses: crate::addresses::Addresses::default(),
             tls: None,
         }
     }

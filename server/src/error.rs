@@ -83,6 +83,14 @@ impl fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// A sample refused because it would pass `max_series_per_host` (never stored, whatever
+    /// the agent does: not a failure of the store).
+    pub fn is_series_cap(&self) -> bool {
+        matches!(self, Error::Store(message) if message.contains(crate::store::SERIES_CAP))
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {

@@ -32,9 +32,18 @@ pub fn ingest(
     data: &str,
 ) -> Result<()> {
     let Prepared { write, sample } = prepare(host_id, kind, collected_at, data, host_name);
+    if write.points.len() > ctx.config.max_series_per_sample {
+        return Err(crate::Error::Store(format!(
+            "{}: the sample has {} series, more than max_series_per_sample ({})",
+            crate::store::SERIES_CAP,
+            write.points.len(),
+            ctx.config.max_series_per_sample
+        )));
+    }
     let points = write.points.len() as u64;
     let received_at = write.received_at;
-    let excerpt = log::log_enabled!(log::Level::Info).then(|| excerpt(data));
+    // Debug, not info: at 1000 agents an info line per push was ~6 GB of log a day.
+    let excerpt = log::log_enabled!(log::Level::Debug).then(|| excerpt(data));
     ctx.store.write_sample(write)?;
     if let Some(sample) = sample {
         ctx.hosts
@@ -43,7 +52,7 @@ pub fn ingest(
     Stats::add(&ctx.stats.samples_ingested, 1);
     Stats::add(&ctx.stats.points_ingested, points);
     if let Some(excerpt) = excerpt {
-        log::info!(
+        log::debug!(
             "{} host={host_name} collected_at={} data={excerpt}",
             kind.event(),
             common::time::format_rfc3339(common::time::from_unix_seconds(collected_at))

@@ -296,6 +296,8 @@ fn run(
                 let replies = channel.handle_text(text);
                 if !full_frames && channel.host_name().is_some() {
                     full_frames = true;
+                    // An agent: no longer one of its address's guest connections.
+                    ctx.addresses.release(conn_id);
                     let max = ctx.config.max_frame_bytes;
                     socket.set_config(|c| {
                         c.max_message_size = Some(max);
@@ -332,6 +334,17 @@ fn run(
             }
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                 break None
+            }
+            // TCP closed without a WebSocket close frame (Elixir's Slipstream does this, so
+            // does a killed agent): a routine disconnect, not a protocol error.
+            Err(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            )) => {
+                log::info!(
+                    "{peer}: disconnected ({})",
+                    channel.host_name().unwrap_or("not joined")
+                );
+                break None;
             }
             Err(tungstenite::Error::Capacity(e)) => {
                 log::warn!("{peer}: {e}; closing");

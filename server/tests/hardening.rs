@@ -156,10 +156,10 @@ fn while_the_database_fails_healthz_says_so_and_joins_are_told_to_try_later() {
 
 #[test]
 fn a_sample_larger_than_the_servers_frame_limit_is_dropped_and_never_wedges_the_agent() {
-    // Fast and medium samples of the fixture node (~1.6 and 2 KB) cannot pass 1 KiB; the
-    // slow one (~0.4 KB) can. Before, the agent sent the first too-large sample, the server
+    // Fast and medium samples of the fixture node (~2.9 and 5.5 KB) cannot pass 2 KiB; the
+    // slow one (~1.3 KB) can. Before, the agent sent the first too-large sample, the server
     // closed the connection, and the agent sent it first again, forever.
-    let (server, _config) = server_with("oversized", "max_frame_bytes = 1024\n");
+    let (server, _config) = server_with("oversized", "max_frame_bytes = 2048\n");
     let token = server.register("pve1");
     let mut agent = http_common::start_agent(&server, "pve1", &token);
     assert!(
@@ -323,4 +323,208 @@ fn a_damaged_latest_row_costs_only_its_own_hosts_view() {
         "ok"
     );
     assert_eq!(latest_collected_at(&server, "pve1", "fast"), Some(now + 1));
+}
+
+/// Posts the login form as the client `forwarded_for` behind a proxy on 127.0.0.1.
+fn login_as(port: u16, forwarded_for: &str, password: &str) -> u16 {
+    let body = format!(
+        "username=admin&password={}&next=%2F",
+        password.replace(' ', "+")
+    );
+    http_common::request(
+        port,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Forwarded-For", forwarded_for),
+        ],
+        &body,
+    )
+    .status
+}
+
+#[test]
+fn a_login_burst_gets_only_the_free_checks_and_never_locks_out_other_clients() {
+    let (server, _config) =
+        server_with("login-burst", "[http]\ntrusted_proxies = [\"127.0.0.1\"]\n");
+    let out = http_common::set_password(&server, http_common::PASSWORD);
+    assert!(out.status.success(), "{out:?}");
+    let port = server.port;
+    // 100 guesses at once from one client behind the proxy.
+    let statuses: Vec<u16> = (0..100)
+        .map(|_| std::thread::spawn(move || login_as(port, "198.51.100.7", "wrong guess")))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let checked = statuses.iter().filter(|&&s| s == 401).count();
+    let refused = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!(checked + refused, 100, "{statuses:?}");
+    assert_eq!(
+        checked, 3,
+        "only the free attempts reach bcrypt: {statuses:?}"
+    );
+    // That client waits; the admin at another address behind the same proxy does not.
+    assert_eq!(login_as(port, "198.51.100.7", http_common::PASSWORD), 429);
+    assert_eq!(login_as(port, "198.51.100.8", http_common::PASSWORD), 303);
+    // What the client itself wrote further left does not get it out of its backoff.
+    assert_eq!(
+        login_as(port, "203.0.113.5, 198.51.100.7", http_common::PASSWORD),
+        429
+    );
+}
+
+/// The value of a counter in the server's `/metrics`.
+fn metric(server: &Server, name: &str) -> Option<f64> {
+    let reply = http_common::get(server.port, "/metrics", None);
+    reply
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn an_agent_rejoins_a_restarted_server_with_its_ticket_without_bcrypt() {
+    let (mut server, config) = server_with("resume-ticket", "[http]\nmetrics_public = true\n");
+    let token = server.register("pve1");
+    let _agent = http_common::start_agent(&server, "pve1", &token);
+    assert!(testkit::wait_until(http_common::AGENT_PATIENCE, || {
+        metric(&server, "proxmox_monitor_token_verifications_total") == Some(1.0)
+    }));
+    server.stop_with(libc::SIGTERM);
+    let options = ServerOptions {
+        extra_args: vec![
+            "--config".into(),
+            config.path().join("server.toml").display().to_string(),
+        ],
+        ..ServerOptions::default()
+    };
+    server.restart(&options);
+    assert!(testkit::wait_until(http_common::AGENT_PATIENCE, || {
+        server.log().contains("host pve1 joined")
+    }));
+    assert_eq!(
+        metric(&server, "proxmox_monitor_token_verifications_total"),
+        Some(0.0),
+        "the rejoin ran bcrypt; server log:\n{}",
+        server.log()
+    );
+}
+
+/// A fast sample with one series per interface, named `prefix0`, `prefix1`, ...
+fn interfaces(prefix: &str, count: usize) -> Value {
+    let net: Vec<Value> = (0..count)
+        .map(|i| json!({"name": format!("{prefix}{i}"), "rx_bytes_per_s": 1.0}))
+        .collect();
+    json!({"net": net})
+}
+
+#[test]
+fn series_are_capped_per_sample_and_per_host_with_a_clear_error() {
+    let (server, _config) = server_with(
+        "series-caps",
+        "max_series_per_sample = 150\nmax_series_per_host = 250\n",
+    );
+    let token1 = server.register("pve1");
+    let token2 = server.register("pve2");
+    let mut pve1 = server.joined_client("pve1", &token1);
+    let now = common::time::now_unix();
+    let reply = push_at(&mut pve1, "metric:fast", now, &interfaces("a", 31));
+    assert_eq!(reply["response"]["reason"], "too_many_series", "{reply}");
+    let message = reply["response"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("155 series, more than max_series_per_sample (150)"),
+        "{message}"
+    );
+    // Within the per-sample cap, new interfaces every push: the host's cap stops them.
+    for (i, prefix) in ["b", "c"].iter().enumerate() {
+        let reply = push_at(
+            &mut pve1,
+            "metric:fast",
+            now + 1 + i as i64,
+            &interfaces(prefix, 20),
+        );
+        assert_eq!(reply["status"], "ok", "{reply}");
+    }
+    let reply = push_at(&mut pve1, "metric:fast", now + 3, &interfaces("d", 20));
+    assert_eq!(reply["response"]["reason"], "too_many_series", "{reply}");
+    let message = reply["response"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("more than max_series_per_host (250)"),
+        "{message}"
+    );
+    // Known series still go in, and other hosts are not affected.
+    assert_eq!(
+        push_at(&mut pve1, "metric:fast", now + 4, &interfaces("b", 20))["status"],
+        "ok"
+    );
+    let mut pve2 = server.joined_client("pve2", &token2);
+    assert_eq!(
+        push_at(&mut pve2, "metric:fast", now, &interfaces("b", 20))["status"],
+        "ok"
+    );
+    // The refusals are the sample's fault, not the store's.
+    assert_eq!(http_common::get(server.port, "/healthz", None).status, 200);
+}
+
+/// A TCP connection to the server from the loopback address `source` (127.0.0.x).
+fn connect_from(source: [u8; 4], port: u16) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from((source, 0)).into())
+        .unwrap();
+    socket
+        .connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    socket.into()
+}
+
+/// `GET /healthz` on `stream`; the status code.
+fn healthz_status(mut stream: std::net::TcpStream) -> u16 {
+    use std::io::{Read, Write};
+    stream.set_read_timeout(Some(testkit::PATIENCE)).unwrap();
+    let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn one_address_cannot_hold_every_connection_slot() {
+    let (server, _config) = server_with("per-address", "max_connections_per_address = 4\n");
+    let port = server.port;
+    let hogs: Vec<_> = (0..4).map(|_| connect_from([127, 0, 0, 2], port)).collect();
+    // The fifth from that address is refused; others are served.
+    assert!(testkit::wait_until(testkit::PATIENCE, || {
+        healthz_status(connect_from([127, 0, 0, 2], port)) == 503
+    }));
+    assert_eq!(healthz_status(connect_from([127, 0, 0, 3], port)), 200);
+    assert_eq!(healthz_status(connect_from([127, 0, 0, 1], port)), 200);
+    // A hog that goes gives its slot back.
+    drop(hogs);
+    assert!(testkit::wait_until(testkit::PATIENCE, || {
+        healthz_status(connect_from([127, 0, 0, 2], port)) == 200
+    }));
+    assert!(server.log().contains("(max_connections_per_address)"));
+}
+
+#[test]
+fn the_last_connection_slots_are_kept_for_agents() {
+    let (server, _config) = server_with("agent-slots", "max_connections = 16\n");
+    let token = server.register("pve1");
+    let port = server.port;
+    let _idle: Vec<_> = (0..14)
+        .map(|_| connect_from([127, 0, 0, 1], port))
+        .collect();
+    assert!(testkit::wait_until(testkit::PATIENCE, || {
+        healthz_status(connect_from([127, 0, 0, 1], port)) == 503
+    }));
+    // An agent still gets in.
+    let mut agent = server.joined_client("pve1", &token);
+    assert_eq!(agent.heartbeat().payload["status"], "ok");
 }

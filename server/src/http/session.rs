@@ -8,6 +8,7 @@
 //! useless as a cookie jar, and lookups stay one indexed query per request (bcrypt would cost
 //! a quarter second per page).
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -81,6 +82,29 @@ pub fn login_page(ctx: &Context, request: &Request) -> Result<Response> {
     Ok(forms::login(200, &next, None))
 }
 
+/// The client a request comes from, for the login backoff: the TCP peer, unless that is one of
+/// `trusted_proxies`; then the right-most address of `X-Forwarded-For` that is not a trusted
+/// proxy itself (what the nearest proxy saw; addresses further left are the client's word).
+pub fn client_address(trusted_proxies: &[IpAddr], request: &Request) -> Option<IpAddr> {
+    let peer = request.peer?;
+    if !trusted_proxies.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+        .flat_map(|(_, value)| value.split(','))
+        .map(|part| part.trim().parse::<IpAddr>())
+        .collect::<std::result::Result<_, _>>()
+        .unwrap_or_default();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted_proxies.contains(a))
+        .or(Some(peer))
+}
+
 /// `POST /login` with form fields `username`, `password` and optionally `next`.
 pub fn login(ctx: &Context, request: &Request) -> Result<Response> {
     if !same_origin(request) {
@@ -94,10 +118,13 @@ pub fn login(ctx: &Context, request: &Request) -> Result<Response> {
             .unwrap_or_default()
     };
     let next = safe_next(Some(field("next")));
-    let address = request.peer;
+    let address = client_address(&ctx.config.http.trusted_proxies, request);
     let now = Instant::now();
-    let wait = ctx.login_throttle.wait(address, now);
-    if !wait.is_zero() {
+    let Some(hash) = ctx.store.password_hash(ADMIN_USER)? else {
+        return Ok(forms::setup());
+    };
+    // Counted as a failure before bcrypt runs (see `auth`): parallel guesses cannot all pass.
+    if let Err(wait) = ctx.login_throttle.reserve(address, now) {
         let seconds = wait.as_secs().max(1);
         return Ok(forms::login(
             429,
@@ -108,18 +135,14 @@ pub fn login(ctx: &Context, request: &Request) -> Result<Response> {
         )
         .with_header("Retry-After", seconds.to_string()));
     }
-    let Some(hash) = ctx.store.password_hash(ADMIN_USER)? else {
-        return Ok(forms::setup());
-    };
-    // The database lock is not held here: bcrypt takes a while by design.
+    // The database lock is not held here: bcrypt takes a while by design, in the bounded pool.
     let password_ok = if field("username") == ADMIN_USER {
-        crate::auth::verify_secret(field("password"), &hash)
+        ctx.auth.verify(field("password"), &hash)
     } else {
-        crate::auth::burn_verification(ctx.config.bcrypt_cost);
+        ctx.auth.burn();
         false
     };
     if !password_ok {
-        ctx.login_throttle.record_failure(address, now);
         log::warn!(
             "failed dashboard login from {}",
             address.map_or_else(|| "?".to_owned(), |a| a.to_string())

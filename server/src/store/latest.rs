@@ -41,7 +41,7 @@ impl Store {
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             let decoded = (|| {
-                Ok::<_, rusqlite::Error>(LatestRow {
+                Ok::<_, rusqlite::Error>(Some(LatestRow {
                     host_id: row.get(0)?,
                     kind: match MetricKind::parse(&row.get::<_, String>(1)?) {
                         Some(kind) => kind,
@@ -49,8 +49,7 @@ impl Store {
                     },
                     collected_at: row.get(2)?,
                     data: row.get(3)?,
-                })
-                .map(Some)
+                }))
             })();
             match decoded {
                 Ok(Some(latest)) => out.push(latest),

@@ -46,7 +46,7 @@ const ORDER: &[(Schema, usize)] = &[
     (Schema::History, 1),
     (Schema::Main, 4),
     (Schema::History, 2),
-    (Schema::Main, 6),
+    (Schema::Main, 7),
 ];
 
 /// A migration that failed, and which file it was for.
@@ -235,6 +235,11 @@ const MIGRATIONS: &[Step] = &[
         generation INTEGER NOT NULL
     );
     INSERT OR IGNORE INTO alert_control (id, generation) VALUES (1, 0);",
+    ),
+    // 7: secrets of the server itself: `resume_key`, the HMAC key of agents' resumption
+    // tickets (see `auth::Tickets`), 32 random bytes written at first use.
+    Step::Sql(
+        "CREATE TABLE server_secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;",
     ),
 ];
 

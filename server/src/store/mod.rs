@@ -26,7 +26,7 @@ pub use hosts::{Host, HostStatus};
 pub use latest::LatestRow;
 pub use mover::MoveReport;
 pub use rollup::Retention;
-pub use series::{Point, SampleWrite, SeriesQuery};
+pub use series::{Point, SampleWrite, SeriesQuery, SERIES_CAP};
 pub use stats::{DbStats, FileStats, TierStats};
 pub use users::ADMIN_USER;
 
@@ -89,6 +89,9 @@ pub(crate) struct Db {
     dirty_generation: u64,
     /// The `synchronous` setting ingestion commits with ("FULL" or "NORMAL").
     synchronous: &'static str,
+    /// Most series one host may have (`max_series_per_host`); a sample that would create more
+    /// is refused.
+    max_series_per_host: usize,
 }
 
 impl Deref for Db {
@@ -172,6 +175,7 @@ impl Store {
             move_claim: None,
             dirty_generation: 0,
             synchronous: sync,
+            max_series_per_host: usize::MAX,
         };
         Ok(Store {
             path: path.to_owned(),
@@ -261,6 +265,12 @@ impl Store {
 
     /// Sets a `PRAGMA` on the ingestion connection: for trying SQLite settings in benchmarks
     /// (`proxmox-monitor-loadgen ceiling --pragma`) before proposing them for the server.
+    /// Caps the series of one host: a sample that would create more is refused (its error
+    /// says so, and [`Error::is_series_cap`] tells it apart from a failing store).
+    pub fn set_max_series_per_host(&self, max: usize) {
+        self.lock().max_series_per_host = max;
+    }
+
     pub fn set_pragma(&self, name: &str, value: &str) -> Result<()> {
         self.lock()
             .pragma_update(None, name, value)
@@ -293,6 +303,27 @@ impl Store {
             .collect::<rusqlite::Result<Vec<String>>>()
             .map_err(|e| self.err(e))?;
         Ok(rows)
+    }
+}
+
+impl Store {
+    /// `PRAGMA quick_check` of both files (O(N), no index cross-checks: seconds on a big
+    /// history file): what SQLite found per file, `["ok"]` when nothing.
+    pub fn quick_check(&self) -> Result<Vec<(&'static str, Vec<String>)>> {
+        let conn = self.lock();
+        let mut out = Vec::new();
+        for schema in ["main", "history"] {
+            let mut stmt = conn
+                .prepare(&format!("PRAGMA {schema}.quick_check(20)"))
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(|e| self.err(e))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(|e| self.err(e))?;
+            out.push((schema, rows));
+        }
+        Ok(out)
     }
 }
 

@@ -481,8 +481,10 @@ fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<Vec<rusqlite
         oldest_point,
         move_claim,
         dirty_generation,
+        max_series_per_host,
         ..
     } = db;
+    let max_series = *max_series_per_host;
     if let Some(oldest) = batch.iter().map(|job| job.write.collected_at).min() {
         *oldest_point = Some(oldest_point.map_or(oldest, |o| o.min(oldest)));
     }
@@ -493,7 +495,7 @@ fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<Vec<rusqlite
             let w = &job.write;
             let mut job_ids = Vec::new();
             let outcome = tx.savepoint().and_then(|sp| {
-                write_one(&sp, w, series_ids, *late_before, &mut job_ids)?;
+                write_one(&sp, w, series_ids, *late_before, max_series, &mut job_ids)?;
                 sp.commit()
             });
             match &outcome {
@@ -539,10 +541,26 @@ fn write_one(
     w: &SampleWrite,
     series_ids: &mut SeriesIds,
     rolled_up_until: i64,
+    max_series: usize,
     new_ids: &mut Vec<(i64, String)>,
 ) -> rusqlite::Result<()> {
     let late = w.collected_at < rolled_up_until;
     let names = host_series(tx, series_ids, w.host_id)?;
+    let fresh_count = w
+        .points
+        .iter()
+        .filter(|(name, _)| !names.contains_key(name.as_str()))
+        .count();
+    if fresh_count > 0 && names.len() + fresh_count > max_series {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            Some(format!(
+                "{SERIES_CAP}: the host has {} series and this sample would add {fresh_count}, \
+                 more than max_series_per_host ({max_series})",
+                names.len()
+            )),
+        ));
+    }
     // One lookup per point, by &str: no allocation on the writer's hot path. Names this host
     // never sent are created together, in one row.
     let mut ids: Vec<i64> = Vec::with_capacity(w.points.len());
@@ -601,6 +619,9 @@ fn write_one(
     }
     Ok(())
 }
+
+/// How a refusal for the series cap starts (see `Error::is_series_cap`).
+pub const SERIES_CAP: &str = "too many series";
 
 /// The id a new name has in the writer's cache until its row is written (never stored).
 const NOT_YET: i64 = 0;
