@@ -928,7 +928,19 @@ pub fn check_once(root: &Path) -> Vec<SourceError> {
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let read = || -> std::io::Result<Vec<u8>> {
-        let mut file = std::fs::File::open(path)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: opening a FIFO (or a device) put where a file should be must not wait
+        // for a writer and stall the agent; only regular files are read.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file; not read",
+            ));
+        }
         let mut bytes = Vec::new();
         let mut chunk = [0u8; 8192];
         loop {
@@ -1015,6 +1027,38 @@ mod tests {
             .errors
             .iter()
             .all(|e| e.message.chars().count() <= MAX_ERROR_CHARS + 40));
+    }
+
+    #[test]
+    fn a_fifo_where_a_file_should_be_is_an_error_not_a_hang() {
+        let root = std::env::temp_dir().join(format!("pm-agent-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        let fifo = root.join("proc/loadavg");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = root.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(Collector::new(&dir).fast());
+        });
+        // A generous deadline only for the hang this test is about, not a speed check.
+        let sample = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("reading a FIFO blocked the collector");
+        std::fs::remove_dir_all(&root).unwrap();
+        let error = sample
+            .errors
+            .iter()
+            .find(|e| e.source == "/proc/loadavg")
+            .unwrap();
+        assert!(
+            error.message.contains("not a regular file"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
