@@ -294,6 +294,54 @@ fn percent_encode(text: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_client_address_comes_from_forwarded_for_only_behind_a_trusted_proxy() {
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let request = |peer: &str, forwarded: &[&str]| Request {
+            peer: Some(peer.parse().unwrap()),
+            headers: forwarded
+                .iter()
+                .map(|v| ("x-forwarded-for".to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Request::default()
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // Not behind a trusted proxy: the header is the client's word, ignored.
+        assert_eq!(
+            client_address(&[], &request("192.0.2.1", &["198.51.100.7"])),
+            ip("192.0.2.1")
+        );
+        // Behind it: the right-most address the proxy did not add itself.
+        assert_eq!(
+            client_address(&[proxy], &request("127.0.0.1", &["198.51.100.7"])),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_address(
+                &[proxy],
+                &request("127.0.0.1", &["203.0.113.5, 198.51.100.7"])
+            ),
+            ip("198.51.100.7"),
+            "what the client wrote further left is not believed"
+        );
+        assert_eq!(
+            client_address(
+                &[proxy],
+                &request("127.0.0.1", &["198.51.100.7", "127.0.0.1"])
+            ),
+            ip("198.51.100.7")
+        );
+        // A header that does not parse: the proxy itself.
+        assert_eq!(
+            client_address(&[proxy], &request("127.0.0.1", &["junk"])),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_address(&[proxy], &request("127.0.0.1", &[])),
+            ip("127.0.0.1")
+        );
+    }
+
     fn request_with(headers: &[(&str, &str)]) -> Request {
         Request {
             method: "POST".into(),
