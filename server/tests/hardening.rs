@@ -527,3 +527,40 @@ fn the_last_connection_slots_are_kept_for_agents() {
     let mut agent = server.joined_client("pve1", &token);
     assert_eq!(agent.heartbeat().payload["status"], "ok");
 }
+
+#[test]
+fn the_server_checks_both_database_files_at_start_and_says_so() {
+    let server = Server::start("quick-check");
+    let log = server.log();
+    let main = server.database();
+    let history = server::store::history_path(&main);
+    for path in [&main, &history] {
+        assert!(
+            log.contains(&format!("database {}: quick check ok", path.display())),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn a_client_closing_tcp_without_a_close_frame_is_a_routine_disconnect() {
+    let server = Server::start("no-close-frame");
+    let token = server.register("pve1");
+    let client = server.joined_client("pve1", &token);
+    // As Elixir's Slipstream does: the TCP connection ends, no WebSocket close frame first.
+    client
+        .socket
+        .get_ref()
+        .shutdown(std::net::Shutdown::Both)
+        .unwrap();
+    drop(client);
+    server.expect_status("pve1", "offline");
+    assert!(
+        testkit::wait_until(testkit::PATIENCE, || server
+            .log()
+            .contains("disconnected (pve1)")),
+        "{}",
+        server.log()
+    );
+    assert!(!server.log().contains("protocol error"), "{}", server.log());
+}
