@@ -103,6 +103,12 @@ impl AgentConfig {
                 format!("cannot read: {e}")
             },
         })?;
+        if let Some(warning) = std::fs::metadata(path)
+            .ok()
+            .and_then(|m| exposed_token_warning(path, m.permissions()))
+        {
+            log::warn!("{warning}");
+        }
         AgentConfig::parse(&text, path)
     }
 
@@ -199,8 +205,37 @@ pub fn local_hostname() -> Option<String> {
         })
 }
 
+/// A warning when the config file (which holds the host's token) can be read by users other
+/// than its owner.
+pub fn exposed_token_warning(path: &Path, permissions: std::fs::Permissions) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = permissions.mode() & 0o777;
+    (mode & 0o044 != 0).then(|| {
+        format!(
+            "{} is readable by others (mode {mode:03o}) and holds this host's token: \
+             chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_config_readable_by_others_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = Path::new("/etc/proxmox-monitor/agent.toml");
+        let mode = |m| std::fs::Permissions::from_mode(m);
+        assert_eq!(exposed_token_warning(path, mode(0o600)), None);
+        assert_eq!(exposed_token_warning(path, mode(0o100600)), None);
+        let warning = exposed_token_warning(path, mode(0o644)).unwrap();
+        assert!(warning.contains("mode 644"), "{warning}");
+        assert!(warning.contains("chmod 600 /etc/proxmox-monitor/agent.toml"));
+        assert!(exposed_token_warning(path, mode(0o640)).is_some());
+    }
+
     use super::*;
 
     fn parse(text: &str) -> Result<AgentConfig> {

@@ -366,6 +366,8 @@ impl Opening {
                 join_ref: String::new(),
                 url: self.url.clone(),
                 unflushed: false,
+                max_frame_bytes: MAX_MESSAGE_BYTES,
+                ticket: None,
             }))),
             Err(HandshakeError::Interrupted(mid)) => {
                 Ok(Progress::Wait(Step::WebSocket(Box::new(mid))))
@@ -423,6 +425,11 @@ pub struct Connection {
     url: String,
     /// A write did not go out completely: wait for the socket to take more, then `flush`.
     unflushed: bool,
+    /// The largest message the server reads (its join reply says; until then its default).
+    max_frame_bytes: usize,
+    /// The resumption ticket of the join reply: presented at the next join, it spares the
+    /// server a bcrypt verification (a restarted server's reconnect storm).
+    ticket: Option<String>,
 }
 
 impl Connection {
@@ -438,11 +445,18 @@ impl Connection {
     }
 
     /// Sends the join of `host:<name>` with ref `join_ref`. The reply comes through `read`.
-    pub fn join(&mut self, join_ref: Ref, token: &str, agent_version: &str) -> Result<()> {
+    pub fn join(
+        &mut self,
+        join_ref: Ref,
+        token: &str,
+        agent_version: &str,
+        ticket: Option<&str>,
+    ) -> Result<()> {
         self.join_ref = join_ref.to_string();
         let params = JoinParams {
             token: token.to_owned(),
             agent_version: Some(agent_version.to_owned()),
+            ticket: ticket.map(str::to_owned),
         };
         let payload = serde_json::to_value(params).unwrap_or(Value::Null);
         let frame = Frame::new(
@@ -469,6 +483,13 @@ impl Connection {
             path: std::path::PathBuf::from("spool"),
             message: format!("corrupt {event} payload: {e}"),
         })?;
+        if text.len() > self.max_frame_bytes {
+            // The server would close the connection, and the sample would come first again.
+            return Err(Error::TooLarge {
+                bytes: text.len(),
+                limit: self.max_frame_bytes,
+            });
+        }
         self.send(text)
     }
 
@@ -529,7 +550,18 @@ impl Connection {
     /// means the connection is over.
     pub fn read(&mut self) -> Result<Option<Incoming>> {
         match self.socket.read() {
-            Ok(Message::Text(text)) => Ok(Some(self.classify(text.as_str()))),
+            Ok(Message::Text(text)) => {
+                let incoming = self.classify(text.as_str());
+                if let Incoming::Reply {
+                    msg_ref, ok: true, ..
+                } = &incoming
+                {
+                    if msg_ref.to_string() == self.join_ref {
+                        self.learn_limit(text.as_str());
+                    }
+                }
+                Ok(Some(incoming))
+            }
             Ok(Message::Close(frame)) => Err(Error::Connection(format!(
                 "server closed the connection{}",
                 frame.map(|f| format!(": {}", f.reason)).unwrap_or_default()
@@ -545,6 +577,33 @@ impl Connection {
                 "connection to {}: {e}",
                 self.url
             ))),
+        }
+    }
+
+    /// The resumption ticket the server gave with our join, if any.
+    pub fn ticket(&self) -> Option<&str> {
+        self.ticket.as_deref()
+    }
+
+    /// The join reply says how large a message the server reads, and gives a ticket.
+    fn learn_limit(&mut self, text: &str) {
+        let Ok(frame) = Frame::decode(text) else {
+            return;
+        };
+        if frame.msg_ref.as_deref() != Some(self.join_ref.as_str()) {
+            return;
+        }
+        if let Some(("ok", response)) = frame.as_reply() {
+            self.ticket = response
+                .get("ticket")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if let Some(limit) = response.get("max_frame_bytes").and_then(Value::as_u64) {
+                // Never below what a join needs, never above what we read ourselves.
+                self.max_frame_bytes = usize::try_from(limit)
+                    .unwrap_or(usize::MAX)
+                    .clamp(1024, MAX_MESSAGE_BYTES * 64);
+            }
         }
     }
 
@@ -565,10 +624,15 @@ impl Connection {
             let Some(msg_ref) = frame.msg_ref.as_deref().and_then(|r| r.parse().ok()) else {
                 return Incoming::Other;
             };
-            let reason = response
-                .get("reason")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
+            // A refusal's `message` (what was wrong, in words) rides along for the log:
+            // "clock_skew: collected_at ... is 3600 s ahead"; the link matches on the code.
+            let reason =
+                response.get("reason").and_then(Value::as_str).map(|code| {
+                    match response.get("message").and_then(Value::as_str) {
+                        Some(message) => format!("{code}: {message}"),
+                        None => code.to_owned(),
+                    }
+                });
             return Incoming::Reply {
                 msg_ref,
                 ok: status == "ok",

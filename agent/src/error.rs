@@ -22,6 +22,8 @@ pub enum Error {
     Rejected { reason: String },
     /// The spool file could not be read or written.
     Spool { path: PathBuf, message: String },
+    /// A message larger than the server accepts (`limit`, from its join reply).
+    TooLarge { bytes: usize, limit: usize },
 }
 
 impl fmt::Display for Error {
@@ -33,6 +35,10 @@ impl fmt::Display for Error {
             Error::Connection(message) => write!(f, "{message}"),
             Error::Rejected { reason } => write!(f, "server refused the join: {reason}"),
             Error::Spool { path, message } => write!(f, "spool {}: {message}", path.display()),
+            Error::TooLarge { bytes, limit } => write!(
+                f,
+                "{bytes} bytes, more than the {limit} the server accepts in one message"
+            ),
         }
     }
 }

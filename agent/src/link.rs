@@ -46,6 +46,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// After the server refused our token, try again this rarely (the admin must fix the config).
 const REJECTED_FIRST: Duration = Duration::from_secs(30);
 const REJECTED_MAX: Duration = Duration::from_secs(300);
+/// While the server's database fails (`try_later` joins, `store_failed` pushes), try again this
+/// rarely: a join that succeeds does not reset it, only a stored sample does.
+const BUSY_FIRST: Duration = Duration::from_secs(5);
+const BUSY_MAX: Duration = Duration::from_secs(300);
 
 /// A message ref, unique within one connection.
 pub type Ref = u64;
@@ -187,7 +191,7 @@ impl Window {
             return Settled::Done;
         }
         let why = why.unwrap_or_default();
-        if why == reason::STORE_FAILED {
+        if common::events::reason_code(&why) == reason::STORE_FAILED {
             // The server could not store it (disk full?): keep it and try again later.
             return Settled::StoreFailed;
         }
@@ -209,6 +213,7 @@ pub struct Link {
     last_ref: Ref,
     backoff: Backoff,
     rejected: Backoff,
+    busy: Backoff,
 }
 
 impl Link {
@@ -219,6 +224,7 @@ impl Link {
             last_ref: 0,
             backoff: Backoff::new(BACKOFF_FIRST, BACKOFF_MAX),
             rejected: Backoff::new(REJECTED_FIRST, REJECTED_MAX),
+            busy: Backoff::new(BUSY_FIRST, BUSY_MAX),
         }
     }
 
@@ -361,7 +367,11 @@ impl Link {
                 ok: false,
                 reason,
             } if msg_ref == join_ref => {
-                self.rejected(now, reason.as_deref().unwrap_or("no reason given"), actions)
+                let why = reason.as_deref().unwrap_or("no reason given");
+                if common::events::reason_code(why) == reason::TRY_LATER {
+                    return self.try_later(now, why, actions);
+                }
+                self.rejected(now, why, actions)
             }
             Event::Timer if now >= deadline => self.retry(
                 now,
@@ -400,8 +410,9 @@ impl Link {
                 }
                 match up.window.settle(msg_ref, ok, reason, actions) {
                     Settled::StoreFailed => {
-                        return self.retry(now, "server could not store a sample", actions)
+                        return self.try_later(now, "server could not store a sample", actions)
                     }
+                    Settled::Done if ok => self.busy.reset(),
                     Settled::NotOurs | Settled::Done => {}
                 }
             }
@@ -566,6 +577,19 @@ impl Link {
         actions.push(Action::Disconnect);
         let wait = self.backoff.next();
         log::warn!("{message}; retrying in {:.1} s", wait.as_secs_f64());
+        State::Down {
+            retry_at: now + wait,
+        }
+    }
+
+    /// The server cannot store anything now: wait longer each time until a sample is stored.
+    fn try_later(&mut self, now: Instant, why: &str, actions: &mut Vec<Action>) -> State {
+        actions.push(Action::Disconnect);
+        let wait = self.busy.next();
+        log::warn!(
+            "{why}; the server's database is failing, trying again in {:.0} s",
+            wait.as_secs_f64()
+        );
         State::Down {
             retry_at: now + wait,
         }
@@ -859,6 +883,48 @@ mod tests {
         let actions = link.handle(refused(2, reason::STORE_FAILED), t0 + ms(5), &NONE);
         assert_eq!(actions, vec![Action::Disconnect]);
         assert!(is_down(&link).is_some());
+    }
+
+    #[test]
+    fn a_failing_server_database_makes_the_agent_back_off_until_a_sample_is_stored() {
+        let t0 = Instant::now();
+        let (mut link, _) = joined(t0, &Pending(vec![1]));
+        link.handle(refused(2, reason::STORE_FAILED), t0, &NONE);
+        let first = is_down(&link).unwrap() - t0;
+        assert!(first >= secs(3), "{first:?}");
+        // The server refuses joins while its database fails; the join that follows a refusal
+        // waits about twice as long each time, however quickly the socket opens.
+        let mut at = t0 + first;
+        let mut previous = first;
+        for _ in 0..3 {
+            link.handle(Event::Timer, at, &NONE);
+            link.handle(Event::Connected, at, &NONE);
+            let why = "try_later: the server's database fails writes since 9 s ago: disk full";
+            let actions = link.handle(refused(link.last_ref, why), at, &NONE);
+            assert_eq!(actions, vec![Action::Disconnect]);
+            let wait = is_down(&link).unwrap() - at;
+            assert!(wait > previous, "{wait:?} after {previous:?}");
+            previous = wait;
+            at += wait;
+        }
+        // A join that succeeds does not reset it; a stored sample does.
+        link.handle(Event::Timer, at, &NONE);
+        link.handle(Event::Connected, at, &NONE);
+        let spool = Pending(vec![1]);
+        link.handle(ok(link.last_ref), at, &spool);
+        link.handle(refused(link.last_ref, reason::STORE_FAILED), at, &NONE);
+        let wait = is_down(&link).unwrap() - at;
+        assert!(wait > secs(20), "{wait:?}");
+        at += wait;
+        link.handle(Event::Timer, at, &NONE);
+        link.handle(Event::Connected, at, &NONE);
+        link.handle(ok(link.last_ref), at, &spool);
+        let actions = link.handle(ok(link.last_ref), at, &NONE);
+        assert_eq!(actions, vec![Action::Ack { seq: 1 }]);
+        link.handle(Event::Spooled, at, &Pending(vec![2]));
+        link.handle(refused(link.last_ref, reason::STORE_FAILED), at, &NONE);
+        let wait = is_down(&link).unwrap() - at;
+        assert!(wait <= secs(7), "reset by the stored sample: {wait:?}");
     }
 
     #[test]

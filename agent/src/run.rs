@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::events::MetricKind;
+use common::sample::SourceError;
 
 use crate::collect::Collector;
 use crate::config::AgentConfig;
@@ -64,6 +65,9 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
         stopping: false,
         fresh: None,
         sync_at: None,
+        oversized: 0,
+        spool_error: None,
+        ticket: None,
     };
     agent.run();
     agent.sync_spool(Instant::now());
@@ -87,6 +91,12 @@ struct Agent<'a> {
     fresh: Option<Fresh>,
     /// When to sync the spool if its newest samples are still unacknowledged by then.
     sync_at: Option<Instant>,
+    /// Samples dropped because the server could never accept them (too large).
+    oversized: u64,
+    /// Why the spool cannot be written, while it cannot.
+    spool_error: Option<String>,
+    /// The server's resumption ticket from the last join (memory only; see `Connection`).
+    ticket: Option<String>,
 }
 
 struct Fresh {
@@ -99,7 +109,7 @@ struct Fresh {
 enum Socket {
     None,
     Opening(Opening),
-    Open(Connection),
+    Open(Box<Connection>),
 }
 
 impl Outbox for Spool {
@@ -168,26 +178,67 @@ impl Agent<'_> {
         for kind in &due {
             let collected_at =
                 common::time::format_rfc3339(self.stamps.next(*kind, SystemTime::now()));
+            // A spool that cannot be written is reported in every sample until it can.
+            let spool_error = self.spool_error.as_ref().map(|message| SourceError {
+                source: "spool".into(),
+                message: message.clone(),
+            });
+            let with = |mut errors: Vec<SourceError>| {
+                errors.extend(spool_error.clone());
+                errors
+            };
             // Straight from the typed sample to text: no JSON tree of a big sample in memory.
             let payload = match kind {
-                MetricKind::Fast => push_text(&collected_at, &self.collector.fast()),
-                MetricKind::Medium => push_text(&collected_at, &self.collector.medium()),
-                MetricKind::Slow => push_text(&collected_at, &self.collector.slow()),
+                MetricKind::Fast => {
+                    let mut sample = self.collector.fast();
+                    sample.errors = with(sample.errors);
+                    push_text(&collected_at, &sample)
+                }
+                MetricKind::Medium => {
+                    let mut sample = self.collector.medium();
+                    sample.errors = with(sample.errors);
+                    push_text(&collected_at, &sample)
+                }
+                MetricKind::Slow => {
+                    let mut sample = self.collector.slow();
+                    sample.errors = with(sample.errors);
+                    push_text(&collected_at, &sample)
+                }
             };
             // Not synced yet: it is pushed at once, and a sample the server stored needs no
             // copy on disk (`sync_spool` makes it durable if that does not happen soon).
-            match self.spool.append_unsynced(kind.event(), &payload) {
+            let seq = match self.spool.append_unsynced(kind.event(), &payload) {
                 Ok(seq) => {
+                    if self.spool_error.take().is_some() {
+                        log::warn!("the spool can be written again");
+                    }
                     log::debug!("collected {} sample (spool seq {seq})", kind.as_str());
-                    self.fresh = Some(Fresh {
-                        seq,
-                        kind: *kind,
-                        payload,
-                    });
+                    Some(seq)
                 }
-                // Full disk or the like: the sample is lost (the link sends spooled ones only);
-                // the error names the file.
-                Err(e) => log::error!("cannot spool a {} sample: {e}", kind.as_str()),
+                // Full disk or the like: sent from memory (bounded) instead, and the error
+                // (which names the file) goes with the next samples.
+                Err(e) => {
+                    if self.spool_error.is_none() {
+                        log::error!(
+                            "cannot spool a {} sample: {e}; sending from memory until it can \
+                             (such samples are lost if the agent stops before they are sent)",
+                            kind.as_str()
+                        );
+                    }
+                    self.spool_error = Some(e.to_string());
+                    let held = self.spool.hold(kind.event(), &payload);
+                    if held.is_none() {
+                        log::error!("a {} sample is lost: too large to hold", kind.as_str());
+                    }
+                    held
+                }
+            };
+            if let Some(seq) = seq {
+                self.fresh = Some(Fresh {
+                    seq,
+                    kind: *kind,
+                    payload,
+                });
             }
         }
         !due.is_empty()
@@ -220,6 +271,9 @@ impl Agent<'_> {
             let was_up = self.link.is_up();
             let actions = self.link.handle(event, Instant::now(), &self.spool);
             if !was_up && self.link.is_up() {
+                if let Socket::Open(conn) = &self.socket {
+                    self.ticket = conn.ticket().map(str::to_owned);
+                }
                 self.joined();
             }
             for action in actions {
@@ -276,21 +330,47 @@ impl Agent<'_> {
                 let Socket::Open(conn) = &mut self.socket else {
                     return Some(Event::Failed("not connected".into()));
                 };
+                let push = |conn: &mut Connection, event: &str, payload: &str| {
+                    match conn.push(msg_ref, event, payload) {
+                        // Too large for the server: without the details of its errors, if
+                        // that is what made it large; else it can never be sent.
+                        Err(crate::Error::TooLarge { .. }) if trim_errors(payload).is_some() => {
+                            let trimmed = trim_errors(payload).unwrap_or_default();
+                            log::warn!(
+                                "sample {seq}: {} bytes with its errors, too large for the \
+                                 server; sending it with the errors counted, not listed",
+                                payload.len()
+                            );
+                            conn.push(msg_ref, event, &trimmed)
+                        }
+                        other => other,
+                    }
+                };
                 let sent = match self.fresh.take() {
                     Some(fresh) if fresh.seq == seq => {
-                        conn.push(msg_ref, fresh.kind.event(), &fresh.payload)
+                        push(conn, fresh.kind.event(), &fresh.payload)
                     }
                     fresh => {
                         self.fresh = fresh;
                         self.spool
                             .read(seq)
-                            .and_then(|entry| conn.push(msg_ref, &entry.event, &entry.payload))
+                            .and_then(|entry| push(conn, &entry.event, &entry.payload))
                     }
                 };
                 match sent {
                     Ok(()) => None,
                     // Unreadable or not JSON: sending it again would never work; do not block
                     // the queue.
+                    Err(e @ crate::Error::TooLarge { .. }) => {
+                        self.oversized += 1;
+                        log::error!(
+                            "dropping sample {seq}: {e}; it can never be sent ({} dropped as \
+                             too large since the agent started)",
+                            self.oversized
+                        );
+                        let _ = self.spool.ack(seq);
+                        Some(Event::Unsendable { msg_ref })
+                    }
                     Err(e @ (crate::Error::Parse { .. } | crate::Error::Spool { .. })) => {
                         log::error!("dropping spooled sample {seq}: {e}");
                         let _ = self.spool.ack(seq);
@@ -300,7 +380,10 @@ impl Agent<'_> {
                 }
             }
             Action::Join { join_ref } => {
-                self.send(|conn, token| conn.join(join_ref, token, AGENT_VERSION))
+                let ticket = self.ticket.clone();
+                self.send(|conn, token| {
+                    conn.join(join_ref, token, AGENT_VERSION, ticket.as_deref())
+                })
             }
             Action::Heartbeat { msg_ref } => self.send(|conn, _| conn.heartbeat(msg_ref)),
             Action::Leave { msg_ref } => self.send(|conn, _| conn.leave(msg_ref)),
@@ -325,7 +408,7 @@ impl Agent<'_> {
         match opening.advance() {
             Ok(None) => {}
             Ok(Some(conn)) => {
-                self.socket = Socket::Open(conn);
+                self.socket = Socket::Open(Box::new(conn));
                 self.dispatch(Event::Connected);
             }
             Err(e) => self.dispatch(Event::Failed(e.to_string())),
@@ -436,8 +519,49 @@ impl Stamps {
     }
 }
 
+/// A push payload (`{"collected_at": ..., "data": {..., "errors": [...]}}`) with its errors
+/// replaced by one entry counting them; `None` when it has none to remove or is not JSON.
+fn trim_errors(payload: &str) -> Option<String> {
+    let mut push: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let errors = push.get_mut("data")?.get_mut("errors")?.as_array_mut()?;
+    let count = errors.len();
+    let only_count = errors.first().is_some_and(|e| e["source"] == "agent") && count == 1;
+    if count == 0 || only_count {
+        return None;
+    }
+    *errors = vec![serde_json::json!({
+        "source": "agent",
+        "message": format!("{count} errors left out: the sample was too large to send with them"),
+    })];
+    serde_json::to_string(&push).ok()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_too_large_samples_errors_are_counted_instead_of_listed() {
+        let payload = serde_json::json!({
+            "collected_at": "2026-01-01T00:00:00Z",
+            "data": {"load1": 1.5, "errors": [
+                {"source": "/proc/stat", "message": "x".repeat(5000)},
+                {"source": "/proc/meminfo", "message": "y"},
+            ]},
+        })
+        .to_string();
+        let trimmed = trim_errors(&payload).unwrap();
+        assert!(trimmed.len() < 300, "{trimmed}");
+        let value: serde_json::Value = serde_json::from_str(&trimmed).unwrap();
+        assert_eq!(value["data"]["load1"], 1.5);
+        assert_eq!(
+            value["data"]["errors"][0]["message"],
+            "2 errors left out: the sample was too large to send with them"
+        );
+        // Trimmed once, there is nothing more to take away.
+        assert_eq!(trim_errors(&trimmed), None);
+        assert_eq!(trim_errors(r#"{"data":{"load1":1}}"#), None);
+        assert_eq!(trim_errors("not json"), None);
+    }
+
     use super::*;
 
     #[test]

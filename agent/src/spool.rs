@@ -38,14 +38,17 @@
 //! changes nothing).
 //!
 //! On open the log is replayed. A torn tail (a record cut short, or zeros after the last record)
-//! is truncated with a warning giving the bytes discarded. A bad record followed by more data, or
-//! a "torn" tail over 1 MiB, is treated as damage: the file is renamed aside as
-//! `spool.log.corrupt-<unix time>` for inspection, the records before the bad one are rewritten
-//! into a fresh `spool.log`, and the next seq skips past any the lost part could have held.
-//! Records after the damage are not recovered (there is no resynchronisation); they stay in the
-//! file set aside. A file without the magic is renamed aside the same way and a fresh, empty spool
-//! started (its seqs restart at 1). Opening never panics and never refuses to start the agent
-//! because of what the file holds; only I/O errors fail it.
+//! is truncated with a warning giving the bytes discarded. A bad record (a wrong checksum, a
+//! length that cannot be, a body that does not parse) is damage: replay resynchronises on the
+//! next whole record after it (its length fits, its checksum matches, its body parses, an
+//! entry's seq is above the last one read) and goes on from there, so one damaged record costs
+//! only itself; the file is then renamed aside as `spool.log.corrupt-<unix time>` for
+//! inspection, what was read is rewritten into a fresh `spool.log`, and the next seq skips past
+//! any the damaged bytes could have held. With no whole record after the damage (or a "torn"
+//! tail over 1 MiB), everything from the damage on is dropped the same way. A file without the
+//! magic is renamed aside the same way and a fresh, empty spool started (its seqs restart at
+//! 1). Opening never panics and never refuses to start the agent because of what the file
+//! holds; only I/O errors fail it.
 //!
 //! Creating the file and replacing it by compaction are made durable with `sync_all` on the file
 //! and an fsync of the directory.
@@ -61,7 +64,9 @@
 //! twice `max_bytes` plus 1 MiB.
 //!
 //! A write error (full disk, ...) fails `append` with the path; the spool is unchanged. The caller
-//! logs it and still tries to send the sample live: it is then only lost if that send fails too.
+//! logs it and `hold`s the sample in memory instead: held samples are pending like the others
+//! (same seqs, sent and acknowledged the same way) but are lost with the process. At most
+//! `MAX_HELD` samples and `MAX_HELD_BYTES` are held; past that the oldest held one is dropped.
 //!
 //! One process owns a spool directory; nothing here locks it against a second agent.
 
@@ -126,7 +131,15 @@ pub struct Spool {
     compact_retry_at: u64,
     /// Entries up to this seq are known to be on disk (synced).
     synced_through: u64,
+    /// Samples that could not be written (full disk), kept in memory; oldest first.
+    held: VecDeque<Entry>,
+    held_bytes: usize,
 }
+
+/// Most samples held in memory while the spool cannot be written.
+pub const MAX_HELD: usize = 1000;
+/// Most payload bytes held in memory.
+pub const MAX_HELD_BYTES: usize = 32 * 1024 * 1024;
 
 /// Whether a write must be on disk before the call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +181,8 @@ impl Spool {
             dropped_total: 0,
             compact_retry_at: 0,
             synced_through: 0,
+            held: VecDeque::new(),
+            held_bytes: 0,
         };
         spool.load()?;
         spool.enforce_bounds()?;
@@ -276,6 +291,12 @@ impl Spool {
     /// Marks `seq` as delivered and removes it. Idempotent: an unknown, already acknowledged or
     /// dropped seq is a no-op.
     pub fn ack(&mut self, seq: u64) -> Result<()> {
+        if let Ok(held) = self.held.binary_search_by_key(&seq, |e| e.seq) {
+            if let Some(entry) = self.held.remove(held) {
+                self.held_bytes -= entry.payload.len();
+            }
+            return Ok(());
+        }
         let Ok(position) = self.position(seq) else {
             return Ok(());
         };
@@ -289,15 +310,54 @@ impl Spool {
         Ok(())
     }
 
+    /// Keeps a sample that could not be written (see "Bounds and memory"); its seq, or `None`
+    /// when even memory cannot take it.
+    pub fn hold(&mut self, event: &str, payload: &str) -> Option<u64> {
+        if payload.len() > MAX_HELD_BYTES {
+            return None;
+        }
+        while self.held.len() >= MAX_HELD || self.held_bytes + payload.len() > MAX_HELD_BYTES {
+            let oldest = self.held.pop_front()?;
+            self.held_bytes -= oldest.payload.len();
+            self.dropped_total += 1;
+            log::warn!(
+                "dropped sample {} held in memory: too many held while the spool cannot be \
+                 written (total dropped {})",
+                oldest.seq,
+                self.dropped_total
+            );
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.held_bytes += payload.len();
+        self.held.push_back(Entry {
+            seq,
+            event: event.to_owned(),
+            payload: payload.to_owned(),
+        });
+        Some(seq)
+    }
+
     /// The seqs of the pending (unacknowledged) entries, oldest first.
     pub fn pending_seqs(&self) -> impl Iterator<Item = u64> + '_ {
-        self.index.iter().map(|slot| slot.seq)
+        let mut on_disk = self.index.iter().map(|slot| slot.seq).peekable();
+        let mut held = self.held.iter().map(|entry| entry.seq).peekable();
+        std::iter::from_fn(move || match (on_disk.peek(), held.peek()) {
+            (Some(a), Some(b)) if b < a => held.next(),
+            (Some(_), _) => on_disk.next(),
+            (None, _) => held.next(),
+        })
     }
 
     /// Reads a pending entry back from disk. Fails if `seq` is not pending, or if the record no
     /// longer matches its checksum (the disk changed under us); the caller should then `ack` the
     /// seq to discard it rather than retry forever.
     pub fn read(&self, seq: u64) -> Result<Entry> {
+        if let Ok(held) = self.held.binary_search_by_key(&seq, |e| e.seq) {
+            if let Some(entry) = self.held.get(held) {
+                return Ok(entry.clone());
+            }
+        }
         let slot = self
             .position(seq)
             .ok()
@@ -348,11 +408,16 @@ impl Spool {
 
     /// Number of pending entries.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.index.len() + self.held.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.index.is_empty() && self.held.is_empty()
+    }
+
+    /// Samples held in memory because the spool could not be written.
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 
     /// On-disk bytes of the pending entries, framing included: what `max_bytes` bounds.
@@ -423,6 +488,16 @@ enum Record {
 }
 
 /// How replay ended.
+/// What a replay has seen so far (carried across a resynchronisation).
+#[derive(Debug, Clone, Copy)]
+struct Replayed {
+    last_entry_seq: u64,
+    meta_next_seq: u64,
+}
+
+/// After damage, at most this much of the rest of the file is searched for the next record.
+const RESYNC_MAX_BYTES: u64 = 512 * 1024 * 1024;
+
 #[derive(Debug, PartialEq, Eq)]
 enum Stop {
     /// All records valid up to end of file.
@@ -457,11 +532,68 @@ impl Spool {
             return self.start_fresh();
         }
 
-        let stop = match self.replay(len)? {
+        let mut replayed = Replayed {
+            last_entry_seq: 0,
+            meta_next_seq: 1,
+        };
+        let mut stop = self.replay(MAGIC.len() as u64, len, &mut replayed)?;
+        // Damage in the middle: go on from the next record that is whole (its length fits, its
+        // checksum matches, it parses), so one bad record costs only itself.
+        let mut skipped: Vec<(u64, u64, String)> = Vec::new();
+        loop {
+            // A length that runs past the end looks torn, but is damage if whole records follow.
+            let (offset, why) = match &stop {
+                Stop::Corrupt { offset, why } => (*offset, why.clone()),
+                Stop::Torn { offset } => (*offset, "a record's length runs past the end".into()),
+                Stop::Clean => break,
+            };
+            let Some(at) = self.next_valid_record(offset + 1, len, replayed.last_entry_seq)? else {
+                break;
+            };
+            skipped.push((offset, at, why));
+            stop = self.replay(at, len, &mut replayed)?;
+        }
+        self.next_seq = replayed
+            .meta_next_seq
+            .max(replayed.last_entry_seq + 1)
+            .saturating_add(
+                skipped
+                    .iter()
+                    .map(|(from, to, _)| (to - from) / MIN_ENTRY_LEN)
+                    .sum(),
+            );
+        let stop = match stop {
             Stop::Torn { offset } if len - offset > TORN_TAIL_KEPT_ASIDE => Stop::Corrupt {
                 offset,
                 why: "a large torn tail".to_owned(),
             },
+            // Resynchronised, then a clean or torn end: the file is rewritten without the
+            // damaged ranges (and any torn tail), like a corrupt one.
+            Stop::Clean | Stop::Torn { .. } if !skipped.is_empty() => {
+                let end = match stop {
+                    Stop::Torn { offset } => offset,
+                    _ => len,
+                };
+                self.file_len = end;
+                let aside = self.move_aside()?;
+                self.compact()?;
+                for (from, to, why) in &skipped {
+                    log::warn!(
+                        "{}: {why} at offset {from}; skipped {} damaged bytes and read on from \
+                         the next whole record",
+                        self.path.display(),
+                        to - from
+                    );
+                }
+                log::warn!(
+                    "{}: kept the {} pending samples around the damage; moved the damaged file \
+                     to {}",
+                    self.path.display(),
+                    self.index.len(),
+                    aside.display()
+                );
+                return Ok(());
+            }
             stop => stop,
         };
         match stop {
@@ -503,18 +635,57 @@ impl Spool {
         Ok(())
     }
 
-    /// Replays the records after the magic into the index; never reads more than `CHUNK` at a time.
-    fn replay(&mut self, file_len: u64) -> Result<Stop> {
+    /// Where the next whole record at or after `from` starts: its length within the file, its
+    /// checksum right, its body parseable, an entry's seq above `last_entry_seq`. Reads the
+    /// rest of the file into memory (only after damage, at most `RESYNC_MAX_BYTES`).
+    fn next_valid_record(&self, from: u64, end: u64, last_entry_seq: u64) -> Result<Option<u64>> {
+        if from >= end || end - from > RESYNC_MAX_BYTES {
+            return Ok(None);
+        }
+        let mut tail = vec![0; usize::try_from(end - from).unwrap_or(0)];
+        self.file
+            .read_exact_at(&mut tail, from)
+            .map_err(|e| io_error(&self.path, "cannot read", &e))?;
+        let header = HEADER_LEN as usize;
+        for at in 0..tail.len() {
+            let Some(body_len) = u32_at(&tail, at).map(|n| n as usize) else {
+                break;
+            };
+            if body_len == 0 || body_len as u64 > MAX_BODY_LEN {
+                continue;
+            }
+            let Some(body) = tail.get(at + header..at + header + body_len) else {
+                continue;
+            };
+            if u32_at(&tail, at + 4) != Some(crc32_finish(crc32_update(CRC_INIT, body))) {
+                continue;
+            }
+            let whole = match parse_body(body.get(..PREFIX_LEN.min(body.len())).unwrap_or(body)) {
+                Some(Record::Entry { seq, .. }) => seq > last_entry_seq,
+                Some(_) => true,
+                None => false,
+            };
+            if whole {
+                return Ok(Some(from + at as u64));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Replays the records from `start` into the index; never reads more than `CHUNK` at a time.
+    fn replay(&mut self, start: u64, file_len: u64, replayed: &mut Replayed) -> Result<Stop> {
         let read_error = |e: &io::Error| io_error(&self.path, "cannot read", e);
         let mut reader = BufReader::with_capacity(CHUNK, &self.file);
         reader
-            .seek(SeekFrom::Start(MAGIC.len() as u64))
+            .seek(SeekFrom::Start(start))
             .map_err(|e| read_error(&e))?;
-        let mut offset = MAGIC.len() as u64;
+        let mut offset = start;
         let mut prefix = Vec::with_capacity(PREFIX_LEN);
         let mut chunk = vec![0; CHUNK];
-        let mut last_entry_seq = 0;
-        let mut meta_next_seq = 1;
+        let Replayed {
+            mut last_entry_seq,
+            mut meta_next_seq,
+        } = *replayed;
         let stop = loop {
             let remaining = file_len - offset;
             if remaining == 0 {
@@ -599,7 +770,10 @@ impl Spool {
             }
             offset = end;
         };
-        self.next_seq = meta_next_seq.max(last_entry_seq + 1);
+        *replayed = Replayed {
+            last_entry_seq,
+            meta_next_seq,
+        };
         match stop {
             Stop::Corrupt { offset, .. } if self.all_zero_from(offset, file_len)? => {
                 // Zeros after the last record: a crash before the file's new length reached the
@@ -985,6 +1159,60 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_holds_samples_in_memory_in_seq_order_until_acknowledged() {
+        let dir = TempDir::new("full-disk");
+        let mut spool = open(&dir);
+        assert_eq!(
+            spool.append_unsynced("metric:fast", &payload(1)).unwrap(),
+            1
+        );
+        // The disk fills up: every write now fails with ENOSPC.
+        let disk = std::mem::replace(
+            &mut spool.file,
+            OpenOptions::new().write(true).open("/dev/full").unwrap(),
+        );
+        let e = spool
+            .append_unsynced("metric:fast", &payload(2))
+            .unwrap_err();
+        assert!(e.to_string().contains("spool.log"), "{e}");
+        assert_eq!(spool.hold("metric:fast", &payload(2)), Some(2));
+        assert_eq!(spool.hold("metric:slow", &payload(3)), Some(3));
+        assert_eq!(pending(&spool), [1, 2, 3]);
+        assert_eq!(spool.len(), 3);
+        assert_eq!(spool.read(3).unwrap().event, "metric:slow");
+        assert_eq!(spool.read(2).unwrap().payload, payload(2));
+        spool.ack(2).unwrap();
+        assert_eq!(pending(&spool), [1, 3]);
+        // The disk has room again: new samples go to the file, after the held ones.
+        spool.file = disk;
+        assert_eq!(
+            spool.append_unsynced("metric:fast", &payload(4)).unwrap(),
+            4
+        );
+        assert_eq!(pending(&spool), [1, 3, 4]);
+        spool.ack(3).unwrap();
+        assert_eq!(spool.held(), 0);
+        assert_eq!(spool.read(4).unwrap().payload, payload(4));
+        assert_eq!(spool.read(1).unwrap().payload, payload(1));
+    }
+
+    #[test]
+    fn samples_held_in_memory_are_bounded() {
+        let dir = TempDir::new("held-bounds");
+        let mut spool = open(&dir);
+        for n in 0..(MAX_HELD as u64 + 10) {
+            assert!(spool.hold("metric:fast", &payload(n)).is_some());
+        }
+        assert_eq!(spool.held(), MAX_HELD);
+        assert_eq!(spool.dropped_total(), 10);
+        assert_eq!(pending(&spool).first(), Some(&11));
+        assert_eq!(
+            spool.hold("metric:fast", &"x".repeat(MAX_HELD_BYTES + 1)),
+            None
+        );
+    }
+
+    #[test]
     fn reopen_keeps_only_unacked_in_order() {
         let dir = TempDir::new("reopen");
         let mut spool = open(&dir);
@@ -1271,17 +1499,49 @@ mod tests {
         fs::write(dir.spool_path(), &bytes).unwrap();
 
         let mut spool = open(&dir);
-        assert_eq!(pending(&spool), [1]);
+        // Only the damaged record is lost: reading resumes at the next whole one.
+        assert_eq!(pending(&spool), [1, 3]);
         assert_eq!(spool.read(1).unwrap().payload, payload(1));
+        assert_eq!(spool.read(3).unwrap().payload, payload(3));
         let aside = dir.corrupt_files();
         assert_eq!(aside.len(), 1);
         assert_eq!(fs::read(&aside[0]).unwrap(), bytes);
-        // Seqs 2 and 3 may have been handed out before: never again.
+        // Seq 2 may have been handed out before: never again.
         let seq = spool.append("metric:fast", &payload(4)).unwrap();
         assert!(seq > 3, "{seq}");
         drop(spool);
         let spool = open(&dir);
-        assert_eq!(pending(&spool), [1, seq]);
+        assert_eq!(pending(&spool), [1, 3, seq]);
+    }
+
+    #[test]
+    fn damage_anywhere_in_one_record_costs_only_that_record() {
+        let dir = TempDir::new("resync");
+        let mut spool = open(&dir);
+        for n in 1..=5 {
+            spool.append("metric:fast", &payload(n)).unwrap();
+        }
+        spool.ack(4).unwrap();
+        let third = spool.index[2];
+        drop(spool);
+        let clean = fs::read(dir.spool_path()).unwrap();
+        for at in third.offset..third.offset + third.len {
+            let mut bytes = clean.clone();
+            bytes[usize::try_from(at).unwrap()] ^= 0xA5;
+            for aside in dir.corrupt_files() {
+                fs::remove_file(aside).unwrap();
+            }
+            fs::write(dir.spool_path(), &bytes).unwrap();
+            let spool = open(&dir);
+            let seqs = pending(&spool);
+            assert!(
+                seqs == [1, 2, 5] || seqs == [1, 2, 3, 5],
+                "damage at {at}: {seqs:?}"
+            );
+            for seq in seqs {
+                assert_eq!(spool.read(seq).unwrap().payload, payload(seq));
+            }
+        }
     }
 
     #[test]

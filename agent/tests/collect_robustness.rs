@@ -1189,8 +1189,51 @@ fn prepared() -> &'static [(Case, Vec<Items>)] {
     })
 }
 
+/// Cases per property: 1024 in `make test`; `make fuzz` sets `FUZZ_CASES` far higher.
+fn fuzz_cases() -> u32 {
+    std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(), ..ProptestConfig::default() })]
+
+    /// Any text at all (not only damaged fixtures) is read without a panic, and what cannot
+    /// be read is reported, never silently taken as data of another shape.
+    #[test]
+    fn every_parser_survives_arbitrary_text(
+        which in 0usize..256,
+        bytes in proptest::collection::vec(any::<u8>(), 0..600),
+    ) {
+        let all = prepared();
+        let (case, _) = &all[which % all.len()];
+        let mut problems = Problems::new();
+        let text = decode(&bytes, &mut problems);
+        let _ = (case.read)(&text, &mut problems);
+    }
+
+    /// Lines of the fixture shuffled, repeated and cut: still no panic.
+    #[test]
+    fn every_parser_survives_shuffled_lines(
+        which in 0usize..256,
+        picks in proptest::collection::vec((0usize..4096, 0usize..200), 0..40),
+    ) {
+        let all = prepared();
+        let (case, _) = &all[which % all.len()];
+        let lines: Vec<&str> = case.text.lines().collect();
+        let mut text = String::new();
+        for (line, cut) in picks {
+            if let Some(line) = lines.get(line % lines.len().max(1)) {
+                let end = line.char_indices().nth(cut).map_or(line.len(), |(i, _)| i);
+                text.push_str(&line[..end]);
+                text.push('\n');
+            }
+        }
+        let mut problems = Problems::new();
+        let _ = (case.read)(&text, &mut problems);
+    }
 
     #[test]
     fn every_parser_survives_random_bytes_spliced_in(

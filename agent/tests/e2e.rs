@@ -41,10 +41,13 @@ fn agent_reports_in_and_both_stop_cleanly_on_sigint() {
     let mut agent = start_agent(&config, &server.dir.path().join("agent.log"));
 
     server.expect_status("pve-e2e", "online");
+    // A fast sample is stored: its series exist (the ingest line is at debug level now).
     assert!(
-        support::wait_until(PATIENCE, || server
-            .log()
-            .contains("metric:fast host=pve-e2e")),
+        support::wait_until(PATIENCE, || String::from_utf8_lossy(
+            &server.admin(&["metrics", "pve-e2e"]).stdout
+        )
+        .lines()
+        .any(|l| l.trim() == "load1")),
         "no sample arrived; server log:\n{}\nagent log:\n{}",
         server.log(),
         agent.output()

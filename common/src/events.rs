@@ -30,6 +30,25 @@ pub mod reason {
     pub const UNMATCHED_TOPIC: &str = "unmatched topic";
     pub const UNKNOWN_EVENT: &str = "unknown_event";
     pub const STORE_FAILED: &str = "store_failed";
+    /// The sample is dated further in the future than the server tolerates (the agent's clock
+    /// is wrong); the reply's `message` names the skew. Never stored.
+    pub const CLOCK_SKEW: &str = "clock_skew";
+    /// The sample is older than the server keeps raw points; never stored.
+    pub const TOO_OLD: &str = "too_old";
+    /// The server cannot store anything right now (its database fails): back off and retry.
+    pub const TRY_LATER: &str = "try_later";
+    /// The sample has more series than the server takes in one sample, or would give its host
+    /// more than it takes per host (`max_series_per_sample`, `max_series_per_host`).
+    pub const TOO_MANY_SERIES: &str = "too_many_series";
+}
+
+/// The code of a refusal as agents see it: the reason, without the `: message` part the agent
+/// appends when the reply carries one.
+pub fn reason_code(reason: &str) -> &str {
+    reason
+        .split_once(':')
+        .map_or(reason, |(code, _)| code)
+        .trim()
 }
 
 /// The longest host name we accept (the `hosts.name` column's limit).
@@ -41,6 +60,10 @@ pub struct JoinParams {
     pub token: String,
     #[serde(default)]
     pub agent_version: Option<String>,
+    /// The resumption ticket of the last join's reply, if the agent has one: lets the server
+    /// skip bcrypt (see the server's `auth::Tickets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
 }
 
 /// How often a kind of sample is collected, and the event it is pushed as.
@@ -140,12 +163,24 @@ pub fn validate_host_name(name: &str) -> Result<(), String> {
             "host name {name:?} contains {bad:?}; only letters, digits, '.', '_' and '-' are allowed"
         ));
     }
+    if name == "." || name == ".." {
+        // They would be path segments in URLs (`/hosts/..`), never a host.
+        return Err(format!("host name {name:?} is not allowed"));
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_and_dot_dot_are_not_host_names() {
+        assert!(validate_host_name(".").is_err());
+        assert!(validate_host_name("..").is_err());
+        assert!(validate_host_name("...").is_ok());
+        assert!(validate_host_name(".pve").is_ok());
+    }
 
     #[test]
     fn host_names() {

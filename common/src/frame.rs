@@ -193,7 +193,15 @@ pub struct RawFrame<'a> {
 impl<'a> RawFrame<'a> {
     /// Reads one WebSocket text frame, borrowing its payload from `text`.
     pub fn decode(text: &'a str) -> Result<RawFrame<'a>, FrameError> {
-        type Parts<'a> = (Value, Value, Value, Value, &'a RawValue);
+        // Every element stays text until it is known to be small: a ref or topic of nested
+        // arrays builds no tree (serde_json checks the syntax of a `RawValue` without one).
+        type Parts<'a> = (
+            &'a RawValue,
+            &'a RawValue,
+            &'a RawValue,
+            &'a RawValue,
+            &'a RawValue,
+        );
         let (join_ref, msg_ref, topic, event, payload) = serde_json::from_str::<Parts<'a>>(text)
             .map_err(|e| {
                 if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
@@ -203,18 +211,11 @@ impl<'a> RawFrame<'a> {
                 }
             })?;
         Ok(RawFrame {
-            join_ref: opaque_ref(join_ref)
+            join_ref: raw_ref(join_ref)
                 .ok_or(FrameError::Shape("join_ref must be a string or null"))?,
-            msg_ref: opaque_ref(msg_ref)
-                .ok_or(FrameError::Shape("ref must be a string or null"))?,
-            topic: match topic {
-                Value::String(s) => s,
-                _ => return Err(FrameError::Shape("topic must be a string")),
-            },
-            event: match event {
-                Value::String(s) => s,
-                _ => return Err(FrameError::Shape("event must be a string")),
-            },
+            msg_ref: raw_ref(msg_ref).ok_or(FrameError::Shape("ref must be a string or null"))?,
+            topic: raw_string(topic).ok_or(FrameError::Shape("topic must be a string"))?,
+            event: raw_string(event).ok_or(FrameError::Shape("event must be a string"))?,
             payload,
         })
     }
@@ -228,6 +229,21 @@ impl<'a> RawFrame<'a> {
     pub fn reply_error(&self, reason: &str) -> Frame {
         let mut response = Map::new();
         response.insert("reason".into(), Value::String(reason.into()));
+        reply_to(
+            &self.join_ref,
+            &self.msg_ref,
+            &self.topic,
+            "error",
+            Value::Object(response),
+        )
+    }
+
+    /// An error reply that also says in words what was wrong:
+    /// `{"reason": reason, "message": message}` (agents match on `reason`, log `message`).
+    pub fn reply_refusal(&self, reason: &str, message: &str) -> Frame {
+        let mut response = Map::new();
+        response.insert("reason".into(), Value::String(reason.into()));
+        response.insert("message".into(), Value::String(message.into()));
         reply_to(
             &self.join_ref,
             &self.msg_ref,
@@ -261,6 +277,28 @@ fn reply_to(
 /// carry `ref = join_ref` and an empty payload.
 pub fn channel_event(join_ref: Option<&str>, topic: &str, event: &str) -> Frame {
     Frame::new(join_ref, join_ref, topic, event, Value::Object(Map::new()))
+}
+
+/// A JSON string's value; `None` for anything else (never parsed into a tree).
+fn raw_string(raw: &RawValue) -> Option<String> {
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return None;
+    }
+    serde_json::from_str::<String>(text).ok()
+}
+
+/// A ref as `opaque_ref` reads it, from its text: a string, a number, or null.
+fn raw_ref(raw: &RawValue) -> Option<Option<String>> {
+    let text = raw.get();
+    match text.as_bytes().first()? {
+        b'"' => raw_string(raw).map(Some),
+        b'n' => (text == "null").then_some(None),
+        b'-' | b'0'..=b'9' => serde_json::from_str::<serde_json::Number>(text)
+            .ok()
+            .map(|n| Some(n.to_string())),
+        _ => None,
+    }
 }
 
 fn opaque_ref(value: Value) -> Option<Option<String>> {
@@ -390,5 +428,26 @@ mod tests {
     fn channel_close_uses_join_ref_as_ref() {
         let close = channel_event(Some("3"), "host:a", events::PHX_CLOSE);
         assert_eq!(close.encode(), r#"["3","3","host:a","phx_close",{}]"#);
+    }
+
+    #[test]
+    fn refs_topics_and_events_of_the_wrong_type_are_shape_errors() {
+        let nested = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        for text in [
+            format!(r#"[{nested},"1","t","e",{{}}]"#),
+            r#"[{"a":1},"1","t","e",{}]"#.to_owned(),
+            r#"[null,true,"t","e",{}]"#.to_owned(),
+            r#"[null,"1",5,"e",{}]"#.to_owned(),
+            r#"[null,"1","t",null,{}]"#.to_owned(),
+            r#"[nul,"1","t","e",{}]"#.to_owned(),
+        ] {
+            assert!(RawFrame::decode(&text).is_err(), "{text}");
+        }
+        let frame = RawFrame::decode(r#"[7,-1.5,"t\u00e9","e\n",[1]]"#).unwrap();
+        assert_eq!(frame.join_ref.as_deref(), Some("7"));
+        assert_eq!(frame.msg_ref.as_deref(), Some("-1.5"));
+        assert_eq!(frame.topic, "té");
+        assert_eq!(frame.event, "e\n");
+        assert_eq!(frame.payload.get(), "[1]");
     }
 }

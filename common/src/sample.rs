@@ -1119,7 +1119,7 @@ impl SlowSample {
 }
 
 /// A mount point as it appears in series names: `/` → `_`, `/var/lib/vz` → `_var_lib_vz`.
-pub use crate::series::mountpoint_series_name;
+pub use crate::series::{mountpoint_of_series_name, mountpoint_series_name};
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
 fn is_false(value: &bool) -> bool {

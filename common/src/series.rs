@@ -4,7 +4,9 @@
 //! parsed back by whoever reads stored names (the dashboard finding a host's disks and
 //! interfaces, scripts listing `metrics HOST`). Its text form is a stable interface: `<x>` is a
 //! name taken from the node; a mount point becomes its path with every `/` replaced by `_`
-//! (`/` → `_`, `/var/lib/vz` → `_var_lib_vz`).
+//! (`/` → `_`, `/var/lib/vz` → `_var_lib_vz`), and `_` and `%` written as `%5F` and `%25`, so
+//! that two mount points never share a name (`/mnt/backup_nas` is `_mnt_backup%5Fnas`,
+//! `/mnt/backup/nas` is `_mnt_backup_nas`).
 //!
 //! | sample | series |
 //! |---|---|
@@ -342,9 +344,43 @@ impl From<HostField> for SeriesName {
     }
 }
 
-/// A mount point as it appears in series names: `/` → `_`, `/var/lib/vz` → `_var_lib_vz`.
+/// A mount point as it appears in series names: `/` → `_`, `/var/lib/vz` → `_var_lib_vz`;
+/// `_` → `%5F` and `%` → `%25`, so that the mapping is one-to-one ([`mountpoint_of_series_name`]
+/// reverses it).
 pub fn mountpoint_series_name(mountpoint: &str) -> String {
-    mountpoint.replace('/', "_")
+    let mut out = String::with_capacity(mountpoint.len());
+    for c in mountpoint.chars() {
+        match c {
+            '/' => out.push('_'),
+            '_' => out.push_str("%5F"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The mount point a series name was made from; `None` if no mount point makes it.
+pub fn mountpoint_of_series_name(name: &str) -> Option<String> {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
+        match c {
+            '_' => out.push('/'),
+            '%' if rest.starts_with("5F") => {
+                out.push('_');
+                rest = &rest[2..];
+            }
+            '%' if rest.starts_with("25") => {
+                out.push('%');
+                rest = &rest[2..];
+            }
+            '%' => return None,
+            c => out.push(c),
+        }
+    }
+    Some(out)
 }
 
 /// A plain decimal number (no sign, no leading `+`), as vmids and CPU numbers are written.
@@ -464,6 +500,31 @@ mod tests {
         ] {
             assert_eq!(SeriesName::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn mountpoint_names_are_one_to_one() {
+        assert_eq!(
+            mountpoint_series_name("/mnt/backup_nas"),
+            "_mnt_backup%5Fnas"
+        );
+        assert_eq!(mountpoint_series_name("/mnt/backup/nas"), "_mnt_backup_nas");
+        assert_eq!(mountpoint_series_name("/a%5Fb"), "_a%255Fb");
+        let mounts = [
+            "/", "/_", "//", "/a_b", "/a/b", "/a%b", "/a%5Fb", "/a%25", "_", "%", "/é_ü", "",
+        ];
+        let names: std::collections::HashSet<String> =
+            mounts.iter().map(|m| mountpoint_series_name(m)).collect();
+        assert_eq!(names.len(), mounts.len());
+        for mount in mounts {
+            let name = mountpoint_series_name(mount);
+            assert_eq!(
+                mountpoint_of_series_name(&name).as_deref(),
+                Some(mount),
+                "{name}"
+            );
+        }
+        assert_eq!(mountpoint_of_series_name("_a%zz"), None);
     }
 
     #[test]

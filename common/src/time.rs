@@ -3,9 +3,16 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `2026-11-25T22:45:15Z`: UTC, whole seconds; what the agent puts in `collected_at`.
+/// Times outside what RFC 3339 can write (humantime panics there) are written as the nearest
+/// it can: 1970-01-01T00:00:00Z or 9999-12-31T23:59:59Z.
 pub fn format_rfc3339(time: SystemTime) -> String {
+    let latest = UNIX_EPOCH + Duration::from_secs(LATEST_RFC3339_SECONDS);
+    let time = time.clamp(UNIX_EPOCH, latest);
     humantime::format_rfc3339_seconds(time).to_string()
 }
+
+/// 9999-12-31T23:59:59Z, the last second a four-digit year can write.
+const LATEST_RFC3339_SECONDS: u64 = 253_402_300_799;
 
 /// Seconds since the Unix epoch of an RFC 3339 UTC timestamp (fractions are dropped).
 pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
@@ -43,11 +50,15 @@ pub fn unix_seconds(time: SystemTime) -> i64 {
 }
 
 /// The `SystemTime` of a Unix timestamp.
+/// Beyond what `SystemTime` holds, the nearest time it does hold (never a panic).
 pub fn from_unix_seconds(seconds: i64) -> SystemTime {
+    let offset = Duration::from_secs(seconds.unsigned_abs());
     if seconds >= 0 {
-        UNIX_EPOCH + Duration::from_secs(seconds.unsigned_abs())
+        UNIX_EPOCH
+            .checked_add(offset)
+            .unwrap_or(UNIX_EPOCH + Duration::from_secs(LATEST_RFC3339_SECONDS))
     } else {
-        UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs())
+        UNIX_EPOCH.checked_sub(offset).unwrap_or(UNIX_EPOCH)
     }
 }
 
@@ -59,6 +70,22 @@ pub fn now_unix() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_rfc3339_cannot_write_are_clamped_not_a_panic() {
+        assert_eq!(
+            format_rfc3339(from_unix_seconds(i64::MIN)),
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            format_rfc3339(from_unix_seconds(-1)),
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            format_rfc3339(from_unix_seconds(i64::MAX)),
+            "9999-12-31T23:59:59Z"
+        );
+    }
 
     #[test]
     fn round_trip() {

@@ -16,6 +16,8 @@ pub struct Client {
     topic: String,
     join_ref: String,
     next_ref: u64,
+    /// The resumption ticket of the last ok join reply, if the server gave one.
+    pub ticket: Option<String>,
 }
 
 /// What waiting for a reply gave.
@@ -55,6 +57,7 @@ impl Client {
             topic: String::new(),
             join_ref: String::new(),
             next_ref: 0,
+            ticket: None,
         })
     }
 
@@ -65,6 +68,16 @@ impl Client {
 
     /// Joins `host:NAME` with `token` and waits for the answer.
     pub fn join(&mut self, name: &str, token: &str) -> Result<Reply> {
+        self.join_with_ticket(name, token, None)
+    }
+
+    /// Joins presenting `ticket` (from an earlier join's reply) with the token.
+    pub fn join_with_ticket(
+        &mut self,
+        name: &str,
+        token: &str,
+        ticket: Option<&str>,
+    ) -> Result<Reply> {
         let join_ref = self.next_ref();
         self.topic = events::host_topic(name);
         self.join_ref.clone_from(&join_ref);
@@ -73,7 +86,12 @@ impl Client {
             Some(&join_ref),
             &self.topic,
             events::PHX_JOIN,
-            json!({"token": token, "agent_version": "loadgen"}),
+            match ticket {
+                Some(ticket) => {
+                    json!({"token": token, "agent_version": "loadgen", "ticket": ticket})
+                }
+                None => json!({"token": token, "agent_version": "loadgen"}),
+            },
         );
         self.send_text(frame.encode())?;
         self.wait_reply(&join_ref)
@@ -128,7 +146,12 @@ impl Client {
                 continue;
             }
             return Ok(match frame.as_reply() {
-                Some(("ok", _)) => Reply::Ok,
+                Some(("ok", response)) => {
+                    if let Some(ticket) = response.get("ticket").and_then(|t| t.as_str()) {
+                        self.ticket = Some(ticket.to_owned());
+                    }
+                    Reply::Ok
+                }
                 _ => Reply::Error(frame.error_reason().unwrap_or("error").to_owned()),
             });
         }

@@ -224,6 +224,9 @@ enum Command {
         stack_kib: usize,
         #[arg(long, default_value = "storm")]
         label: String,
+        /// Rejoin without the resumption ticket (every rejoin runs bcrypt: the former behaviour)
+        #[arg(long)]
+        no_tickets: bool,
     },
     /// Notification latency: agents join and leave a server whose webhook (host_offline,
     /// for = "0s") points at --receiver, served here; disconnect → message received
@@ -494,6 +497,7 @@ fn run(command: Command) -> Result<()> {
             timeout,
             stack_kib,
             label,
+            no_tickets,
         } => {
             let options = StormOptions {
                 server_bin,
@@ -502,6 +506,7 @@ fn run(command: Command) -> Result<()> {
                 hosts: hosts(&tokens, agents)?,
                 timeout: Duration::from_secs(timeout),
                 stack_kib,
+                tickets: !no_tickets,
             };
             loadgen::storm::storm(&options)?.print(&label);
         }

@@ -5,7 +5,9 @@
 //! measures until every agent has joined again. Agents reconnect like phoenix.js: after a
 //! disconnect they wait 100 ms, doubling up to 5 s, each wait jittered ±25 %, and they give a
 //! join 60 s to be answered (the real agent's `JOIN_TIMEOUT`). A restarted server has forgotten
-//! which tokens it verified, so every rejoin costs one bcrypt verification at the hosts' cost.
+//! which tokens it verified: without tickets (`--no-tickets`, the anchor) every rejoin costs
+//! one bcrypt verification at the hosts' cost; with them (as the real agent does) each agent
+//! presents the resumption ticket of its first join and the server checks an HMAC instead.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpStream};
@@ -32,6 +34,8 @@ pub struct StormOptions {
     /// Give up on a phase after this long and report how many made it.
     pub timeout: Duration,
     pub stack_kib: usize,
+    /// Present the join reply's resumption ticket when joining again (the real agent does).
+    pub tickets: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -54,6 +58,8 @@ pub struct StormReport {
     pub rejoin: Phase,
     /// From spawn until the restarted server accepted connections.
     pub listening: Duration,
+    /// Agents online when the server was stopped: the ones whose rejoin is measured.
+    pub online_before: usize,
 }
 
 /// The server child, killed if still running when dropped.
@@ -155,11 +161,12 @@ pub fn storm(options: &StormOptions) -> Result<StormReport> {
     for (i, (name, token)) in options.hosts.iter().cloned().enumerate() {
         let (stop, joins, joined_at, url) =
             (stop.clone(), joins.clone(), joined_at.clone(), url.clone());
+        let tickets = options.tickets;
         let thread = std::thread::Builder::new()
             .name(format!("storm-{i}"))
             .stack_size(options.stack_kib * 1024)
             .spawn(move || {
-                agent(&url, &name, &token, &stop, || {
+                agent(&url, &name, &token, tickets, &stop, || {
                     if let Ok(mut at) = joined_at[i].lock() {
                         at.push(Instant::now());
                     }
@@ -169,13 +176,27 @@ pub fn storm(options: &StormOptions) -> Result<StormReport> {
             .map_err(|e| Error::Setup(format!("cannot start agent thread {i}: {e}")))?;
         threads.push(thread);
     }
-    report.cold = wait_phase(&joins, &joined_at, 1, cold_start, options.timeout);
+    let everyone: Vec<usize> = (0..n).collect();
+    report.cold = wait_phase(
+        &joins,
+        &joined_at,
+        &everyone,
+        1,
+        cold_start,
+        options.timeout,
+    );
     log::info!(
         "cold start: {}/{n} joined in {:.2} s",
         report.cold.joined,
         report.cold.took.as_secs_f64()
     );
 
+    // The rejoin is measured over the agents that were online (all of them, unless the cold
+    // start ran out of time on a slow machine).
+    let online: Vec<usize> = (0..n)
+        .filter(|&i| joins[i].load(Ordering::SeqCst) >= 1)
+        .collect();
+    report.online_before = online.len();
     let stopping = Instant::now();
     server.interrupt()?;
     report.stop = stopping.elapsed();
@@ -183,7 +204,7 @@ pub fn storm(options: &StormOptions) -> Result<StormReport> {
     let _server = ServerProcess::start(options, &log)?;
     wait_listening(options.listen, Duration::from_secs(30))?;
     report.listening = restart.elapsed();
-    report.rejoin = wait_phase(&joins, &joined_at, 2, restart, options.timeout);
+    report.rejoin = wait_phase(&joins, &joined_at, &online, 2, restart, options.timeout);
     log::info!(
         "after restart: {}/{n} joined again in {:.2} s",
         report.rejoin.joined,
@@ -200,23 +221,25 @@ pub fn storm(options: &StormOptions) -> Result<StormReport> {
 fn wait_phase(
     joins: &[AtomicU32],
     joined_at: &[std::sync::Mutex<Vec<Instant>>],
+    members: &[usize],
     generation: u32,
     start: Instant,
     timeout: Duration,
 ) -> Phase {
     let count = || {
-        joins
+        members
             .iter()
-            .filter(|j| j.load(Ordering::SeqCst) >= generation)
+            .filter(|&&i| joins[i].load(Ordering::SeqCst) >= generation)
             .count()
     };
-    while count() < joins.len() && start.elapsed() < timeout {
+    while count() < members.len() && start.elapsed() < timeout {
         std::thread::sleep(Duration::from_millis(5));
     }
     let took = start.elapsed();
     let index = usize::try_from(generation).unwrap_or(1) - 1;
-    let times: Vec<Duration> = joined_at
+    let times: Vec<Duration> = members
         .iter()
+        .map(|&i| &joined_at[i])
         .filter_map(|m| m.lock().ok()?.get(index).copied())
         .filter(|t| *t >= start)
         .map(|t| t - start)
@@ -230,8 +253,16 @@ fn wait_phase(
 }
 
 /// One agent: join, idle with heartbeats, and on any disconnect come back with backoff.
-fn agent(url: &str, name: &str, token: &str, stop: &AtomicBool, mut on_join: impl FnMut()) {
+fn agent(
+    url: &str,
+    name: &str,
+    token: &str,
+    tickets: bool,
+    stop: &AtomicBool,
+    mut on_join: impl FnMut(),
+) {
     let mut wait = BACKOFF_FIRST;
+    let mut ticket: Option<String> = None;
     let mut first = true;
     while !stop.load(Ordering::SeqCst) {
         if !first {
@@ -242,8 +273,8 @@ fn agent(url: &str, name: &str, token: &str, stop: &AtomicBool, mut on_join: imp
         let Ok(mut client) = Client::connect(url, JOIN_TIMEOUT) else {
             continue;
         };
-        match client.join(name, token) {
-            Ok(Reply::Ok) => {}
+        match client.join_with_ticket(name, token, ticket.as_deref().filter(|_| tickets)) {
+            Ok(Reply::Ok) => ticket.clone_from(&client.ticket),
             Ok(Reply::Error(reason)) => {
                 log::warn!("{name}: join refused: {reason}");
                 continue;
@@ -274,11 +305,14 @@ fn agent(url: &str, name: &str, token: &str, stop: &AtomicBool, mut on_join: imp
 impl StormReport {
     pub fn print(&self, label: &str) {
         println!("== storm {label}");
-        for (what, phase) in [("cold start", &self.cold), ("after restart", &self.rejoin)] {
+        for (what, phase, of) in [
+            ("cold start", &self.cold, self.agents),
+            ("after restart", &self.rejoin, self.online_before),
+        ] {
             println!(
                 "{what:<18} {}/{} agents joined in {:.2} s (first after {:.2} s, last after {:.2} s)",
                 phase.joined,
-                self.agents,
+                of,
                 phase.took.as_secs_f64(),
                 phase.first.as_secs_f64(),
                 phase.last.as_secs_f64()
@@ -292,10 +326,11 @@ impl StormReport {
         #[allow(clippy::cast_precision_loss)]
         let rate = self.rejoin.joined as f64 / self.rejoin.last.as_secs_f64().max(1e-9);
         println!(
-            "summary label={label} agents={} cold_joined={} cold_s={:.2} rejoined={} rejoin_s={:.2} rejoin_last_s={:.2} rejoins_per_s={rate:.1} stop_s={:.2}",
+            "summary label={label} agents={} cold_joined={} cold_s={:.2} online_before={} rejoined={} rejoin_s={:.2} rejoin_last_s={:.2} rejoins_per_s={rate:.1} stop_s={:.2}",
             self.agents,
             self.cold.joined,
             self.cold.took.as_secs_f64(),
+            self.online_before,
             self.rejoin.joined,
             self.rejoin.took.as_secs_f64(),
             self.rejoin.last.as_secs_f64(),

@@ -2,14 +2,17 @@
 //! a timing oracle) and the dashboard password of `admin` (its rules, and a backoff on
 //! repeated failed logins).
 //!
-//! Login backoff: after `FREE_FAILURES` wrong passwords from one IP address, that address must
-//! wait 1, 2, 4, … (at most `MAX_DELAY`) seconds after each further failure before the password
-//! is checked again; attempts during the wait are answered at once without touching bcrypt. A
-//! global counter does the same across all addresses (with more free failures), so that
-//! guessing from many addresses is slowed as well — at the price that such an attack also
-//! delays the admin. The counts live in memory and are forgotten `FORGET_AFTER` after the last
-//! failure. Nothing sleeps: a waiting client is answered at once, so the backoff never pins a
-//! thread.
+//! Login backoff: after `FREE_FAILURES` wrong passwords from one client address, that address
+//! must wait 1, 2, 4, … (at most `MAX_DELAY`) seconds after each further failure before the
+//! password is checked again; attempts during the wait are answered at once without touching
+//! bcrypt. An attempt is *reserved* (counted as a failure) before bcrypt runs, under the same
+//! lock that checks the wait, so a burst of parallel guesses gets `FREE_FAILURES` checks, not
+//! one per request in flight; a correct password then clears its address. There is no global
+//! counter: it would let anyone lock the admin out (behind a reverse proxy, every client shares
+//! one address — the proxy's — unless `[http] trusted_proxies` names it, and then the client
+//! address is taken from `X-Forwarded-For`). Password checks run in the same bounded pool as
+//! token checks. The counts live in memory and are forgotten `FORGET_AFTER` after the last
+//! failure. Nothing sleeps: a waiting client is answered at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +20,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::store::{Store, ADMIN_USER};
@@ -76,11 +80,9 @@ pub fn set_admin_password(store: &Store, password: &str, cost: u32) -> Result<()
 }
 
 const FREE_FAILURES: u32 = 3;
-const GLOBAL_FREE_FAILURES: u32 = 20;
 const MAX_DELAY: Duration = Duration::from_secs(300);
 const FORGET_AFTER: Duration = Duration::from_secs(900);
-/// Addresses remembered at most; past this, stale entries go, then (under a flood) all —
-/// the global counter still applies.
+/// Addresses remembered at most; past this, stale entries go, then (under a flood) all.
 const MAX_TRACKED_ADDRESSES: usize = 10_000;
 
 #[derive(Debug, Clone, Copy)]
@@ -117,8 +119,7 @@ pub struct LoginThrottle {
 
 #[derive(Default)]
 struct ThrottleState {
-    per_address: HashMap<IpAddr, Failures>,
-    global: Option<Failures>,
+    per_address: HashMap<Option<IpAddr>, Failures>,
 }
 
 impl LoginThrottle {
@@ -130,42 +131,119 @@ impl LoginThrottle {
 
     /// How long `address` must still wait before its next attempt is checked (zero: go ahead).
     pub fn wait(&self, address: Option<IpAddr>, now: Instant) -> Duration {
-        let state = self.lock();
-        let own = address
-            .and_then(|a| state.per_address.get(&a))
-            .map_or(Duration::ZERO, |f| f.wait(FREE_FAILURES, now));
-        let global = state
-            .global
-            .map_or(Duration::ZERO, |f| f.wait(GLOBAL_FREE_FAILURES, now));
-        own.max(global)
+        self.lock()
+            .per_address
+            .get(&address)
+            .map_or(Duration::ZERO, |f| f.wait(FREE_FAILURES, now))
     }
 
-    pub fn record_failure(&self, address: Option<IpAddr>, now: Instant) {
+    /// Takes an attempt for `address`: `Err(wait)` while it must wait; else the attempt is
+    /// counted as a failure at once (before the password is checked, so that parallel
+    /// attempts cannot all pass the check) and `record_success` takes it back.
+    pub fn reserve(&self, address: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
         let mut state = self.lock();
-        Failures::record(&mut state.global, now);
-        if let Some(address) = address {
+        let wait = state
+            .per_address
+            .get(&address)
+            .map_or(Duration::ZERO, |f| f.wait(FREE_FAILURES, now));
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        if state.per_address.len() >= MAX_TRACKED_ADDRESSES {
+            state
+                .per_address
+                .retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
             if state.per_address.len() >= MAX_TRACKED_ADDRESSES {
-                state
-                    .per_address
-                    .retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
-                if state.per_address.len() >= MAX_TRACKED_ADDRESSES {
-                    state.per_address.clear();
-                }
-            }
-            let mut entry = state.per_address.get(&address).copied();
-            Failures::record(&mut entry, now);
-            if let Some(f) = entry {
-                state.per_address.insert(address, f);
+                state.per_address.clear();
             }
         }
+        let mut entry = state.per_address.get(&address).copied();
+        Failures::record(&mut entry, now);
+        if let Some(f) = entry {
+            state.per_address.insert(address, f);
+        }
+        Ok(())
     }
 
-    /// A correct password clears that address's count. The global count stays: it decays
-    /// on its own, and one success says nothing about the other addresses.
+    /// A correct password clears that address's count.
     pub fn record_success(&self, address: Option<IpAddr>) {
-        if let Some(address) = address {
-            self.lock().per_address.remove(&address);
+        self.lock().per_address.remove(&address);
+    }
+}
+
+/// How long a resumption ticket lets an agent rejoin without bcrypt.
+pub const TICKET_LIFETIME_SECONDS: i64 = 7 * 86_400;
+
+/// Resumption tickets: after a join verified by bcrypt, the server hands the agent a ticket,
+/// `1.<expiry>.<mac>`, where `mac` is HMAC-SHA256 under a random key kept in the database over
+/// the host's id, the expiry, a digest of the host's stored bcrypt hash (so `rotate-token`
+/// voids every ticket of the host) and a digest of the token itself. An agent presents it with
+/// its token when it joins again (typically when the server restarted and forgot which tokens
+/// it verified); a matching ticket is checked in microseconds instead of bcrypt's ~250 ms at
+/// cost 12. What a stolen database reveals does not change: the key alone forges nothing
+/// without the token, which the database holds only as a bcrypt hash.
+pub struct Tickets {
+    key: [u8; 32],
+}
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+impl Tickets {
+    pub fn new(key: [u8; 32]) -> Tickets {
+        Tickets { key }
+    }
+
+    fn mac(&self, host_id: i64, expiry: i64, stored_hash: &str, token: &str) -> HmacSha256 {
+        use hmac::Mac;
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"proxmox-monitor resume v1\0");
+        mac.update(&host_id.to_le_bytes());
+        mac.update(&expiry.to_le_bytes());
+        mac.update(&Sha256::digest(stored_hash.as_bytes()));
+        mac.update(&Sha256::digest(token.as_bytes()));
+        mac
+    }
+
+    /// A ticket for `host_id` whose token (verified by bcrypt just now) is `token`.
+    pub fn issue(&self, host_id: i64, stored_hash: &str, token: &str, now: i64) -> String {
+        use hmac::Mac;
+        let expiry = now.saturating_add(TICKET_LIFETIME_SECONDS);
+        let tag = self.mac(host_id, expiry, stored_hash, token).finalize();
+        format!(
+            "1.{expiry}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.into_bytes())
+        )
+    }
+
+    /// Whether `ticket` was issued for this host, hash and token and has not expired
+    /// (compared in constant time).
+    pub fn check(
+        &self,
+        ticket: &str,
+        host_id: i64,
+        stored_hash: &str,
+        token: &str,
+        now: i64,
+    ) -> bool {
+        use hmac::Mac;
+        let mut parts = ticket.splitn(3, '.');
+        let (Some("1"), Some(expiry), Some(tag)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        let Ok(expiry) = expiry.parse::<i64>() else {
+            return false;
+        };
+        if expiry < now || expiry > now.saturating_add(TICKET_LIFETIME_SECONDS) {
+            return false;
         }
+        let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(tag) else {
+            return false;
+        };
+        self.mac(host_id, expiry, stored_hash, token)
+            .verify_slice(&tag)
+            .is_ok()
     }
 }
 
@@ -192,6 +270,10 @@ impl AuthFailure {
 /// with a per-process random key, never in clear) so that reconnects skip bcrypt. The memory
 /// is tied to the stored bcrypt hash: `rotate-token` invalidates it.
 pub struct Authenticator {
+    /// Set once the database's key is read (`Context::new`); until then, bcrypt every time.
+    tickets: OnceLock<Tickets>,
+    /// bcrypt verifications of tokens run so far (joins without a valid ticket or memory).
+    verifications: std::sync::atomic::AtomicU64,
     cost: u32,
     key: std::hash::RandomState,
     verified: std::sync::Mutex<std::collections::HashMap<i64, (String, u64)>>,
@@ -202,11 +284,69 @@ impl Authenticator {
     pub fn new(cost: u32) -> Authenticator {
         let width = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         Authenticator {
+            tickets: OnceLock::new(),
+            verifications: std::sync::atomic::AtomicU64::new(0),
             cost,
             key: std::hash::RandomState::new(),
             verified: std::sync::Mutex::new(std::collections::HashMap::new()),
             pool: Pool::new(width),
         }
+    }
+
+    /// Token verifications by bcrypt so far (for `/metrics` and tests).
+    pub fn verifications(&self) -> u64 {
+        self.verifications
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Forgets which tokens were verified, as a restart does.
+    pub fn forget_verified(&self) {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Turns resumption tickets on, with the database's key.
+    pub fn set_ticket_key(&self, key: [u8; 32]) {
+        let _ = self.tickets.set(Tickets::new(key));
+    }
+
+    /// Like `authenticate`, also taking the ticket the agent presents (if any); on success the
+    /// host's id and a fresh ticket for its next join.
+    pub fn authenticate_with_ticket(
+        &self,
+        store: &crate::store::Store,
+        name: &str,
+        token: &str,
+        ticket: Option<&str>,
+    ) -> Result<std::result::Result<(i64, Option<String>), AuthFailure>> {
+        let now = common::time::now_unix();
+        let tickets = self.tickets.get();
+        if let (Some(tickets), Some(ticket)) = (tickets, ticket) {
+            if let Some((id, hash)) = store.token_hash(name)? {
+                if tickets.check(ticket, id, &hash, token, now) {
+                    return Ok(Ok((id, Some(tickets.issue(id, &hash, token, now)))));
+                }
+            }
+        }
+        let Some((id, hash)) = (match self.authenticate(store, name, token)? {
+            Ok(_) => store.token_hash(name)?,
+            Err(failure) => return Ok(Err(failure)),
+        }) else {
+            return Ok(Err(AuthFailure::UnknownHost));
+        };
+        Ok(Ok((id, tickets.map(|t| t.issue(id, &hash, token, now)))))
+    }
+
+    /// Checks a dashboard password against its hash in the bounded bcrypt pool.
+    pub fn verify(&self, password: &str, hash: &str) -> bool {
+        self.pool.run(|| verify_secret(password, hash))
+    }
+
+    /// The bcrypt work of one verification, in the pool, for a user that does not exist.
+    pub fn burn(&self) {
+        self.pool.run(|| burn_verification(self.cost));
     }
 
     fn keyed_hash(&self, token: &str) -> u64 {
@@ -237,6 +377,8 @@ impl Authenticator {
         if remembered {
             return Ok(Ok(id));
         }
+        self.verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !self.pool.run(|| verify_secret(token, &hash)) {
             return Ok(Err(AuthFailure::InvalidToken));
         }
@@ -312,40 +454,68 @@ mod tests {
         let b = Some("192.0.2.2".parse().unwrap());
         let t0 = Instant::now();
         for _ in 0..FREE_FAILURES - 1 {
-            throttle.record_failure(a, t0);
+            throttle.reserve(a, t0).unwrap();
         }
         assert_eq!(throttle.wait(a, t0), Duration::ZERO);
-        throttle.record_failure(a, t0);
+        throttle.reserve(a, t0).unwrap();
         assert_eq!(throttle.wait(a, t0), Duration::from_secs(1));
-        throttle.record_failure(a, t0);
-        assert_eq!(throttle.wait(a, t0), Duration::from_secs(2));
+        assert_eq!(throttle.reserve(a, t0), Err(Duration::from_secs(1)));
+        throttle.reserve(a, t0 + Duration::from_secs(1)).unwrap();
         assert_eq!(
-            throttle.wait(a, t0 + Duration::from_secs(2)),
-            Duration::ZERO
+            throttle.wait(a, t0 + Duration::from_secs(1)),
+            Duration::from_secs(2)
         );
         assert_eq!(
             throttle.wait(b, t0),
             Duration::ZERO,
             "other addresses unaffected"
         );
+        let mut t = t0 + Duration::from_secs(1);
         for _ in 0..20 {
-            throttle.record_failure(a, t0);
+            t += MAX_DELAY;
+            throttle.reserve(a, t).unwrap();
         }
-        assert_eq!(throttle.wait(a, t0), MAX_DELAY, "capped");
-        assert_eq!(throttle.wait(a, t0 + FORGET_AFTER), Duration::ZERO);
+        assert_eq!(throttle.wait(a, t), MAX_DELAY, "capped");
+        assert_eq!(throttle.wait(a, t + FORGET_AFTER), Duration::ZERO);
         throttle.record_success(a);
-        assert_eq!(throttle.wait(a, t0), throttle.wait(b, t0));
+        assert_eq!(throttle.wait(a, t), Duration::ZERO);
     }
 
     #[test]
-    fn backoff_applies_globally_across_addresses() {
+    fn a_burst_of_parallel_attempts_gets_only_the_free_checks() {
+        let throttle = std::sync::Arc::new(LoginThrottle::default());
+        let a = Some("192.0.2.1".parse().unwrap());
+        let t0 = Instant::now();
+        let checked: usize = (0..300)
+            .map(|_| {
+                let throttle = throttle.clone();
+                std::thread::spawn(move || usize::from(throttle.reserve(a, t0).is_ok()))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum();
+        assert_eq!(checked, FREE_FAILURES as usize);
+    }
+
+    #[test]
+    fn failures_from_many_addresses_never_lock_out_another() {
         let throttle = LoginThrottle::default();
         let t0 = Instant::now();
-        for i in 0..GLOBAL_FREE_FAILURES + 2 {
-            throttle.record_failure(Some(IpAddr::from([10, 0, 0, (i % 250) as u8])), t0);
+        for i in 0..1000u32 {
+            let _ = throttle.reserve(Some(IpAddr::from(i.to_be_bytes())), t0);
         }
-        assert!(throttle.wait(Some("192.0.2.9".parse().unwrap()), t0) > Duration::ZERO);
-        assert!(throttle.wait(None, t0) > Duration::ZERO);
+        assert_eq!(
+            throttle.reserve(Some("192.0.2.9".parse().unwrap()), t0),
+            Ok(())
+        );
+        // A correct password right after a reservation takes it back.
+        let admin = Some("192.0.2.10".parse().unwrap());
+        for _ in 0..10 {
+            throttle.reserve(admin, t0).unwrap();
+            throttle.record_success(admin);
+        }
+        assert_eq!(throttle.wait(admin, t0), Duration::ZERO);
     }
 
     #[test]

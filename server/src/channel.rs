@@ -123,6 +123,20 @@ impl<'a> Channel<'a> {
                 return vec![frame.reply_error(reason::BAD_PAYLOAD)];
             }
         };
+        let now = common::time::now_unix();
+        let skew = i64::try_from(self.ctx.config.max_clock_skew.as_secs()).unwrap_or(i64::MAX);
+        if let Some((code, message)) =
+            ingest::check_collected_at(collected_at, now, skew, self.ctx.config.retention.raw)
+        {
+            Stats::add(&self.ctx.stats.samples_refused, 1);
+            log::warn!(
+                "{}: {} from {} refused: {message}",
+                self.peer,
+                frame.event,
+                joined.host_name
+            );
+            return vec![frame.reply_refusal(code, &message)];
+        }
         match ingest::ingest(
             self.ctx,
             joined.host_id,
@@ -132,6 +146,20 @@ impl<'a> Channel<'a> {
             push.data.get(),
         ) {
             Ok(()) => vec![frame.reply_ok(json!({}))],
+            Err(e) if e.is_series_cap() => {
+                Stats::add(&self.ctx.stats.samples_refused, 1);
+                let message = match &e {
+                    crate::Error::Store(message) => message.clone(),
+                    other => other.to_string(),
+                };
+                log::warn!(
+                    "{}: {} from {} refused: {message}",
+                    self.peer,
+                    frame.event,
+                    joined.host_name
+                );
+                vec![frame.reply_refusal(reason::TOO_MANY_SERIES, &message)]
+            }
             Err(e) => {
                 // Not acknowledged: the agent keeps the sample and sends it again later.
                 log::error!("storing {} of {}: {e}", frame.event, joined.host_name);
@@ -157,30 +185,44 @@ impl<'a> Channel<'a> {
             out.push(frame.reply_error(reason::BAD_TOPIC));
             return out;
         };
+        // A store that cannot write would fail every sample: say so before any bcrypt, and
+        // let the agent back off instead of reconnecting every second.
+        if let Err(why) = self.ctx.store.health() {
+            Stats::add(&self.ctx.stats.joins_rejected, 1);
+            log::warn!("{}: join of {name} deferred: {why}", self.peer);
+            out.push(frame.reply_refusal(reason::TRY_LATER, &why));
+            return out;
+        }
         let params: Option<JoinParams> = serde_json::from_str(frame.payload.get()).ok();
         let token = params.as_ref().map_or("", |p| p.token.as_str());
         let agent_version = params.as_ref().and_then(|p| p.agent_version.as_deref());
-        let host_id = match self.ctx.auth.authenticate(&self.ctx.store, name, token) {
-            Ok(Ok(id)) => id,
-            Ok(Err(failure)) => {
-                Stats::add(&self.ctx.stats.joins_rejected, 1);
-                match failure {
-                    AuthFailure::UnknownHost => {
-                        log::warn!("{}: join refused: no host named '{name}'", self.peer)
+        let ticket = params.as_ref().and_then(|p| p.ticket.as_deref());
+        let (host_id, next_ticket) =
+            match self
+                .ctx
+                .auth
+                .authenticate_with_ticket(&self.ctx.store, name, token, ticket)
+            {
+                Ok(Ok(joined)) => joined,
+                Ok(Err(failure)) => {
+                    Stats::add(&self.ctx.stats.joins_rejected, 1);
+                    match failure {
+                        AuthFailure::UnknownHost => {
+                            log::warn!("{}: join refused: no host named '{name}'", self.peer)
+                        }
+                        AuthFailure::InvalidToken => {
+                            log::warn!("{}: join refused: wrong token for host '{name}'", self.peer)
+                        }
                     }
-                    AuthFailure::InvalidToken => {
-                        log::warn!("{}: join refused: wrong token for host '{name}'", self.peer)
-                    }
+                    out.push(frame.reply_error(failure.reason()));
+                    return out;
                 }
-                out.push(frame.reply_error(failure.reason()));
-                return out;
-            }
-            Err(e) => {
-                log::error!("join of {name}: {e}");
-                out.push(frame.reply_error(reason::STORE_FAILED));
-                return out;
-            }
-        };
+                Err(e) => {
+                    log::error!("join of {name}: {e}");
+                    out.push(frame.reply_error(reason::STORE_FAILED));
+                    return out;
+                }
+            };
         let now = common::time::now_unix();
         // Database and memory change under the registry's lock, in the same order.
         let (kicked, marked) =
@@ -213,7 +255,13 @@ impl<'a> Channel<'a> {
             topic: frame.topic.clone(),
             join_ref: frame.join_ref.clone(),
         });
-        out.push(frame.reply_ok(json!({})));
+        // The agent learns the largest frame it may send (a sample beyond it could never be
+        // stored, and must not be sent again forever).
+        let mut response = json!({"max_frame_bytes": self.ctx.config.max_frame_bytes});
+        if let Some(ticket) = next_ticket {
+            response["ticket"] = json!(ticket);
+        }
+        out.push(frame.reply_ok(response));
         out
     }
 
@@ -315,12 +363,20 @@ mod tests {
         (channel, kick)
     }
 
-    /// Sends one text frame; the frames sent back, as wire text.
+    /// Sends one text frame; the frames sent back, as wire text (a join reply's resumption
+    /// ticket left out: it differs every time; `tickets_let_a_rejoin_skip_bcrypt` checks it).
     fn send(channel: &mut Channel<'_>, text: &str) -> Vec<String> {
         channel
             .handle_text(text)
-            .iter()
-            .map(Frame::encode)
+            .into_iter()
+            .map(|mut frame| {
+                if let Some(response) = frame.payload.get_mut("response") {
+                    if let Some(map) = response.as_object_mut() {
+                        map.remove("ticket");
+                    }
+                }
+                frame.encode()
+            })
             .collect()
     }
 
@@ -331,7 +387,9 @@ mod tests {
         );
         assert_eq!(
             send(channel, &frame),
-            [r#"["1","1","host:pve1","phx_reply",{"status":"ok","response":{}}]"#]
+            [
+                r#"["1","1","host:pve1","phx_reply",{"status":"ok","response":{"max_frame_bytes":1048576}}]"#
+            ]
         );
     }
 
@@ -521,6 +579,56 @@ mod tests {
     }
 
     #[test]
+    fn tickets_let_a_rejoin_skip_bcrypt() {
+        let f = fixture("ch-ticket");
+        let (mut ch, _) = channel(&f, 1);
+        let join = |ticket: &str| {
+            format!(
+                r#"["1","1","host:pve1","phx_join",{{"token":"{}","ticket":"{ticket}"}}]"#,
+                f.token
+            )
+        };
+        let replies = ch.handle_text(&join(""));
+        let ticket = replies[0].payload["response"]["ticket"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(ticket.starts_with("1."), "{ticket}");
+        let bcrypt_runs = f.ctx.auth.verifications();
+        assert_eq!(bcrypt_runs, 1);
+        // A new connection (the server forgot which tokens it verified: a new context would
+        // too) presents the ticket with its token: no bcrypt.
+        let (mut again, _) = channel(&f, 2);
+        f.ctx.auth.forget_verified();
+        let replies = again.handle_text(&join(&ticket));
+        assert_eq!(replies[0].payload["status"], "ok");
+        assert_eq!(f.ctx.auth.verifications(), bcrypt_runs);
+        // A ticket with another token, a forged one, or one after rotate-token: bcrypt decides.
+        let (mut third, _) = channel(&f, 3);
+        let wrong =
+            format!(r#"["1","1","host:pve1","phx_join",{{"token":"x","ticket":"{ticket}"}}]"#);
+        let refused = third.handle_text(&wrong);
+        assert_eq!(
+            refused[0].payload["response"]["reason"], "invalid_token",
+            "{refused:?}"
+        );
+        assert_eq!(f.ctx.auth.verifications(), bcrypt_runs + 1);
+        let forged = format!("{}A", &ticket[..ticket.len() - 1]);
+        f.ctx.auth.forget_verified();
+        assert_eq!(third.handle_text(&join(&forged))[0].payload["status"], "ok");
+        assert_eq!(f.ctx.auth.verifications(), bcrypt_runs + 2);
+        let new_token = crate::auth::generate_token().unwrap();
+        let new_hash = crate::auth::hash_secret(&new_token, 4).unwrap();
+        f.ctx.store.set_token_hash("pve1", &new_hash, 2).unwrap();
+        f.ctx.auth.forget_verified();
+        let replies = third.handle_text(&join(&ticket));
+        assert_eq!(
+            replies.last().unwrap().payload["response"]["reason"],
+            "invalid_token"
+        );
+    }
+
+    #[test]
     fn a_second_join_on_the_socket_closes_the_first() {
         let f = fixture("ch-rejoin");
         let (mut ch, _) = channel(&f, 1);
@@ -533,7 +641,7 @@ mod tests {
             send(&mut ch, &frame),
             [
                 r#"["1","1","host:pve1","phx_close",{}]"#,
-                r#"["5","5","host:pve1","phx_reply",{"status":"ok","response":{}}]"#
+                r#"["5","5","host:pve1","phx_reply",{"status":"ok","response":{"max_frame_bytes":1048576}}]"#
             ]
         );
         assert_eq!(status(&f), (HostStatus::Online, HostStatus::Online));

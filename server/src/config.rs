@@ -18,6 +18,11 @@ pub const DEFAULT_BCRYPT_COST: u32 = 12;
 pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 60;
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+pub const DEFAULT_MAX_CLOCK_SKEW_SECONDS: u64 = 300;
+/// A 200-guest node has ~3,500 series; these leave room for ten times that.
+pub const DEFAULT_MAX_SERIES_PER_SAMPLE: usize = 20_000;
+pub const DEFAULT_MAX_SERIES_PER_HOST: usize = 50_000;
 /// Where the server's .deb puts the static agent that `/install/agent` hands out.
 pub const DEFAULT_AGENT_BINARY: &str = "/usr/lib/proxmox-monitor/proxmox-monitor-agent";
 
@@ -31,6 +36,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     pub max_frame_bytes: usize,
     pub max_connections: usize,
+    /// Open connections one client address may hold (not counting agents that joined).
+    pub max_connections_per_address: usize,
     pub synchronous: Synchronous,
     pub retention: Retention,
     /// How often the maintenance thread rolls up finished buckets.
@@ -47,6 +54,13 @@ pub struct ServerConfig {
     pub alerts: AlertsConfig,
     /// `[notify]`: channels, routes, delivery.
     pub notify: NotifyConfig,
+    /// How far in the future a sample may be dated (agent clocks run a little ahead); later
+    /// ones are refused so that a wrong clock cannot pin a host's current view.
+    pub max_clock_skew: Duration,
+    /// Most numeric series one sample may bring; a larger sample is refused.
+    pub max_series_per_sample: usize,
+    /// Most series one host may have; a sample that would create more is refused.
+    pub max_series_per_host: usize,
 }
 
 /// The certificate chain and private key files (PEM).
@@ -70,6 +84,10 @@ pub struct HttpConfig {
     /// `tls_cert` the server speaks HTTPS itself and marks it `Secure` anyway.)
     #[serde(default)]
     pub secure_cookies: bool,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: a request from one of these
+    /// addresses counts, for the login backoff, as coming from the client the proxy names.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The shortest `metrics_token` accepted: a guessable scrape token would leak every host's data.
@@ -85,6 +103,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECONDS),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             synchronous: Synchronous::Full,
             retention: Retention::default(),
             maintenance_interval: Duration::from_secs(60),
@@ -94,6 +113,9 @@ impl Default for ServerConfig {
             agent_binary: PathBuf::from(DEFAULT_AGENT_BINARY),
             alerts: AlertsConfig::default(),
             notify: NotifyConfig::default(),
+            max_clock_skew: Duration::from_secs(DEFAULT_MAX_CLOCK_SKEW_SECONDS),
+            max_series_per_sample: DEFAULT_MAX_SERIES_PER_SAMPLE,
+            max_series_per_host: DEFAULT_MAX_SERIES_PER_HOST,
         }
     }
 }
@@ -109,6 +131,7 @@ struct FileConfig {
     idle_timeout_seconds: Option<u64>,
     max_frame_bytes: Option<usize>,
     max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
     synchronous: Option<Synchronous>,
     retention: Option<RetentionDays>,
     maintenance_interval_seconds: Option<u64>,
@@ -119,6 +142,9 @@ struct FileConfig {
     agent_binary: Option<PathBuf>,
     alerts: Option<toml::Value>,
     notify: Option<toml::Value>,
+    max_clock_skew_seconds: Option<u64>,
+    max_series_per_sample: Option<usize>,
+    max_series_per_host: Option<usize>,
 }
 
 /// Values given on the command line; they win over the file.
@@ -223,6 +249,33 @@ impl ServerConfig {
                 return Err(bad("max_connections", "must be at least 1".into()));
             }
             self.max_connections = n;
+        }
+        if let Some(n) = file.max_connections_per_address {
+            if n == 0 {
+                return Err(bad(
+                    "max_connections_per_address",
+                    "must be at least 1".into(),
+                ));
+            }
+            self.max_connections_per_address = n;
+        }
+        if let Some(n) = file.max_series_per_sample {
+            if n == 0 {
+                return Err(bad("max_series_per_sample", "must be at least 1".into()));
+            }
+            self.max_series_per_sample = n;
+        }
+        if let Some(n) = file.max_series_per_host {
+            if n == 0 {
+                return Err(bad("max_series_per_host", "must be at least 1".into()));
+            }
+            self.max_series_per_host = n;
+        }
+        if let Some(seconds) = file.max_clock_skew_seconds {
+            if seconds == 0 {
+                return Err(bad("max_clock_skew_seconds", "must be at least 1".into()));
+            }
+            self.max_clock_skew = Duration::from_secs(seconds);
         }
         if let Some(sync) = file.synchronous {
             self.synchronous = sync;

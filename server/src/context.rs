@@ -33,6 +33,8 @@ pub struct Context {
     pub alerts: Alerts,
     /// Wakes the delivery thread; its counters and the dashboard's channel tests.
     pub notifier: Notifier,
+    /// Connections per client address (`max_connections_per_address`).
+    pub addresses: crate::addresses::Addresses,
 }
 
 /// Counters since the server started.
@@ -44,6 +46,8 @@ pub struct Stats {
     pub open_connections: AtomicU64,
     pub joins_rejected: AtomicU64,
     pub bad_frames: AtomicU64,
+    /// Samples refused for their time (too far ahead, older than raw retention) or size.
+    pub samples_refused: AtomicU64,
 }
 
 impl Stats {
@@ -60,8 +64,16 @@ impl Context {
         hosts: HostStates,
         shutdown: Arc<AtomicBool>,
     ) -> Context {
+        store.set_max_series_per_host(config.max_series_per_host);
+        let auth = Authenticator::new(config.bcrypt_cost);
+        match store.resume_key() {
+            Ok(key) => auth.set_ticket_key(key),
+            Err(e) => {
+                log::error!("agents' resumption tickets are off (every join runs bcrypt): {e}")
+            }
+        }
         Context {
-            auth: Authenticator::new(config.bcrypt_cost),
+            auth,
             alerts: Alerts::new(config.alerts.clone()),
             config,
             store,
@@ -71,6 +83,7 @@ impl Context {
             stats: Stats::default(),
             login_throttle: LoginThrottle::default(),
             sockets: Sockets::default(),
+            addresses: crate::addresses::Addresses::default(),
             tls: None,
             notifier: Notifier::default(),
         }

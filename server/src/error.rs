@@ -42,6 +42,8 @@ pub enum Error {
     Store(String),
     /// Anything an admin typed that we cannot use (a timestamp, a password, ...).
     Usage(String),
+    /// Background work that refused to run because it would do harm (what and why).
+    Refused(String),
     /// The TLS certificate or key file (`tls_cert`, `tls_key`) is unusable.
     Tls {
         path: PathBuf,
@@ -75,8 +77,17 @@ impl fmt::Display for Error {
             Error::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Error::Store(message) => write!(f, "storing samples: {message}"),
             Error::Usage(message) => write!(f, "{message}"),
+            Error::Refused(message) => write!(f, "{message}"),
             Error::Tls { path, message } => write!(f, "TLS: {}: {message}", path.display()),
         }
+    }
+}
+
+impl Error {
+    /// A sample refused because it would pass `max_series_per_host` (never stored, whatever
+    /// the agent does: not a failure of the store).
+    pub fn is_series_cap(&self) -> bool {
+        matches!(self, Error::Store(message) if message.contains(crate::store::SERIES_CAP))
     }
 }
 

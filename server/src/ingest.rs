@@ -32,9 +32,18 @@ pub fn ingest(
     data: &str,
 ) -> Result<()> {
     let Prepared { write, sample } = prepare(host_id, kind, collected_at, data, host_name);
+    if write.points.len() > ctx.config.max_series_per_sample {
+        return Err(crate::Error::Store(format!(
+            "{}: the sample has {} series, more than max_series_per_sample ({})",
+            crate::store::SERIES_CAP,
+            write.points.len(),
+            ctx.config.max_series_per_sample
+        )));
+    }
     let points = write.points.len() as u64;
     let received_at = write.received_at;
-    let excerpt = log::log_enabled!(log::Level::Info).then(|| excerpt(data));
+    // Debug, not info: at 1000 agents an info line per push was ~6 GB of log a day.
+    let excerpt = log::log_enabled!(log::Level::Debug).then(|| excerpt(data));
     ctx.store.write_sample(write)?;
     if let Some(sample) = sample {
         ctx.hosts
@@ -43,7 +52,7 @@ pub fn ingest(
     Stats::add(&ctx.stats.samples_ingested, 1);
     Stats::add(&ctx.stats.points_ingested, points);
     if let Some(excerpt) = excerpt {
-        log::info!(
+        log::debug!(
             "{} host={host_name} collected_at={} data={excerpt}",
             kind.event(),
             common::time::format_rfc3339(common::time::from_unix_seconds(collected_at))
@@ -89,6 +98,42 @@ pub fn prepare(
         },
         sample,
     }
+}
+
+/// Why a sample's `collected_at` is refused: the reason code of the error reply and a
+/// message naming the stamp and the limit. A sample dated in the future (a wrong agent clock)
+/// would stay the host's newest, its current view frozen until that date; one older than raw
+/// retention would be deleted before it could be rolled up, and would start the rollups there.
+pub fn check_collected_at(
+    collected_at: i64,
+    now: i64,
+    max_skew_seconds: i64,
+    raw_retention_seconds: i64,
+) -> Option<(&'static str, String)> {
+    let stamp = || common::time::format_rfc3339(common::time::from_unix_seconds(collected_at));
+    let ahead = collected_at.saturating_sub(now);
+    if ahead > max_skew_seconds {
+        return Some((
+            common::events::reason::CLOCK_SKEW,
+            format!(
+                "collected_at {} is {ahead} s ahead of the server's clock (at most \
+                 {max_skew_seconds} s allowed: max_clock_skew_seconds); fix the agent's clock (NTP)",
+                stamp()
+            ),
+        ));
+    }
+    let age = now.saturating_sub(collected_at);
+    if age > raw_retention_seconds {
+        return Some((
+            common::events::reason::TOO_OLD,
+            format!(
+                "collected_at {} is {age} s old, older than the {raw_retention_seconds} s \
+                 the server keeps raw points (retention.raw_days)",
+                stamp()
+            ),
+        ));
+    }
+    None
 }
 
 /// What the store writes for a push (benchmarks: the same work the server does per sample).
@@ -147,6 +192,26 @@ mod tests {
         );
         assert_eq!(prepared.write.versions, Some((Some("8.2.4".into()), None)));
         assert_eq!(prepared.write.points, vec![("cpu_count".into(), 8.0)]);
+    }
+
+    #[test]
+    fn stamps_too_far_ahead_or_older_than_raw_retention_are_refused() {
+        let now = 1_800_000_000;
+        assert_eq!(check_collected_at(now, now, 300, 86_400), None);
+        assert_eq!(check_collected_at(now + 300, now, 300, 86_400), None);
+        assert_eq!(check_collected_at(now - 86_400, now, 300, 86_400), None);
+        let (code, message) = check_collected_at(now + 3600, now, 300, 86_400).unwrap();
+        assert_eq!(code, "clock_skew");
+        assert!(message.contains("3600 s ahead"), "{message}");
+        assert!(message.contains("at most 300 s"), "{message}");
+        let (code, message) = check_collected_at(4_102_444_800, now, 300, 86_400).unwrap();
+        assert_eq!(code, "clock_skew");
+        assert!(message.contains("2100-01-01T00:00:00Z"), "{message}");
+        let (code, message) = check_collected_at(0, now, 300, 86_400).unwrap();
+        assert_eq!(code, "too_old");
+        assert!(message.contains("1970-01-01T00:00:00Z"), "{message}");
+        assert!(check_collected_at(i64::MIN, now, 300, 86_400).is_some());
+        assert!(check_collected_at(i64::MAX, now, 300, 86_400).is_some());
     }
 
     #[test]

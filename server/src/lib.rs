@@ -1,6 +1,7 @@
 //! The Proxmox Monitor server: authenticates agents over a Phoenix Channels WebSocket, tracks
 //! hosts online/offline, stores their samples in SQLite and serves HTTP on the same port.
 
+pub mod addresses;
 pub mod alert_cli;
 pub mod alerts;
 pub mod auth;
@@ -67,6 +68,7 @@ pub fn serve(
         common::events::SOCKET_PATH,
         config.database.display()
     );
+    check_files(&store);
     let hosts = state::HostStates::load(&store)?;
     let mut ctx = Context::new(config, store, hosts, shutdown);
     ctx.tls = tls;
@@ -98,4 +100,35 @@ pub fn serve(
     ctx.hosts.mark_all_offline(now);
     log::info!("stopped; {offline} hosts marked offline");
     Ok(())
+}
+
+/// Runs SQLite's quick check on both files at start and says what it found: damage is logged
+/// as an error naming the file (the server still starts; what can be read is served).
+fn check_files(store: &store::Store) {
+    let started = std::time::Instant::now();
+    match store.quick_check() {
+        Ok(found) => {
+            for (schema, problems) in found {
+                let path = match schema {
+                    "main" => store.path(),
+                    _ => store.history_path(),
+                };
+                if problems.len() == 1 && problems[0] == "ok" {
+                    log::info!(
+                        "database {}: quick check ok ({} ms)",
+                        path.display(),
+                        started.elapsed().as_millis()
+                    );
+                } else {
+                    log::error!(
+                        "database {}: quick check found damage (restore it from a backup, or \
+                         see https://sqlite.org/recovery.html): {}",
+                        path.display(),
+                        problems.join("; ")
+                    );
+                }
+            }
+        }
+        Err(e) => log::error!("quick check of the database failed: {e}"),
+    }
 }

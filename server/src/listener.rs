@@ -53,6 +53,24 @@ pub fn run(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
                     // a handshake here would hold up the accept loop: just close.
                     continue;
                 }
+                let capped = is_capped(&ctx.config.http.trusted_proxies, peer.ip());
+                if capped
+                    && !ctx.addresses.admit(
+                        next_id,
+                        peer.ip(),
+                        ctx.config.max_connections_per_address,
+                    )
+                {
+                    log::warn!(
+                        "{peer}: refused: this address has {} connections open \
+                         (max_connections_per_address)",
+                        ctx.addresses.open(peer.ip())
+                    );
+                    if ctx.tls.is_none() {
+                        refuse(stream);
+                    }
+                    continue;
+                }
                 let ctx = ctx.clone();
                 let conn_id = next_id;
                 let spawned = std::thread::Builder::new()
@@ -88,6 +106,33 @@ pub fn run(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether connections from `address` count against `max_connections_per_address`: not for
+/// a trusted proxy, nor for this machine's own 127.0.0.1 and ::1 (a reverse proxy on the same
+/// machine, which carries every client; local tools).
+pub fn is_capped(trusted_proxies: &[std::net::IpAddr], address: std::net::IpAddr) -> bool {
+    let own = match address {
+        std::net::IpAddr::V4(a) => a == std::net::Ipv4Addr::LOCALHOST,
+        std::net::IpAddr::V6(a) => {
+            a == std::net::Ipv6Addr::LOCALHOST
+                || a.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
+    };
+    !own && !trusted_proxies.contains(&address)
+}
+
+/// Open connections past 3/4 of `max_connections`: keep-alive is no longer offered.
+fn nearly_full(ctx: &Context) -> bool {
+    let open = ctx.stats.open_connections.load(Ordering::Relaxed);
+    open.saturating_mul(4) >= (ctx.config.max_connections as u64).saturating_mul(3)
+}
+
+/// Open connections past 7/8 of `max_connections`: new ones are served only if they are
+/// agent sockets (a WebSocket upgrade).
+fn agents_only(ctx: &Context) -> bool {
+    let open = ctx.stats.open_connections.load(Ordering::Relaxed);
+    open.saturating_mul(8) > (ctx.config.max_connections as u64).saturating_mul(7)
 }
 
 fn refuse(stream: TcpStream) {
@@ -126,6 +171,7 @@ fn handle_connection(ctx: &Context, stream: TcpStream, peer: SocketAddr, conn_id
             conn_id,
         );
     }
+    ctx.addresses.release(conn_id);
     ctx.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -216,13 +262,28 @@ fn serve(ctx: &Context, mut conn: HttpConn, peer: &str, conn_id: u64) {
                 break;
             }
         };
+        if first && !ws::is_upgrade(&request) && agents_only(ctx) {
+            // The last slots are kept for agents: a browser or script gets them only while
+            // the server is not nearly full.
+            let _ = conn.write_response(
+                &Response::text(
+                    503,
+                    "server busy: the remaining connections are kept for agents\n",
+                )
+                .with_header("Retry-After", "5"),
+                request.method == "HEAD",
+                true,
+            );
+            break;
+        }
         first = false;
         if ws::is_upgrade(&request) {
             ws::serve_socket(ctx, conn, &request, conn_id, peer);
             return;
         }
         let response = http::router::route(ctx, &request);
-        let close = request.wants_close || ctx.shutting_down();
+        // Nearly full: no keep-alive, so idle browsers cannot hold slots between requests.
+        let close = request.wants_close || ctx.shutting_down() || nearly_full(ctx);
         if conn
             .write_response(&response, request.method == "HEAD", close)
             .is_err()

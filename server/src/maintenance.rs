@@ -105,6 +105,17 @@ pub fn spawn_roster_watch(ctx: Arc<Context>) -> std::io::Result<JoinHandle<()>> 
                         ctx.hosts
                             .reconcile(mark, &ids, |id| ctx.store.host_by_id(id))
                     })
+                    .map(|removed| {
+                        // A removed host's agent must not go on pushing into the void (its
+                        // samples would fail): close its connection; it cannot join again.
+                        let mut kicked = false;
+                        for host_id in removed {
+                            kicked |= ctx.registry.revoke(host_id, || {});
+                        }
+                        if kicked {
+                            ctx.sockets.wake_kicked();
+                        }
+                    })
                     // Acknowledgements and silences from the command line, likewise.
                     .and_then(|()| ctx.alerts.check_external_changes(&ctx.store));
                 match checked {

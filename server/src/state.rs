@@ -509,12 +509,13 @@ impl HostStates {
     /// taken: hosts no longer there are dropped (unless they came into memory after `mark`:
     /// a join of a host registered meanwhile), new ones are read with `load_row` and added.
     /// Hosts in both keep what memory holds (at least as new as any row read before).
+    /// Returns the ids of the hosts dropped.
     pub fn reconcile(
         &self,
         mark: RosterMark,
         ids: &[i64],
         load_row: impl Fn(i64) -> Result<Option<Host>>,
-    ) -> Result<()> {
+    ) -> Result<Vec<i64>> {
         let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
         let (gone, new): (Vec<i64>, Vec<i64>) = {
             let hosts = self.lock();
@@ -531,7 +532,7 @@ impl HostStates {
                     .collect(),
             )
         };
-        for host_id in gone {
+        for &host_id in &gone {
             let mut hosts = self.lock();
             if let Some((name, _)) = hosts.names.remove(&host_id) {
                 hosts.by_name.remove(&name);
@@ -555,7 +556,7 @@ impl HostStates {
                 self.notify(HostEvent::Added { host_id });
             }
         }
-        Ok(())
+        Ok(gone)
     }
 
     /// A receiver of every `HostEvent` from now on, holding at most `capacity` unread ones

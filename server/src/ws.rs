@@ -27,6 +27,9 @@ use crate::tls::Stream;
 
 /// While replies wait behind a full send buffer, the loop wakes this often to push them on.
 const FLUSH_RETRY: Duration = Duration::from_millis(200);
+/// The largest WebSocket message read before the socket's channel has joined: a join (or a
+/// heartbeat) is a few hundred bytes.
+pub const PRE_JOIN_FRAME_BYTES: usize = 8 * 1024;
 
 /// The open agent sockets, so that a kick or a shutdown can wake a connection thread that is
 /// blocked reading (for up to the idle timeout).
@@ -195,7 +198,9 @@ pub fn serve_socket(
     {
         return;
     }
-    let max = ctx.config.max_frame_bytes;
+    // Until a join succeeds only small frames are read: nobody unauthenticated can make the
+    // server buffer a megabyte per connection. `run` raises the limit after the join.
+    let max = PRE_JOIN_FRAME_BYTES.min(ctx.config.max_frame_bytes);
     let config = WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
@@ -238,6 +243,7 @@ fn run(
     peer: &str,
 ) {
     let mut channel = Channel::new(ctx, conn_id, kick.clone(), peer.to_owned());
+    let mut full_frames = false;
     let mut last_heard = Instant::now();
     // Replies that a full send buffer held back; they are pushed on at every wake-up.
     let mut unflushed = false;
@@ -288,6 +294,16 @@ fn run(
                 last_heard = Instant::now();
                 let text = text.as_str();
                 let replies = channel.handle_text(text);
+                if !full_frames && channel.host_name().is_some() {
+                    full_frames = true;
+                    // An agent: no longer one of its address's guest connections.
+                    ctx.addresses.release(conn_id);
+                    let max = ctx.config.max_frame_bytes;
+                    socket.set_config(|c| {
+                        c.max_message_size = Some(max);
+                        c.max_frame_size = Some(max);
+                    });
+                }
                 if text.contains(events::PHX_JOIN) {
                     // A join may have taken a host over from another connection: wake it.
                     ctx.sockets.wake_kicked();
@@ -318,6 +334,17 @@ fn run(
             }
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                 break None
+            }
+            // TCP closed without a WebSocket close frame (Elixir's Slipstream does this, so
+            // does a killed agent): a routine disconnect, not a protocol error.
+            Err(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            )) => {
+                log::info!(
+                    "{peer}: disconnected ({})",
+                    channel.host_name().unwrap_or("not joined")
+                );
+                break None;
             }
             Err(tungstenite::Error::Capacity(e)) => {
                 log::warn!("{peer}: {e}; closing");

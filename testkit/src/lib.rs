@@ -380,9 +380,10 @@ impl Server {
         let mut client = self.client();
         let reply = client.join(name, token);
         assert_eq!(
+            reply.payload["status"],
+            "ok",
+            "join of {name} refused ({}); server log:\n{}",
             reply.payload,
-            json!({"status": "ok", "response": {}}),
-            "join of {name} refused; server log:\n{}",
             self.log()
         );
         client

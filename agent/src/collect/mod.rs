@@ -253,7 +253,7 @@ impl Collector {
         };
         sample.guests = self.guests_fast(&context, &mut errors);
         sample.temperatures = self.temperatures(&mut errors);
-        sample.errors = dedup(errors);
+        sample.errors = bounded(dedup(errors));
         sample
     }
 
@@ -513,7 +513,7 @@ impl Collector {
             sample.ha = self.ha(&view, &mut errors);
         }
         self.refresh_sensors(&mut errors);
-        sample.errors = dedup(errors);
+        sample.errors = bounded(dedup(errors));
         sample
     }
 
@@ -660,7 +660,7 @@ impl Collector {
         }
         (sample.smart, sample.smart_note) = self.smart(&mut errors);
         sample.drive_temperatures = self.drive_temperatures(&mut errors);
-        sample.errors = dedup(errors);
+        sample.errors = bounded(dedup(errors));
         sample
     }
 
@@ -857,6 +857,41 @@ fn dedup(errors: Vec<SourceError>) -> Vec<SourceError> {
     out
 }
 
+/// Longest `message` (and `source`) of one error in a sample, in characters: a parser that
+/// quotes a damaged line must not carry a 2 MB file into the sample (which the server would
+/// refuse as too large, and the agent would then send again, forever).
+pub const MAX_ERROR_CHARS: usize = 300;
+/// Most errors in one sample; past it, one entry counts the rest.
+pub const MAX_ERRORS: usize = 100;
+
+/// The errors as a sample carries them: each cut to `MAX_ERROR_CHARS`, at most `MAX_ERRORS`.
+fn bounded(errors: Vec<SourceError>) -> Vec<SourceError> {
+    let total = errors.len();
+    let mut out: Vec<SourceError> = errors
+        .into_iter()
+        .take(MAX_ERRORS)
+        .map(|e| SourceError {
+            source: cut(e.source),
+            message: cut(e.message),
+        })
+        .collect();
+    if total > MAX_ERRORS {
+        out.push(SourceError {
+            source: "agent".into(),
+            message: format!("{} more errors not shown", total - MAX_ERRORS),
+        });
+    }
+    out
+}
+
+/// `text` cut to `MAX_ERROR_CHARS` characters, saying how long it was.
+fn cut(text: String) -> String {
+    match text.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((end, _)) => format!("{}… ({} bytes in all)", &text[..end], text.len()),
+        None => text,
+    }
+}
+
 /// One collection of everything, as the `collect` subcommand prints it:
 /// `{"fast": FastSample, "medium": MediumSample, "slow": SlowSample}`. The fast sample is the
 /// first of its collector, so it has no rates.
@@ -893,7 +928,19 @@ pub fn check_once(root: &Path) -> Vec<SourceError> {
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let read = || -> std::io::Result<Vec<u8>> {
-        let mut file = std::fs::File::open(path)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: opening a FIFO (or a device) put where a file should be must not wait
+        // for a writer and stall the agent; only regular files are read.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file; not read",
+            ));
+        }
         let mut bytes = Vec::new();
         let mut chunk = [0u8; 8192];
         loop {
@@ -958,6 +1005,79 @@ mod tests {
         assert_eq!(sample.cpu_percent, None);
         // The same counters again: no time passed, still no percentage.
         assert_eq!(collector.fast().cpu_percent, None);
+    }
+
+    #[test]
+    fn a_huge_damaged_file_does_not_make_a_huge_sample() {
+        let root = std::env::temp_dir().join(format!("pm-agent-huge-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        // One 2 MB line where each file expects a few numbers: parsers quote what they skip.
+        let line = "9".repeat(2_000_000);
+        for file in ["loadavg", "meminfo", "stat", "uptime", "net/dev"] {
+            let path = root.join("proc").join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, format!("{line} {line}\n{line}:\n")).unwrap();
+        }
+        let sample = Collector::new(&root).fast();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert!(!sample.errors.is_empty());
+        let size = serde_json::to_string(&sample).unwrap().len();
+        assert!(size < 64 * 1024, "a {size}-byte sample");
+        assert!(sample
+            .errors
+            .iter()
+            .all(|e| e.message.chars().count() <= MAX_ERROR_CHARS + 40));
+    }
+
+    #[test]
+    fn a_fifo_where_a_file_should_be_is_an_error_not_a_hang() {
+        let root = std::env::temp_dir().join(format!("pm-agent-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        let fifo = root.join("proc/loadavg");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = root.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(Collector::new(&dir).fast());
+        });
+        // A generous deadline only for the hang this test is about, not a speed check.
+        let sample = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("reading a FIFO blocked the collector");
+        std::fs::remove_dir_all(&root).unwrap();
+        let error = sample
+            .errors
+            .iter()
+            .find(|e| e.source == "/proc/loadavg")
+            .unwrap();
+        assert!(
+            error.message.contains("not a regular file"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn errors_are_cut_and_counted_past_the_limit() {
+        let many: Vec<SourceError> = (0..MAX_ERRORS + 5)
+            .map(|i| SourceError {
+                source: format!("/f{i}"),
+                message: "é".repeat(MAX_ERROR_CHARS + 1),
+            })
+            .collect();
+        let out = bounded(many);
+        assert_eq!(out.len(), MAX_ERRORS + 1);
+        assert_eq!(out[MAX_ERRORS].message, "5 more errors not shown");
+        assert!(
+            out[0].message.ends_with("… (602 bytes in all)"),
+            "{}",
+            out[0].message
+        );
+        assert_eq!(bounded(vec![]), vec![]);
     }
 
     #[test]

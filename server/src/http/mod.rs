@@ -323,7 +323,7 @@ impl HttpConn {
 }
 
 /// `Some((request without body, head length, content length))` once the head is complete.
-fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize, usize)>, String> {
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize, usize)>, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let head_len = match parsed.parse(buf) {
@@ -353,16 +353,37 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize, usize)>, String> {
     if request.header("transfer-encoding").is_some() {
         return Err("chunked request bodies are not supported".into());
     }
-    let content_length = match request.header("content-length") {
-        Some(v) => v
-            .trim()
-            .parse::<usize>()
-            .map_err(|_| format!("bad Content-Length {v:?}"))?,
-        None => 0,
-    };
+    let content_length = content_length(&request)?;
     request.wants_close = request.header_has_token("connection", "close")
         || (http10 && !request.header_has_token("connection", "keep-alive"));
     Ok(Some((request, head_len, content_length)))
+}
+
+/// The body's length: every `Content-Length` header must be plain digits (`+5`, `-0`, `5 5`
+/// are refused, as RFC 9110 asks) and all of them the same, else the request is refused (two
+/// different lengths are how request smuggling starts).
+fn content_length(request: &Request) -> std::result::Result<usize, String> {
+    let mut length: Option<usize> = None;
+    for (_, value) in request
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "content-length")
+    {
+        for part in value.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("bad Content-Length {value:?}"));
+            }
+            let n = part
+                .parse::<usize>()
+                .map_err(|_| format!("bad Content-Length {value:?}"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting Content-Length headers".into());
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.unwrap_or(0))
 }
 
 pub fn is_timeout(e: &std::io::Error) -> bool {
@@ -417,6 +438,19 @@ mod tests {
         assert!(parse_head(b"GET / HTTP/1.1\r\nHost:").unwrap().is_none());
         assert!(parse_head(b"\x00\x01garbage\r\n\r\n").is_err());
         assert!(parse_head(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n").is_err());
+        for bad in [
+            &b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nContent-Length: -0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
+        ] {
+            assert!(parse_head(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        // The same length twice is what some proxies send: accepted.
+        let same = parse_head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(same.unwrap().unwrap().2, 5);
         let (request, _, _) = parse_head(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(request.wants_close);
     }

@@ -81,14 +81,18 @@ enum Access {
     Hidden,
 }
 
+/// The credentials of `Authorization: Bearer <token>`; the scheme is case-insensitive
+/// (RFC 9110: `bearer`, `BEARER` are the same scheme).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 fn access(ctx: &Context, request: &Request) -> Access {
     let http = &ctx.config.http;
     match &http.metrics_token {
         Some(token) => {
-            let offered = request
-                .header("authorization")
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
+            let offered = request.header("authorization").and_then(bearer_token);
             match offered {
                 Some(offered) if constant_time_eq(offered.as_bytes(), token.as_bytes()) => {
                     Access::Allowed
@@ -821,6 +825,16 @@ fn server_metrics(out: &mut Exposition, ctx: &Context, hosts: &[Arc<HostState>])
         stats.bad_frames.load(Ordering::Relaxed),
     );
     out.counter(
+        "proxmox_monitor_token_verifications_total",
+        "Agent joins whose token bcrypt verified (no valid resumption ticket).",
+        ctx.auth.verifications(),
+    );
+    out.counter(
+        "proxmox_monitor_samples_refused_total",
+        "Agent samples refused: dated too far ahead, older than raw retention, or over a cap.",
+        stats.samples_refused.load(Ordering::Relaxed),
+    );
+    out.counter(
         "proxmox_monitor_host_events_dropped_total",
         "Host state changes a full subscriber could not take.",
         ctx.hosts.dropped_events(),
@@ -848,6 +862,15 @@ fn database_size(path: &std::path::Path) -> u64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
 
     #[test]
     fn families_are_grouped_and_labels_escaped() {

@@ -131,13 +131,18 @@ fn method_not_allowed(allow: &str) -> Response {
     Response::text(405, "method not allowed\n").with_header("Allow", allow)
 }
 
-/// For load balancers: 200 while the database answers, 503 otherwise.
+/// For load balancers: 200 while the database answers and takes writes, 503 otherwise.
 fn healthz(ctx: &Context) -> Response {
-    match ctx.store.ping() {
+    match ctx
+        .store
+        .ping()
+        .map_err(|e| e.to_string())
+        .and_then(|()| ctx.store.health())
+    {
         Ok(()) => Response::text(200, "ok\n"),
         Err(e) => {
             log::warn!("/healthz: {e}");
-            Response::text(503, "database unavailable\n")
+            Response::text(503, format!("database unavailable: {e}\n"))
         }
     }
 }

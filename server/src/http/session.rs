@@ -8,6 +8,7 @@
 //! useless as a cookie jar, and lookups stay one indexed query per request (bcrypt would cost
 //! a quarter second per page).
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -81,6 +82,29 @@ pub fn login_page(ctx: &Context, request: &Request) -> Result<Response> {
     Ok(forms::login(200, &next, None))
 }
 
+/// The client a request comes from, for the login backoff: the TCP peer, unless that is one of
+/// `trusted_proxies`; then the right-most address of `X-Forwarded-For` that is not a trusted
+/// proxy itself (what the nearest proxy saw; addresses further left are the client's word).
+pub fn client_address(trusted_proxies: &[IpAddr], request: &Request) -> Option<IpAddr> {
+    let peer = request.peer?;
+    if !trusted_proxies.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+        .flat_map(|(_, value)| value.split(','))
+        .map(|part| part.trim().parse::<IpAddr>())
+        .collect::<std::result::Result<_, _>>()
+        .unwrap_or_default();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted_proxies.contains(a))
+        .or(Some(peer))
+}
+
 /// `POST /login` with form fields `username`, `password` and optionally `next`.
 pub fn login(ctx: &Context, request: &Request) -> Result<Response> {
     if !same_origin(request) {
@@ -94,10 +118,13 @@ pub fn login(ctx: &Context, request: &Request) -> Result<Response> {
             .unwrap_or_default()
     };
     let next = safe_next(Some(field("next")));
-    let address = request.peer;
+    let address = client_address(&ctx.config.http.trusted_proxies, request);
     let now = Instant::now();
-    let wait = ctx.login_throttle.wait(address, now);
-    if !wait.is_zero() {
+    let Some(hash) = ctx.store.password_hash(ADMIN_USER)? else {
+        return Ok(forms::setup());
+    };
+    // Counted as a failure before bcrypt runs (see `auth`): parallel guesses cannot all pass.
+    if let Err(wait) = ctx.login_throttle.reserve(address, now) {
         let seconds = wait.as_secs().max(1);
         return Ok(forms::login(
             429,
@@ -108,18 +135,14 @@ pub fn login(ctx: &Context, request: &Request) -> Result<Response> {
         )
         .with_header("Retry-After", seconds.to_string()));
     }
-    let Some(hash) = ctx.store.password_hash(ADMIN_USER)? else {
-        return Ok(forms::setup());
-    };
-    // The database lock is not held here: bcrypt takes a while by design.
+    // The database lock is not held here: bcrypt takes a while by design, in the bounded pool.
     let password_ok = if field("username") == ADMIN_USER {
-        crate::auth::verify_secret(field("password"), &hash)
+        ctx.auth.verify(field("password"), &hash)
     } else {
-        crate::auth::burn_verification(ctx.config.bcrypt_cost);
+        ctx.auth.burn();
         false
     };
     if !password_ok {
-        ctx.login_throttle.record_failure(address, now);
         log::warn!(
             "failed dashboard login from {}",
             address.map_or_else(|| "?".to_owned(), |a| a.to_string())
@@ -270,6 +293,54 @@ fn percent_encode(text: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_address_comes_from_forwarded_for_only_behind_a_trusted_proxy() {
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let request = |peer: &str, forwarded: &[&str]| Request {
+            peer: Some(peer.parse().unwrap()),
+            headers: forwarded
+                .iter()
+                .map(|v| ("x-forwarded-for".to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Request::default()
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // Not behind a trusted proxy: the header is the client's word, ignored.
+        assert_eq!(
+            client_address(&[], &request("192.0.2.1", &["198.51.100.7"])),
+            ip("192.0.2.1")
+        );
+        // Behind it: the right-most address the proxy did not add itself.
+        assert_eq!(
+            client_address(&[proxy], &request("127.0.0.1", &["198.51.100.7"])),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_address(
+                &[proxy],
+                &request("127.0.0.1", &["203.0.113.5, 198.51.100.7"])
+            ),
+            ip("198.51.100.7"),
+            "what the client wrote further left is not believed"
+        );
+        assert_eq!(
+            client_address(
+                &[proxy],
+                &request("127.0.0.1", &["198.51.100.7", "127.0.0.1"])
+            ),
+            ip("198.51.100.7")
+        );
+        // A header that does not parse: the proxy itself.
+        assert_eq!(
+            client_address(&[proxy], &request("127.0.0.1", &["junk"])),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_address(&[proxy], &request("127.0.0.1", &[])),
+            ip("127.0.0.1")
+        );
+    }
 
     fn request_with(headers: &[(&str, &str)]) -> Request {
         Request {

@@ -366,6 +366,15 @@ impl Store {
         let mut db = self.lock_for_background();
         let tx = db.transaction().map_err(|e| self.err(e))?;
         {
+            // Cancelled pending alerts go first: a new alert of the same (rule, host, object)
+            // in the same batch would otherwise meet the old row in the unique index of open
+            // alerts, fail the whole batch, and fail it again at every retry.
+            let mut delete = tx
+                .prepare_cached("DELETE FROM alerts WHERE id = ?1 AND state = 'pending'")
+                .map_err(|e| self.err(e))?;
+            for id in &changes.deletes {
+                delete.execute([id]).map_err(|e| self.err(e))?;
+            }
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT INTO alerts (id, rule, host_id, host, object, guest, label, state,
@@ -413,12 +422,6 @@ impl Store {
                         a.suppressed_by,
                     ])
                     .map_err(|e| self.err(e))?;
-            }
-            let mut delete = tx
-                .prepare_cached("DELETE FROM alerts WHERE id = ?1 AND state = 'pending'")
-                .map_err(|e| self.err(e))?;
-            for id in &changes.deletes {
-                delete.execute([id]).map_err(|e| self.err(e))?;
             }
             let mut event = tx
                 .prepare_cached(
@@ -766,6 +769,30 @@ mod tests {
                 ..AlertChanges::default()
             })
             .is_err());
+    }
+
+    #[test]
+    fn a_pending_alert_cancelled_and_begun_again_in_one_batch_is_saved() {
+        let dir = TempDir::new("store-alerts-again");
+        let store = Store::open(&dir.path().join("t.db"), Synchronous::Normal).unwrap();
+        store
+            .save_alert_changes(&AlertChanges {
+                upserts: vec![record(1, AlertState::Pending)],
+                ..AlertChanges::default()
+            })
+            .unwrap();
+        // The condition cleared (pending 1 cancelled) and came back (pending 2), same key,
+        // both before the alert thread wrote.
+        store
+            .save_alert_changes(&AlertChanges {
+                upserts: vec![record(2, AlertState::Pending)],
+                deletes: vec![1],
+                ..AlertChanges::default()
+            })
+            .unwrap();
+        let loaded = store.load_alerts().unwrap();
+        assert_eq!(loaded.open.len(), 1);
+        assert_eq!(loaded.open[0].id, 2);
     }
 
     #[test]

@@ -129,7 +129,12 @@ impl Store {
     pub fn remove_host(&self, name: &str) -> Result<()> {
         let mut db = self.lock();
         db.series_ids.clear();
-        let tx = db.transaction().map_err(|e| self.err(e))?;
+        // Both files' write locks up front, waiting for them (busy_timeout) while the server
+        // writes: a deferred transaction that read the main file before writing it fails at
+        // once with "database is locked" when the server committed in between.
+        let tx = db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
         for table in ["history.chunks", "rollups", "rollup_dirty"] {
             tx.execute(
                 &format!(
@@ -265,6 +270,28 @@ mod tests {
 
     fn store(dir: &TempDir) -> Store {
         Store::open(&dir.path().join("test.db"), Synchronous::Normal).unwrap()
+    }
+
+    #[test]
+    fn remove_host_waits_for_a_writer_of_another_process_instead_of_failing() {
+        let dir = TempDir::new("hosts-remove-busy");
+        let cli = store(&dir);
+        cli.create_host("pve1", "hash", 1).unwrap();
+        cli.create_host("pve2", "hash", 1).unwrap();
+        // Another process (the server) writes the main file while the command runs.
+        let server = rusqlite::Connection::open(dir.path().join("test.db")).unwrap();
+        server.execute_batch("BEGIN IMMEDIATE").unwrap();
+        server
+            .execute("UPDATE hosts SET last_seen_at = 5 WHERE name = 'pve2'", [])
+            .unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            server.execute_batch("COMMIT").unwrap();
+        });
+        let removed = cli.remove_host("pve1");
+        writer.join().unwrap();
+        removed.unwrap();
+        assert!(cli.host_by_name("pve1").unwrap().is_none());
     }
 
     #[test]

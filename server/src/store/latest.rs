@@ -18,34 +18,55 @@ pub struct LatestRow {
 }
 
 impl Store {
-    /// Every host's newest samples. Rows of a kind this version does not know are skipped.
+    /// When the newest sample of any host was taken (`None` before the first): how far the
+    /// data reaches, which retention compares with the clock.
+    pub fn newest_sample_time(&self) -> Result<Option<i64>> {
+        self.lock()
+            .query_row("SELECT max(collected_at) FROM latest", [], |row| row.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every host's newest samples. Rows of a kind this version does not know are skipped; so
+    /// is a damaged row (a value of the wrong type, text that is not UTF-8), with a warning
+    /// naming its host: it costs only that host's current view, never the others'.
     pub fn all_latest(&self) -> Result<Vec<LatestRow>> {
         let db = self.lock();
         let mut stmt = db
-            .prepare("SELECT host_id, kind, collected_at, data FROM latest ORDER BY host_id, kind")
+            .prepare(
+                "SELECT l.host_id, l.kind, l.collected_at, l.data, h.name
+                 FROM latest l LEFT JOIN hosts h ON h.id = l.host_id ORDER BY l.host_id, l.kind",
+            )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, String>(3)?,
-                ))
-            })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.err(e))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(host_id, kind, collected_at, data)| {
-                Some(LatestRow {
-                    host_id,
-                    kind: MetricKind::parse(&kind)?,
-                    collected_at,
-                    data,
-                })
-            })
-            .collect())
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let decoded = (|| {
+                Ok::<_, rusqlite::Error>(Some(LatestRow {
+                    host_id: row.get(0)?,
+                    kind: match MetricKind::parse(&row.get::<_, String>(1)?) {
+                        Some(kind) => kind,
+                        None => return Ok(None),
+                    },
+                    collected_at: row.get(2)?,
+                    data: row.get(3)?,
+                }))
+            })();
+            match decoded {
+                Ok(Some(latest)) => out.push(latest),
+                Ok(None) => {}
+                Err(e) => {
+                    let host = row
+                        .get::<_, String>(4)
+                        .or_else(|_| row.get::<_, i64>(0).map(|id| format!("#{id}")))
+                        .unwrap_or_else(|_| "?".into());
+                    log::warn!(
+                        "the stored latest sample of host {host} is damaged ({e}); its current \
+                         view stays empty until its next sample"
+                    );
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

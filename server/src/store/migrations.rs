@@ -46,8 +46,7 @@ const ORDER: &[(Schema, usize)] = &[
     (Schema::History, 1),
     (Schema::Main, 4),
     (Schema::History, 2),
-    (Schema::Main, 6),
-    (Schema::Main, 7),
+    (Schema::Main, 8),
 ];
 
 /// A migration that failed, and which file it was for.
@@ -276,6 +275,11 @@ const MIGRATIONS: &[Step] = &[
     );
     INSERT OR IGNORE INTO notify_progress (id, routed_until)
         SELECT 1, coalesce(max(id), 0) FROM alert_outbox;",
+    ),
+    // 8: secrets of the server itself: `resume_key`, the HMAC key of agents' resumption
+    // tickets (see `auth::Tickets`), 32 random bytes written at first use.
+    Step::Sql(
+        "CREATE TABLE server_secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;",
     ),
 ];
 

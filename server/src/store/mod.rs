@@ -12,6 +12,7 @@
 pub mod alerts;
 mod chunk;
 mod chunks;
+mod health;
 mod hosts;
 mod latest;
 mod migrations;
@@ -26,7 +27,7 @@ pub use hosts::{Host, HostStatus};
 pub use latest::LatestRow;
 pub use mover::MoveReport;
 pub use rollup::Retention;
-pub use series::{Point, SampleWrite, SeriesQuery};
+pub use series::{Point, SampleWrite, SeriesQuery, SERIES_CAP};
 pub use stats::{DbStats, FileStats, TierStats};
 pub use users::ADMIN_USER;
 
@@ -65,6 +66,8 @@ pub struct Store {
     /// A reader of the main file for the roster watch (`Store::host_ids`): never waits for
     /// ingestion or background work, and they never wait for it.
     roster: Mutex<Connection>,
+    /// Whether writes succeed (`/healthz`, join replies).
+    health: health::Health,
 }
 
 /// The connection and what we remember about its content, guarded together. Never leaves
@@ -87,6 +90,9 @@ pub(crate) struct Db {
     dirty_generation: u64,
     /// The `synchronous` setting ingestion commits with ("FULL" or "NORMAL").
     synchronous: &'static str,
+    /// Most series one host may have (`max_series_per_host`); a sample that would create more
+    /// is refused.
+    max_series_per_host: usize,
 }
 
 impl Deref for Db {
@@ -113,6 +119,16 @@ impl Store {
             })?;
         }
         let history = history_path(path);
+        let had_main = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+        if had_main && !history.exists() {
+            // Created afresh below: raw points in it (if it held any) are gone; say so once.
+            log::warn!(
+                "history file {} is missing: creating it empty. If it was lost, the raw points \
+                 it held are gone; restore it together with {} from the same backup",
+                history.display(),
+                path.display()
+            );
+        }
         // Create the files ourselves so that they are never world-readable: the main file holds
         // token hashes, and neither is anybody else's business.
         for file in [path, history.as_path()] {
@@ -160,6 +176,7 @@ impl Store {
             move_claim: None,
             dirty_generation: 0,
             synchronous: sync,
+            max_series_per_host: usize::MAX,
         };
         Ok(Store {
             path: path.to_owned(),
@@ -168,6 +185,7 @@ impl Store {
             pending: Mutex::new(Vec::new()),
             background: Mutex::new(background),
             roster: Mutex::new(roster),
+            health: health::Health::default(),
         })
     }
 
@@ -248,6 +266,12 @@ impl Store {
 
     /// Sets a `PRAGMA` on the ingestion connection: for trying SQLite settings in benchmarks
     /// (`proxmox-monitor-loadgen ceiling --pragma`) before proposing them for the server.
+    /// Caps the series of one host: a sample that would create more is refused (its error
+    /// says so, and [`Error::is_series_cap`] tells it apart from a failing store).
+    pub fn set_max_series_per_host(&self, max: usize) {
+        self.lock().max_series_per_host = max;
+    }
+
     pub fn set_pragma(&self, name: &str, value: &str) -> Result<()> {
         self.lock()
             .pragma_update(None, name, value)
@@ -280,6 +304,27 @@ impl Store {
             .collect::<rusqlite::Result<Vec<String>>>()
             .map_err(|e| self.err(e))?;
         Ok(rows)
+    }
+}
+
+impl Store {
+    /// `PRAGMA quick_check` of both files (O(N), no index cross-checks: seconds on a big
+    /// history file): what SQLite found per file, `["ok"]` when nothing.
+    pub fn quick_check(&self) -> Result<Vec<(&'static str, Vec<String>)>> {
+        let conn = self.lock();
+        let mut out = Vec::new();
+        for schema in ["main", "history"] {
+            let mut stmt = conn
+                .prepare(&format!("PRAGMA {schema}.quick_check(20)"))
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(|e| self.err(e))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(|e| self.err(e))?;
+            out.push((schema, rows));
+        }
+        Ok(out)
     }
 }
 

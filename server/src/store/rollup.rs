@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::series::{history_first, host_of_series, host_series_ids, recent_by_series};
 use super::{chunks, history_write, next_key, Bite, Store};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub const TIER_COUNT: usize = 3;
 /// Bucket widths in seconds: 30 minutes, 6 hours, 1 week (weeks start on Thursday 00:00 UTC,
@@ -30,6 +30,9 @@ const SERIES_PER_TRANSACTION: i64 = 500;
 const SERIES_PER_SWEEP: i64 = 50;
 const SERIES_PER_SWEEP_SATURATED: i64 = 1600;
 const DAY: i64 = 86400;
+/// Retention deletes nothing while the newest stored sample is older than this (see
+/// `Store::enforce_retention`).
+const SWEEP_REFUSED_AFTER: i64 = DAY;
 
 /// How long each tier is kept, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +128,7 @@ pub(super) fn load_progress(conn: &Connection) -> rusqlite::Result<[i64; TIER_CO
 
 /// Remembers that the bucket of tier `tier` holding `t` must be computed again.
 pub(super) fn mark_dirty(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     tier: usize,
     series_id: i64,
     t: i64,
@@ -177,6 +180,25 @@ impl Store {
                     db.late_before = db.late_before.max(done + width);
                 }
                 match self.roll_bucket(tier, done, stop)? {
+                    Some(0) => {
+                        // Nothing in this bucket at all (the server was down, or the tier
+                        // started at a stray old stamp): jump to the next bucket holding data
+                        // instead of stepping through empty time `max_buckets` a pass, while
+                        // raw points age out before their turn comes.
+                        if tier == 0 {
+                            // Whatever lands in the range jumped over from now on is late and
+                            // marks its bucket dirty, so the search below cannot miss it.
+                            let mut db = self.lock();
+                            db.late_before = db.late_before.max(target);
+                        }
+                        let next = self.next_data(tier, done + width)?;
+                        done = next
+                            .map_or(target, |t| t.div_euclid(width) * width)
+                            .clamp(done + width, target);
+                        buckets += 1;
+                        self.save_progress(tier, done)?;
+                        continue;
+                    }
                     Some(rows) => report.rollup_rows += rows,
                     // Stopped half way: the bucket is computed again next time.
                     None => break,
@@ -189,6 +211,31 @@ impl Store {
             report.recomputed += self.recompute_dirty(tier, stop)?;
         }
         Ok(report)
+    }
+
+    /// The time of the oldest point at or after `from` in tier `tier`'s source (raw points for
+    /// the first, the finer rollups for the others); `None` when there is none. Rare (only
+    /// after a bucket without any point), and allowed to scan: it runs on the background
+    /// connection, outside the ingestion lock.
+    fn next_data(&self, tier: usize, from: i64) -> Result<Option<i64>> {
+        let bg = self.background();
+        let found = if tier == 0 {
+            bg.query_row(
+                "SELECT min(t) FROM (
+                     SELECT min(t) AS t FROM recent WHERE t >= ?1
+                     UNION ALL
+                     SELECT min(max(start, ?1)) FROM history.chunks WHERE \"end\" >= ?1)",
+                [from],
+                |row| row.get::<_, Option<i64>>(0),
+            )
+        } else {
+            bg.query_row(
+                "SELECT min(t) FROM rollups WHERE tier = ?1 AND t >= ?2",
+                [TIERS[tier - 1], from],
+                |row| row.get::<_, Option<i64>>(0),
+            )
+        };
+        found.map_err(|e| self.err(e))
     }
 
     /// Where a tier starts: the bucket of the oldest data its source can have.
@@ -342,7 +389,34 @@ impl Store {
         now: i64,
         stop: &dyn Fn() -> bool,
     ) -> Result<usize> {
-        let mut deleted = self.expire_history(now - retention.raw, stop)?;
+        // The wall clock is trusted only while it agrees with the data: when the newest
+        // stored sample is far behind "now" (a clock that jumped forward, or nothing arrived
+        // for that long), deleting by the clock could wipe history still wanted.
+        if let Some(newest) = self.newest_sample_time()? {
+            if now - newest > SWEEP_REFUSED_AFTER {
+                return Err(Error::Refused(format!(
+                    "retention refused to delete anything: the clock says {}, but the newest \
+                     stored sample is from {} ({} days earlier). If the clock jumped forward, \
+                     fix it; deleting resumes by itself once samples arrive again",
+                    common::time::format_rfc3339(common::time::from_unix_seconds(now)),
+                    common::time::format_rfc3339(common::time::from_unix_seconds(newest)),
+                    (now - newest) / DAY
+                )));
+            }
+        }
+        // Nothing is deleted that its next tier has not rolled up yet: raw points only before
+        // the 30-minute tier's progress, each rollup tier only before the next one's (0, where
+        // a tier has not started, deletes nothing).
+        let done = self.lock().rollup_done_until;
+        let mut deleted = self.expire_history((now - retention.raw).min(done[0]), stop)?;
+        let mut keep_until = [0i64; TIER_COUNT];
+        for (tier, slot) in keep_until.iter_mut().enumerate() {
+            let cutoff = now - retention.tiers[tier];
+            *slot = match done.get(tier + 1) {
+                Some(&next_done) => cutoff.min(next_done),
+                None => cutoff,
+            };
+        }
         let mut after = 0i64;
         let mut bite = Bite::new(SERIES_PER_SWEEP, SERIES_PER_SWEEP_SATURATED);
         while !stop() {
@@ -351,12 +425,12 @@ impl Store {
             let ids = series_chunk(&tx, after, bite.next(saturated)).map_err(|e| self.err(e))?;
             let Some(&last) = ids.last() else { break };
             for series_id in ids {
-                for (width, keep) in TIERS.iter().zip(retention.tiers) {
+                for (width, before) in TIERS.iter().zip(keep_until) {
                     deleted += tx
                         .prepare_cached(
                             "DELETE FROM rollups WHERE tier = ?1 AND series_id = ?2 AND t < ?3",
                         )
-                        .and_then(|mut stmt| stmt.execute(params![width, series_id, now - keep]))
+                        .and_then(|mut stmt| stmt.execute(params![width, series_id, before]))
                         .map_err(|e| self.err(e))?;
                 }
             }

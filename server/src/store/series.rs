@@ -150,13 +150,33 @@ impl Store {
         let mut db = self.lock();
         let batch = std::mem::take(&mut *self.queue());
         let guard = FinishOnUnwind(&batch);
-        let outcome = write_batch(&mut db, &batch).map_err(|e| e.to_string());
+        let outcomes = write_batch(&mut db, &batch);
         drop(db);
-        for queued in &batch {
-            queued.finish(outcome.clone());
+        match outcomes {
+            Ok(outcomes) => {
+                let failure = outcomes.iter().find_map(|o| {
+                    o.as_ref()
+                        .err()
+                        .filter(|e| super::health::is_store_failure(e))
+                });
+                match failure {
+                    Some(e) => self.health.failed(&e.to_string()),
+                    None => self.health.ok(),
+                }
+                for (queued, outcome) in batch.iter().zip(outcomes) {
+                    queued.finish(outcome.map_err(|e| e.to_string()));
+                }
+            }
+            Err(e) => {
+                self.health.failed(&e.to_string());
+                let e = e.to_string();
+                for queued in &batch {
+                    queued.finish(Err(e.clone()));
+                }
+            }
         }
         drop(guard);
-        outcome.map_err(Error::Store)
+        job.wait().map_err(Error::Store)
     }
 
     pub(super) fn queue(&self) -> MutexGuard<'_, Vec<Arc<Job>>> {
@@ -169,7 +189,10 @@ impl Store {
     pub fn write_samples_direct(&self, writes: Vec<SampleWrite>) -> Result<()> {
         let batch: Vec<Arc<Job>> = writes.into_iter().map(Job::new).collect();
         let mut db = self.lock();
-        write_batch(&mut db, &batch).map_err(|e| self.err(e))
+        for outcome in write_batch(&mut db, &batch).map_err(|e| self.err(e))? {
+            outcome.map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     /// How many raw points are stored (in the history file or still only in `recent`), each
@@ -447,8 +470,10 @@ pub fn downsample(points: Vec<Point>, from: i64, to: i64, max_points: usize) -> 
 /// Series ids by host, then by name.
 pub(super) type SeriesIds = std::collections::HashMap<i64, std::collections::HashMap<String, i64>>;
 
-/// Commits a batch of samples in one transaction.
-fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<()> {
+/// Commits a batch of samples in one transaction, each sample inside a savepoint of its own:
+/// one that fails (its host was removed meanwhile, a constraint) is rolled back alone and
+/// reported to its own writer; the others commit. `Err` only when the commit itself fails.
+fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<Vec<rusqlite::Result<()>>> {
     let Db {
         conn,
         series_ids,
@@ -456,45 +481,86 @@ fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<()> {
         oldest_point,
         move_claim,
         dirty_generation,
+        max_series_per_host,
         ..
     } = db;
+    let max_series = *max_series_per_host;
     if let Some(oldest) = batch.iter().map(|job| job.write.collected_at).min() {
         *oldest_point = Some(oldest_point.map_or(oldest, |o| o.min(oldest)));
     }
     let mut new_ids = Vec::new();
-    let result = conn.transaction().and_then(|tx| {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let result = conn.transaction().and_then(|mut tx| {
         for job in batch {
             let w = &job.write;
-            write_one(&tx, w, series_ids, *late_before, &mut new_ids)?;
-            if w.collected_at < *late_before && !w.points.is_empty() {
-                *dirty_generation += 1;
+            let mut job_ids = Vec::new();
+            let outcome = tx.savepoint().and_then(|sp| {
+                write_one(&sp, w, series_ids, *late_before, max_series, &mut job_ids)?;
+                sp.commit()
+            });
+            match &outcome {
+                Ok(()) => {
+                    new_ids.append(&mut job_ids);
+                    if w.collected_at < *late_before && !w.points.is_empty() {
+                        *dirty_generation += 1;
+                    }
+                    if let Some(claim) = move_claim.as_mut() {
+                        claim.observe(w.host_id, w.collected_at);
+                    }
+                }
+                Err(_) => {
+                    forget_series(series_ids, job_ids);
+                    // The host may be gone: its names are read again if it comes back.
+                    series_ids.remove(&w.host_id);
+                }
             }
-            if let Some(claim) = move_claim.as_mut() {
-                claim.observe(w.host_id, w.collected_at);
-            }
+            outcomes.push(outcome);
         }
         tx.commit()
     });
-    if result.is_err() {
-        // Rolled back: forget the ids of series that were never committed.
-        for (host_id, name) in new_ids {
-            if let Some(names) = series_ids.get_mut(&host_id) {
-                names.remove(&name);
-            }
+    match result {
+        Ok(()) => Ok(outcomes),
+        Err(e) => {
+            // Rolled back: forget the ids of series that were never committed.
+            forget_series(series_ids, new_ids);
+            Err(e)
         }
     }
-    result
+}
+
+fn forget_series(series_ids: &mut SeriesIds, names: Vec<(i64, String)>) {
+    for (host_id, name) in names {
+        if let Some(names) = series_ids.get_mut(&host_id) {
+            names.remove(&name);
+        }
+    }
 }
 
 fn write_one(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     w: &SampleWrite,
     series_ids: &mut SeriesIds,
     rolled_up_until: i64,
+    max_series: usize,
     new_ids: &mut Vec<(i64, String)>,
 ) -> rusqlite::Result<()> {
     let late = w.collected_at < rolled_up_until;
     let names = host_series(tx, series_ids, w.host_id)?;
+    let fresh_count = w
+        .points
+        .iter()
+        .filter(|(name, _)| !names.contains_key(name.as_str()))
+        .count();
+    if fresh_count > 0 && names.len() + fresh_count > max_series {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            Some(format!(
+                "{SERIES_CAP}: the host has {} series and this sample would add {fresh_count}, \
+                 more than max_series_per_host ({max_series})",
+                names.len()
+            )),
+        ));
+    }
     // One lookup per point, by &str: no allocation on the writer's hot path. Names this host
     // never sent are created together, in one row.
     let mut ids: Vec<i64> = Vec::with_capacity(w.points.len());
@@ -536,7 +602,8 @@ fn write_one(
     tx.prepare_cached(
         "INSERT INTO latest (host_id, kind, collected_at, data) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (host_id, kind) DO UPDATE SET collected_at = excluded.collected_at, data = excluded.data
-         WHERE excluded.collected_at >= latest.collected_at",
+         WHERE excluded.collected_at >= latest.collected_at
+            OR typeof(latest.collected_at) != 'integer'",
     )?
     .execute(params![w.host_id, w.kind.as_str(), w.collected_at, w.data_json])?;
     tx.prepare_cached(
@@ -552,6 +619,9 @@ fn write_one(
     }
     Ok(())
 }
+
+/// How a refusal for the series cap starts (see `Error::is_series_cap`).
+pub const SERIES_CAP: &str = "too many series";
 
 /// The id a new name has in the writer's cache until its row is written (never stored).
 const NOT_YET: i64 = 0;
@@ -595,7 +665,7 @@ fn load_host_series(conn: &Connection, host_id: i64) -> rusqlite::Result<HashMap
 }
 
 /// Creates a host's new series in one row; returns the id of the first (the others follow).
-fn create_series(tx: &Transaction<'_>, host_id: i64, names: &[&str]) -> rusqlite::Result<i64> {
+fn create_series(tx: &Connection, host_id: i64, names: &[&str]) -> rusqlite::Result<i64> {
     let count = i64::try_from(names.len()).unwrap_or(i64::MAX);
     let first: i64 = tx
         .prepare_cached("UPDATE series_counter SET next_id = next_id + ?1 RETURNING next_id - ?1")?
@@ -880,11 +950,70 @@ pub(super) mod tests {
         store
             .move_to_history(T0 + 8 * 86400 + 1, &|| false)
             .unwrap();
+        let now = T0 + 8 * 86400;
+        // Not rolled up yet: nothing is deleted, however old.
         let deleted = store
-            .enforce_retention(&Retention::default(), T0 + 8 * 86400, &|| false)
+            .enforce_retention(&Retention::default(), now, &|| false)
+            .unwrap();
+        assert_eq!(deleted, 0);
+        assert_eq!(store.raw_point_count().unwrap(), 2);
+        // Rolled up (the empty week between is jumped over): the old point goes.
+        for _ in 0..3 {
+            store.roll_up(now, 48, &|| false).unwrap();
+        }
+        let deleted = store
+            .enforce_retention(&Retention::default(), now, &|| false)
             .unwrap();
         assert_eq!(deleted, 1);
         assert_eq!(store.raw_point_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn rollups_jump_over_empty_time_and_reach_the_present() {
+        let dir = TempDir::new("series-rollup-jump");
+        let (store, host) = setup(&dir);
+        // A stray stamp a month before the rest (a wrong clock, before stamps were checked).
+        store
+            .write_sample(write(host, T0 - 30 * 86400, &[("x", 1.0)]))
+            .unwrap();
+        store.write_sample(write(host, T0, &[("x", 2.0)])).unwrap();
+        let now = T0 + 3600;
+        // Before: 48 buckets a pass, a day of empty buckets per pass, 30 passes to get here.
+        for _ in 0..3 {
+            store.roll_up(now, 48, &|| false).unwrap();
+        }
+        let rows: i64 = store
+            .lock()
+            .query_row(
+                "SELECT count(*) FROM rollups WHERE tier = 1800 AND t = ?1",
+                [T0],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 1, "the present bucket is rolled up");
+        assert_eq!(count(&store, "rollups WHERE tier = 1800"), 2);
+    }
+
+    #[test]
+    fn a_clock_far_ahead_of_the_data_deletes_nothing() {
+        let dir = TempDir::new("series-clock-jump");
+        let (store, host) = setup(&dir);
+        store.write_sample(write(host, T0, &[("x", 1.0)])).unwrap();
+        store
+            .write_sample(write(host, T0 + 1800, &[("x", 1.0)]))
+            .unwrap();
+        store.move_to_history(T0 + 7200, &|| false).unwrap();
+        store.roll_up(T0 + 7200, 48, &|| false).unwrap();
+        // The server's clock jumps a year ahead.
+        let now = T0 + 365 * 86400;
+        let refused = store
+            .enforce_retention(&Retention::default(), now, &|| false)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("refused to delete"), "{refused}");
+        assert!(refused.contains("364 days earlier"), "{refused}");
+        assert_eq!(store.raw_point_count().unwrap(), 2);
+        assert!(count(&store, "rollups") > 0);
     }
 
     #[test]
@@ -918,6 +1047,29 @@ pub(super) mod tests {
             .is_err());
         store.write_sample(write(host, T0, &[("x", 1.0)])).unwrap();
         assert_eq!(store.raw_point_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn one_failing_sample_does_not_fail_the_others_in_its_commit() {
+        let dir = TempDir::new("series-isolated");
+        let (store, host) = setup(&dir);
+        // A removed host's sample (its foreign key fails) between two good ones.
+        let batch = [
+            Job::new(write(host, T0, &[("x", 1.0)])),
+            Job::new(write(host + 99, T0, &[("x", 1.0), ("y", 2.0)])),
+            Job::new(write(host, T0 + 1, &[("x", 2.0), ("z", 3.0)])),
+        ];
+        let outcomes = write_batch(&mut store.lock(), &batch).unwrap();
+        assert!(outcomes[0].is_ok());
+        assert!(outcomes[1].is_err());
+        assert!(outcomes[2].is_ok());
+        assert_eq!(store.raw_point_count().unwrap(), 3);
+        assert_eq!(store.series_names(host).unwrap(), ["x", "z"]);
+        // The cache holds only what was committed: a later sample finds its series.
+        store
+            .write_sample(write(host, T0 + 2, &[("z", 4.0)]))
+            .unwrap();
+        assert_eq!(store.raw_point_count().unwrap(), 4);
     }
 
     #[test]

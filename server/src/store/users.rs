@@ -12,6 +12,30 @@ use crate::error::Result;
 pub const ADMIN_USER: &str = "admin";
 
 impl Store {
+    /// The key of agents' resumption tickets (`auth::Tickets`): 32 random bytes made at first
+    /// use and kept in the database, so tickets survive a restart of the server.
+    pub fn resume_key(&self) -> Result<[u8; 32]> {
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh)
+            .map_err(|e| crate::error::Error::Hash(format!("no randomness: {e}")))?;
+        let db = self.lock();
+        db.execute(
+            "INSERT OR IGNORE INTO server_secrets (name, value) VALUES ('resume_key', ?1)",
+            [&fresh[..]],
+        )
+        .map_err(|e| self.err(e))?;
+        let stored: Vec<u8> = db
+            .query_row(
+                "SELECT value FROM server_secrets WHERE name = 'resume_key'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        stored
+            .try_into()
+            .map_err(|_| crate::error::Error::Hash("the stored resume key is not 32 bytes".into()))
+    }
+
     /// Sets (or replaces) `user`'s password hash and ends all of its sessions, so that a
     /// password change locks out whoever had the old one.
     pub fn set_password_hash(&self, user: &str, password_hash: &str, now: i64) -> Result<()> {

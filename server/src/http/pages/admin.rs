@@ -242,8 +242,10 @@ fn disconnect(ctx: &Context, host_id: i64, name: &str, now: i64) -> bool {
 fn follow_roster(ctx: &Context) -> Result<()> {
     let mark = ctx.hosts.roster_mark();
     let ids = ctx.store.host_ids()?;
+    // A host removed here was revoked already; nothing more to kick.
     ctx.hosts
         .reconcile(mark, &ids, |id| ctx.store.host_by_id(id))
+        .map(drop)
 }
 
 fn peer(request: &Request) -> String {
