@@ -546,42 +546,38 @@ fn write_one(
 ) -> rusqlite::Result<()> {
     let late = w.collected_at < rolled_up_until;
     let names = host_series(tx, series_ids, w.host_id)?;
-    let fresh_count = w
-        .points
-        .iter()
-        .filter(|(name, _)| !names.contains_key(name.as_str()))
-        .count();
-    if fresh_count > 0 && names.len() + fresh_count > max_series {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
-            Some(format!(
-                "{SERIES_CAP}: the host has {} series and this sample would add {fresh_count}, \
-                 more than max_series_per_host ({max_series})",
-                names.len()
-            )),
-        ));
-    }
-    // One lookup per point, by &str: no allocation on the writer's hot path. Names this host
-    // never sent are created together, in one row.
+    // One lookup per point, by &str: no allocation on the writer's hot path, where every
+    // name is known. Names this host never sent (its first samples) are counted against the
+    // cap and created together, in one row.
     let mut ids: Vec<i64> = Vec::with_capacity(w.points.len());
-    let mut fresh: Vec<&str> = Vec::new();
     for (name, _) in &w.points {
-        match names.get(name.as_str()) {
-            Some(&id) => ids.push(id),
-            None => {
-                names.insert(name.clone(), NOT_YET);
-                new_ids.push((w.host_id, name.clone()));
-                fresh.push(name);
-                ids.push(NOT_YET);
-            }
-        }
+        ids.push(names.get(name.as_str()).copied().unwrap_or(NOT_YET));
     }
-    if !fresh.is_empty() {
+    if ids.contains(&NOT_YET) {
+        let mut seen = std::collections::HashSet::new();
+        let fresh: Vec<&str> = w
+            .points
+            .iter()
+            .zip(&ids)
+            .filter(|(_, &id)| id == NOT_YET)
+            .map(|((name, _), _)| name.as_str())
+            .filter(|name| seen.insert(*name))
+            .collect();
+        if names.len() + fresh.len() > max_series {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                Some(format!(
+                    "{SERIES_CAP}: the host has {} series and this sample would add {}, \
+                     more than max_series_per_host ({max_series})",
+                    names.len(),
+                    fresh.len()
+                )),
+            ));
+        }
         let first = create_series(tx, w.host_id, &fresh)?;
         for (id, name) in (first..).zip(&fresh) {
-            if let Some(slot) = names.get_mut(*name) {
-                *slot = id;
-            }
+            names.insert((*name).to_owned(), id);
+            new_ids.push((w.host_id, (*name).to_owned()));
         }
         for (id, (name, _)) in ids.iter_mut().zip(&w.points) {
             if *id == NOT_YET {
