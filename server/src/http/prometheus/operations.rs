@@ -10,7 +10,7 @@
 
 use common::sample::{GuestType, MediumSample, SlowSample, Temperature};
 
-use super::{bool_value, to_f64, Exposition};
+use super::{bool_value, to_f64, Exposition, LabelSet};
 use crate::alerts::engine::operations::{backup_failed, ha_state_severity};
 
 /// Unix seconds as a sample value.
@@ -27,7 +27,7 @@ pub(super) fn medium_metrics(out: &mut Exposition, node: &str, medium: &MediumSa
             GuestType::Unknown => "unknown",
         };
         let vmid = vmid_text.format(b.vmid);
-        let labels = [("node", node), ("vmid", vmid), ("type", kind)];
+        let labels = LabelSet::new(&[("node", node), ("vmid", vmid), ("type", kind)]);
         if let Some(s) = &b.last_success {
             out.gauge(
                 "proxmox_monitor_guest_last_backup_timestamp_seconds",
@@ -73,7 +73,7 @@ pub(super) fn medium_metrics(out: &mut Exposition, node: &str, medium: &MediumSa
         }
     }
     for job in &medium.backup_jobs {
-        let labels = [("node", node), ("job", job.id.as_str())];
+        let labels = LabelSet::new(&[("node", node), ("job", job.id.as_str())]);
         out.gauge(
             "proxmox_monitor_backup_job_info",
             "A backup job that runs on the node (always 1).",
@@ -103,12 +103,12 @@ pub(super) fn medium_metrics(out: &mut Exposition, node: &str, medium: &MediumSa
     }
     for r in &medium.replication {
         let guest = vmid_text.format(r.guest).to_owned();
-        let labels = [
+        let labels = LabelSet::new(&[
             ("node", node),
             ("job", r.id.as_str()),
             ("vmid", guest.as_str()),
             ("target", r.target.as_str()),
-        ];
+        ]);
         out.gauge_opt(
             "proxmox_monitor_replication_last_sync_timestamp_seconds",
             "Start of the replication job's last successful sync (Unix time).",
@@ -168,7 +168,7 @@ pub(super) fn medium_metrics(out: &mut Exposition, node: &str, medium: &MediumSa
 pub(super) fn slow_metrics(out: &mut Exposition, node: &str, slow: &SlowSample) {
     for d in &slow.smart {
         let device = d.device.strip_prefix("/dev/").unwrap_or(&d.device);
-        let labels = [("node", node), ("device", device)];
+        let labels = LabelSet::new(&[("node", node), ("device", device)]);
         out.gauge(
             "smartctl_device",
             "A disk smartctl reports on (always 1).",
@@ -291,11 +291,11 @@ pub(super) fn slow_metrics(out: &mut Exposition, node: &str, slow: &SlowSample) 
 pub(super) fn hwmon_metrics(out: &mut Exposition, node: &str, sensors: &[Temperature]) {
     let mut last_chip: Option<&str> = None;
     for t in sensors {
-        let labels = [
+        let labels = LabelSet::new(&[
             ("node", node),
             ("chip", t.device.as_str()),
             ("sensor", t.sensor.as_str()),
-        ];
+        ]);
         if last_chip != Some(t.device.as_str()) {
             out.gauge(
                 "node_hwmon_chip_names",
