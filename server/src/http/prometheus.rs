@@ -152,6 +152,11 @@ impl Drop for Exposition {
         };
         for family in &mut self.families {
             let mut samples = std::mem::take(&mut family.samples);
+            // Grown by doubling, a buffer can be twice its text: keep an eighth of slack only.
+            let len = samples.len();
+            if samples.capacity() > len + len / 4 {
+                samples.shrink_to(len + len / 8);
+            }
             samples.clear();
             // Two scrapes at once: keep the bigger buffer.
             let keep = spare
