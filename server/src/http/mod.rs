@@ -211,7 +211,8 @@ impl HttpConn {
         }
     }
 
-    /// Reads one request. The stream must have a short read timeout so that shutdown is noticed.
+    /// Reads one request, blocking until its deadline; shutdown ends the wait by shutting the
+    /// socket's read half (`listener::Connections`), which reads as the client closing.
     pub fn read_request(&mut self, ctx: &Context, first: bool) -> ReadOutcome {
         let started = Instant::now();
         let mut chunk = [0u8; 4096];
@@ -239,11 +240,17 @@ impl HttpConn {
             if ctx.shutting_down() {
                 return ReadOutcome::Closed;
             }
-            let waited = started.elapsed();
-            if self.buf.is_empty() && !first && waited > KEEP_ALIVE_IDLE {
-                return ReadOutcome::Closed;
-            }
-            if (!self.buf.is_empty() || first) && waited > HEAD_TIMEOUT {
+            // Block until the next byte or the deadline that applies: between requests the
+            // keep-alive idle time, within one (and for a connection's first) the head timeout.
+            let deadline = if self.buf.is_empty() && !first {
+                started + KEEP_ALIVE_IDLE
+            } else {
+                started + HEAD_TIMEOUT
+            };
+            if !crate::tls::wait_until(self.stream.tcp(), deadline) {
+                if self.buf.is_empty() && !first {
+                    return ReadOutcome::Closed;
+                }
                 return ReadOutcome::Fail(Response::text(
                     408,
                     "request head not received in time\n",
@@ -271,7 +278,7 @@ impl HttpConn {
             if ctx.shutting_down() {
                 return ReadOutcome::Closed;
             }
-            if started.elapsed() > HEAD_TIMEOUT {
+            if !crate::tls::wait_until(self.stream.tcp(), started + HEAD_TIMEOUT) {
                 return ReadOutcome::Fail(Response::text(
                     408,
                     "request body not received in time\n",
