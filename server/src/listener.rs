@@ -122,7 +122,13 @@ pub fn run(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
         threads.iter().filter(|t| !t.is_finished()).count()
     );
     // Returns when every connection thread has ended (all senders dropped) or at the deadline.
-    let _ = all_ended.recv_timeout(SHUTDOWN_GRACE);
+    if let Err(mpsc::RecvTimeoutError::Timeout) = all_ended.recv_timeout(SHUTDOWN_GRACE) {
+        log::warn!(
+            "shutting down: {} connections did not end within {} ms; leaving them",
+            threads.iter().filter(|t| !t.is_finished()).count(),
+            SHUTDOWN_GRACE.as_millis()
+        );
+    }
     for thread in threads {
         if thread.is_finished() {
             let _ = thread.join();
