@@ -217,15 +217,17 @@ impl ChangeWatch {
             if ctx.shutting_down() {
                 return;
             }
-            // Everything queued (the directory's other files too); only the marker counts.
+            // Everything queued (the directory's other files too); only the marker counts,
+            // and an overflowed queue (the marker's event may be among those lost).
             let mut changed = false;
             while let Ok(events) = self.inotify.read_events() {
                 if events.is_empty() {
                     break;
                 }
-                changed |= events
-                    .iter()
-                    .any(|e| e.name.as_deref() == Some(self.marker.as_os_str()));
+                changed |= events.iter().any(|e| {
+                    e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW)
+                        || e.name.as_deref() == Some(self.marker.as_os_str())
+                });
             }
             if changed {
                 return;
