@@ -158,6 +158,12 @@ impl Connections {
         })
     }
 
+    /// The handle kept for `conn_id`, which leaves this registry: the connection became an
+    /// agent socket, which `ws::Sockets` wakes from now on.
+    pub fn take(&self, conn_id: u64) -> Option<TcpStream> {
+        self.lock().remove(&conn_id)
+    }
+
     /// Ends every open connection's blocked read (it sees end-of-file); writes still go out,
     /// so a request being answered is answered. The server is shutting down.
     pub fn wake_all(&self) {

@@ -6,12 +6,12 @@
 //! both.
 
 use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::EventFd;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use crate::context::Context;
@@ -158,8 +158,9 @@ fn reconcile(ctx: &Context) -> crate::Result<()> {
 struct ChangeWatch {
     inotify: Inotify,
     marker: std::ffi::OsString,
-    /// Readable once shutdown has begun (its other end is shut down then).
-    wake: UnixStream,
+    /// Readable once shutdown has begun. (An eventfd, not a socket pair: the service unit allows
+    /// no AF_UNIX sockets.)
+    wake: Arc<EventFd>,
 }
 
 impl ChangeWatch {
@@ -179,9 +180,10 @@ impl ChangeWatch {
                     AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO,
                 )
                 .map_err(|e| format!("watching {}: {e}", dir.display()))?;
-            let (wake, waker) = UnixStream::pair().map_err(|e| format!("socket pair: {e}"))?;
+            let wake = Arc::new(EventFd::new().map_err(|e| format!("eventfd: {e}"))?);
+            let waker = wake.clone();
             ctx.shutdown.on_trigger(move || {
-                let _ = waker.shutdown(std::net::Shutdown::Both);
+                let _ = waker.write(1);
             });
             Ok(ChangeWatch {
                 inotify,

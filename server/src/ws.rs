@@ -205,7 +205,13 @@ pub fn serve_socket(
     let leftover = std::mem::take(&mut conn.buf);
     let woken = Arc::new(AtomicBool::new(false));
     let kick = Arc::new(AtomicBool::new(false));
-    let _registration = match conn.stream.tcp().try_clone() {
+    // The listener's handle of this socket moves here (one descriptor per connection for its
+    // waker, not two); without one, a second handle is made.
+    let handle = ctx
+        .connections
+        .take(conn_id)
+        .map_or_else(|| conn.stream.tcp().try_clone(), Ok);
+    let _registration = match handle {
         Ok(stream) => {
             ctx.sockets.lock().insert(
                 conn_id,
