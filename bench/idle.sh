@@ -169,7 +169,7 @@ IDLE_HTTP_SECONDS=${IDLE_HTTP_SECONDS:-60}
 ka_round() {
 	local fd line length
 	for fd in "${KA_FDS[@]}"; do
-		printf 'GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n' >&"$fd"
+		cat "$KA_REQUEST" >&"$fd" # one write (bash's printf writes line by line)
 	done
 	for fd in "${KA_FDS[@]}"; do
 		length=0
@@ -193,6 +193,8 @@ keepalive_run() {
 	STARTED+=("$pid")
 	wait_port "$port"
 	KA_FDS=()
+	KA_REQUEST=$dir/request
+	printf 'GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n' >"$KA_REQUEST"
 	for _ in $(seq "$IDLE_HTTP_CONNS"); do
 		exec {fd}<>"/dev/tcp/127.0.0.1/$port"
 		KA_FDS+=("$fd")
