@@ -563,4 +563,40 @@ mod tests {
         });
         assert!(sockets.is_empty());
     }
+
+    #[test]
+    fn a_full_send_buffer_waits_for_the_peer_to_read_or_for_a_wake() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let long = Duration::from_secs(3600);
+        assert!(matches!(wait_for_socket(&server, long), Ready::Writable));
+        // The peer does not read: fill its receive buffer and our send buffer.
+        server.set_nonblocking(true).unwrap();
+        let block = [0u8; 64 * 1024];
+        let mut written = 0;
+        loop {
+            match server.write(&block) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        server.set_nonblocking(false).unwrap();
+        // Not writable: the wait ends only at its limit, for the read to tell what happened.
+        assert!(matches!(
+            wait_for_socket(&server, Duration::from_millis(20)),
+            Ready::Readable
+        ));
+        // The peer reads everything: writable again, with no limit to run out.
+        let mut sink = vec![0u8; written];
+        client.read_exact(&mut sink).unwrap();
+        assert!(matches!(wait_for_socket(&server, long), Ready::Writable));
+        // A wake (the read half shut down) ends the wait at once, full buffer or not.
+        server.set_nonblocking(true).unwrap();
+        while server.write(&block).is_ok() {}
+        server.set_nonblocking(false).unwrap();
+        server.shutdown(Shutdown::Read).unwrap();
+        assert!(matches!(wait_for_socket(&server, long), Ready::Readable));
+    }
 }
