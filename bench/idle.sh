@@ -7,10 +7,13 @@
 #     (nanoseconds, not ticks) and voluntary context switches (wake-ups).
 #  2. The server with IDLE_AGENTS (1000) simulated agents connected, each pushing one sample every
 #     30 s, for IDLE_SERVER_SECONDS (120): the server's CPU, scaled to an hour.
+#  3. The server with IDLE_HTTP_CONNS (50) HTTP keep-alive connections, each sending one
+#     `GET /healthz` every 20 s (inside the 30 s idle limit), for IDLE_HTTP_SECONDS (60): the
+#     server's CPU and voluntary context switches (wake-ups). Also for BASELINE_SERVER if set.
 #
 # Prints `key=value` lines on stdout (progress on stderr). Environment: AGENT, SERVER, LOADGEN
 # (binaries), NE_BIN (node_exporter; empty skips it), OUT (scratch directory), IDLE_SECONDS,
-# IDLE_AGENTS, IDLE_SERVER_SECONDS. Every process it starts is stopped by pid on exit.
+# IDLE_AGENTS, IDLE_SERVER_SECONDS, IDLE_HTTP_CONNS, IDLE_HTTP_SECONDS, BASELINE_SERVER. Every process it starts is stopped by pid on exit.
 set -euo pipefail
 
 : "${AGENT:?}" "${SERVER:?}" "${LOADGEN:?}" "${OUT:?}"
@@ -158,3 +161,67 @@ echo "idle_server_rss_mib=$(grep -oE ' server_rss_mib=[^ ]+' <<<"$summary" | cut
 echo "idle_server_cpu_s=$srv_cpu"
 echo "idle_server_cpu_s_per_hour=$(awk -v c="$srv_cpu" -v s="$IDLE_SERVER_SECONDS" 'BEGIN { printf "%.1f", c * 3600 / s }')"
 rm -f "$dir"/*.db "$dir"/*.db-wal "$dir"/*.db-shm
+
+# ------------------------------------------------------------------ server with idle HTTP clients
+IDLE_HTTP_CONNS=${IDLE_HTTP_CONNS:-50}
+IDLE_HTTP_SECONDS=${IDLE_HTTP_SECONDS:-60}
+# One GET /healthz on each open keep-alive connection (file descriptors in KA_FDS), answer read.
+ka_round() {
+	local fd line length
+	for fd in "${KA_FDS[@]}"; do
+		cat "$KA_REQUEST" >&"$fd" # one write (bash's printf writes line by line)
+	done
+	for fd in "${KA_FDS[@]}"; do
+		length=0
+		while IFS= read -r -t 10 line <&"$fd"; do
+			line=${line%$'\r'}
+			[ -z "$line" ] && break
+			case ${line,,} in content-length:*) length=${line#*:} length=${length// /} ;; esac
+		done
+		if [ "$length" -gt 0 ]; then
+			read -r -t 10 -N "$length" line <&"$fd"
+		fi
+	done
+}
+# Usage: keepalive_run LABEL SERVER_BINARY; prints idle_http_LABEL_* lines.
+keepalive_run() {
+	local label=$1 binary=$2 dir=$OUT/idle-http-$1 port pid fd cpu0 cs0 cpu1 cs1 waited
+	mkdir -p "$dir"
+	port=$(free_port)
+	"$binary" --database "$dir/server.db" --listen "127.0.0.1:$port" --log-level warn serve 2>>"$dir/server.log" &
+	pid=$!
+	STARTED+=("$pid")
+	wait_port "$port"
+	KA_FDS=()
+	KA_REQUEST=$dir/request
+	printf 'GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n' >"$KA_REQUEST"
+	for _ in $(seq "$IDLE_HTTP_CONNS"); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$port"
+		KA_FDS+=("$fd")
+	done
+	ka_round
+	sleep 2
+	echo "server ($label) with $IDLE_HTTP_CONNS idle keep-alive HTTP connections, ${IDLE_HTTP_SECONDS} s" >&2
+	cpu0=$(sched_ns "$pid") cs0=$(vcsw "$pid")
+	waited=0
+	while [ "$waited" -lt "$IDLE_HTTP_SECONDS" ]; do
+		sleep $((IDLE_HTTP_SECONDS - waited < 20 ? IDLE_HTTP_SECONDS - waited : 20))
+		waited=$((waited + 20))
+		if [ "$waited" -lt "$IDLE_HTTP_SECONDS" ]; then
+			ka_round
+		fi
+	done
+	cpu1=$(sched_ns "$pid") cs1=$(vcsw "$pid")
+	for fd in "${KA_FDS[@]}"; do exec {fd}>&-; done
+	kill -INT "$pid"
+	wait "$pid" || true
+	echo "idle_http_${label}_cpu_ms=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')"
+	echo "idle_http_${label}_vcsw=$((cs1 - cs0))"
+	rm -f "$dir"/*.db "$dir"/*.db-wal "$dir"/*.db-shm
+}
+echo "idle_http_conns=$IDLE_HTTP_CONNS"
+echo "idle_http_seconds=$IDLE_HTTP_SECONDS"
+keepalive_run now "$SERVER"
+if [ -n "${BASELINE_SERVER:-}" ]; then
+	keepalive_run baseline "$BASELINE_SERVER"
+fi

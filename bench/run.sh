@@ -280,7 +280,7 @@ fi
 # ---------------------------------------------------------------- at rest
 say "at rest: agent at default intervals vs node_exporter scraped every 30 s (${BENCH_IDLE_SECONDS:-300} s); server with $AGENTS agents at 30 s"
 AGENT="$AGENT" SERVER="$SERVER" LOADGEN="$LOADGEN" NE_BIN="$NE_BIN" OUT="$OUT" IDLE_SECONDS="${BENCH_IDLE_SECONDS:-300}" \
-	IDLE_AGENTS="$AGENTS" bench/idle.sh | tee "$OUT/idle.txt" >&2
+	IDLE_AGENTS="$AGENTS" BASELINE_SERVER="${BENCH_BASELINE_SERVER:-}" bench/idle.sh | tee "$OUT/idle.txt" >&2
 
 # ---------------------------------------------------------------- server
 # One load run against a fresh database; then the ceiling for the same shape (same hosts,
@@ -417,6 +417,7 @@ div2() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "") printf "%.2f
 	printf '  %-52s %s\n' "node_exporter CPU, scraped every 30 s" "$(kv "$i" idle_ne_cpu_ms) ms ($(kv "$i" idle_ne_scrapes) scrapes)"
 	printf '  %-52s %s\n' "agent voluntary context switches per hour" "$(kv "$i" idle_agent_vcsw_per_hour) (node_exporter: $(kv "$i" idle_ne_vcsw) in the window)"
 	printf '  %-52s %s\n' "server CPU per hour, $(kv "$i" idle_server_agents) agents pushing every 30 s" "$(kv "$i" idle_server_cpu_s_per_hour) s ($(kv "$i" idle_server_cpu_s) s in $(kv "$i" idle_server_seconds) s, RSS $(kv "$i" idle_server_rss_mib) MiB)"
+	printf '  %-52s %s\n' "server, $(kv "$i" idle_http_conns) idle keep-alive HTTP clients, $(kv "$i" idle_http_seconds) s" "$(kv "$i" idle_http_now_cpu_ms) ms CPU, $(kv "$i" idle_http_now_vcsw) wake-ups (baseline server: $(kv "$i" idle_http_baseline_cpu_ms) ms, $(kv "$i" idle_http_baseline_vcsw))"
 	echo "SERVER (release, --log-level warn, synchronous=full; 30 guests per agent -> 395 points per sample)"
 	printf '  %-16s %8s %9s %10s %9s %9s %9s %8s %9s %8s %7s %8s\n' run samples/s points/s ceiling e2e/ceil p50_ms p99_ms max_ms srv_cpu_s rss_MiB B/point join_s
 	for label in "interval-$AGENTS" "flood-$AGENTS" flood-100 "baseline-interval-$AGENTS" "baseline-flood-$AGENTS"; do

@@ -348,7 +348,12 @@ mod tests {
         let hash = crate::auth::hash_secret(&token, 4).unwrap();
         let host_id = store.create_host("pve1", &hash, 1).unwrap().id;
         let hosts = HostStates::load(&store).unwrap();
-        let ctx = Context::new(config, store, hosts, Arc::new(AtomicBool::new(false)));
+        let ctx = Context::new(
+            config,
+            store,
+            hosts,
+            Arc::new(crate::shutdown::Shutdown::new()),
+        );
         Fixture {
             ctx,
             token,

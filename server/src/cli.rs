@@ -3,7 +3,6 @@
 use std::io::{IsTerminal, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
@@ -151,7 +150,18 @@ pub fn run(cli: Cli) -> Result<()> {
         _ => config.log_level.min(log::LevelFilter::Warn),
     };
     init_logging(log_level);
-    match command {
+    // Commands that change what a running server holds in memory tell it so when they succeed.
+    let announce = matches!(
+        command,
+        Command::RegisterHost { .. }
+            | Command::RemoveHost { .. }
+            | Command::RotateToken { .. }
+            | Command::Silence(_)
+            | Command::Unsilence { .. }
+            | Command::Ack(_)
+    )
+    .then(|| config.database.clone());
+    let done = match command {
         Command::Serve => run_server(config),
         Command::RegisterHost { name } => register_host(&config, &name),
         Command::Hosts => list_hosts(&config),
@@ -191,7 +201,11 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("Test message sent through channel '{channel}'.");
             Ok(())
         }
+    };
+    if let (Some(database), Ok(())) = (&announce, &done) {
+        crate::store::announce_change(database);
     }
+    done
 }
 
 fn db_stats(config: &ServerConfig, json: bool) -> Result<()> {
@@ -252,7 +266,7 @@ fn run_server(config: ServerConfig) -> Result<()> {
         Some(files) => Some(Arc::new(Tls::load(&files.cert, &files.key)?)),
         None => None,
     };
-    let shutdown = Arc::new(AtomicBool::new(false));
+    let shutdown = Arc::new(crate::shutdown::Shutdown::new());
     // Before any thread starts, so that all of them leave the signals to the signal thread.
     crate::signals::install(shutdown.clone(), tls.clone())?;
     let store = open_store(&config)?;

@@ -1,14 +1,16 @@
 //! What every connection thread shares: settings, the database, the fleet in memory, the
 //! registry, authentication, the shutdown flag and counters for `/metrics`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::alerts::Alerts;
 use crate::auth::{Authenticator, LoginThrottle};
 use crate::config::ServerConfig;
+use crate::listener::Connections;
 use crate::notify::Notifier;
 use crate::registry::Registry;
+use crate::shutdown::Shutdown;
 use crate::state::HostStates;
 use crate::store::Store;
 use crate::tls::Tls;
@@ -21,12 +23,15 @@ pub struct Context {
     /// Every host's row and newest samples, typed; what pages, the API and `/metrics` read.
     pub hosts: HostStates,
     pub registry: Registry,
-    pub shutdown: Arc<AtomicBool>,
+    /// The stop flag, and the wake-ups of the threads that block until something is due.
+    pub shutdown: Arc<Shutdown>,
     pub stats: Stats,
     /// Failed dashboard logins, for the backoff.
     pub login_throttle: LoginThrottle,
     /// The open agent sockets, to wake their threads on a kick or at shutdown.
     pub sockets: Sockets,
+    /// Every open connection, to end its blocked read at shutdown.
+    pub connections: Connections,
     /// HTTPS and `wss://` on the port (`tls_cert`, `tls_key`); `None`: plain HTTP.
     pub tls: Option<Arc<Tls>>,
     /// The alerts as the alert thread last published them, and its command queue.
@@ -62,7 +67,7 @@ impl Context {
         config: ServerConfig,
         store: Store,
         hosts: HostStates,
-        shutdown: Arc<AtomicBool>,
+        shutdown: Arc<Shutdown>,
     ) -> Context {
         store.set_max_series_per_host(config.max_series_per_host);
         let auth = Authenticator::new(config.bcrypt_cost);
@@ -83,6 +88,7 @@ impl Context {
             stats: Stats::default(),
             login_throttle: LoginThrottle::default(),
             sockets: Sockets::default(),
+            connections: Connections::default(),
             addresses: crate::addresses::Addresses::default(),
             tls: None,
             notifier: Notifier::default(),
@@ -90,6 +96,6 @@ impl Context {
     }
 
     pub fn shutting_down(&self) -> bool {
-        self.shutdown.load(Ordering::SeqCst)
+        self.shutdown.is_set()
     }
 }

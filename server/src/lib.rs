@@ -17,6 +17,7 @@ pub mod listener;
 pub mod maintenance;
 pub mod notify;
 pub mod registry;
+pub mod shutdown;
 pub mod signals;
 pub mod state;
 pub mod store;
@@ -27,7 +28,6 @@ pub mod ws;
 mod testutil;
 
 use std::net::TcpListener;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub use config::ServerConfig;
@@ -47,7 +47,7 @@ pub fn serve(
     config: ServerConfig,
     store: Store,
     listener: TcpListener,
-    shutdown: Arc<AtomicBool>,
+    shutdown: Arc<shutdown::Shutdown>,
     tls: Option<Arc<tls::Tls>>,
 ) -> Result<()> {
     let stale = store.mark_all_offline(common::time::now_unix())?;
@@ -84,8 +84,7 @@ pub fn serve(
         source,
     });
     // The flag is already set when the listener returns normally; on an error too.
-    ctx.shutdown
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    ctx.shutdown.trigger();
     let _ = maintenance.join();
     let _ = roster.join();
     // Before the hosts are marked offline below: that is this server stopping, not an outage.

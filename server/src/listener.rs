@@ -2,10 +2,17 @@
 //! asked. Every thread's handle is kept so that shutdown can wait for them. With TLS on, each
 //! connection thread shakes hands first (`crate::tls`); plain HTTP on the TLS port is answered
 //! in plain HTTP with where to go instead.
+//!
+//! Nothing here wakes on a tick. The accept blocks until a client connects; shutdown ends it by
+//! shutting the listening socket's read half (a blocked accept(2) then returns on Linux). Each
+//! connection's reads block until their real deadline (the head timeout, the keep-alive idle
+//! time); shutdown ends them through `Connections`, which shuts every open socket's read half.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::collections::HashMap;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,9 +21,13 @@ use crate::http::{self, HttpConn, ReadOutcome, Request, Response};
 use crate::tls::{FirstByte, Stream};
 use crate::ws;
 
-/// How often a blocked accept (and an HTTP connection's read) wakes up to look at the shutdown
-/// flag. Agent sockets do not tick: `ws::Sockets` wakes them.
-pub const TICK: Duration = Duration::from_millis(200);
+/// A keep-alive connection serves at most this many requests; the last answer says
+/// `Connection: close`. With `KEEP_ALIVE_LIFETIME`, a client that sends a request just before
+/// each idle timeout cannot hold a slot for ever. (nginx's `keepalive_requests` default.)
+pub const KEEP_ALIVE_MAX_REQUESTS: u32 = 1000;
+/// A keep-alive connection older than this is closed after its next answer (nginx's
+/// `keepalive_time` default). Agent sockets are not keep-alive HTTP and live on.
+pub const KEEP_ALIVE_LIFETIME: Duration = Duration::from_secs(3600);
 /// A client that does not read what we send for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for connection threads to say goodbye.
@@ -25,15 +36,21 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 /// Accepts connections until the shutdown flag is set, then waits (briefly) for the connection
 /// threads and marks every host offline.
 pub fn run(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
-    // A blocking accept that gives up after a tick (SO_RCVTIMEO applies to accept on Linux):
-    // new connections are taken at once, and the shutdown flag is still seen within a tick.
     let listener = {
         let socket = socket2::Socket::from(listener);
         socket.set_nonblocking(false)?;
-        socket.set_read_timeout(Some(TICK))?;
         TcpListener::from(socket)
     };
+    // Shutdown ends the blocked accept: shutting down a listening socket's read half makes
+    // accept(2) return (EINVAL) on Linux. A second handle, so the waker owns what it needs.
+    let waker = listener.try_clone()?;
+    ctx.shutdown.on_trigger(move || {
+        let _ = socket2::SockRef::from(&waker).shutdown(Shutdown::Read);
+    });
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    // Every connection thread holds a sender until it ends: when all are gone, the receiver
+    // says so, and shutdown waits on that instead of looking at the threads now and then.
+    let (running, all_ended) = mpsc::channel::<()>();
     let mut next_id: u64 = 0;
     while !ctx.shutting_down() {
         match listener.accept() {
@@ -73,39 +90,107 @@ pub fn run(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
                 }
                 let ctx = ctx.clone();
                 let conn_id = next_id;
+                let running = running.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("conn-{conn_id}"))
-                    .spawn(move || handle_connection(&ctx, stream, peer, conn_id));
+                    .spawn(move || {
+                        handle_connection(&ctx, stream, peer, conn_id);
+                        drop(running);
+                    });
                 match spawned {
                     Ok(handle) => threads.push(handle),
                     Err(e) => log::error!("{peer}: cannot start a thread: {e}"),
                 }
             }
+            Err(_) if ctx.shutting_down() => {}
             Err(e) if http::is_timeout(&e) => {}
             Err(e) => {
                 // Out of file descriptors and the like: say so, back off, keep serving.
                 log::error!("accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(100));
+                ctx.shutdown.wait(Duration::from_millis(100));
             }
         }
     }
     drop(listener);
-    // Agent sockets block in read until their idle timeout; wake them all now.
+    drop(running);
+    // Agent sockets first (they then say goodbye), then every other connection: each blocks
+    // in a read until its deadline; ending the reads wakes them all now.
     ctx.sockets.wake_all();
+    ctx.connections.wake_all();
     log::info!(
         "shutting down: closing {} connections",
         threads.iter().filter(|t| !t.is_finished()).count()
     );
-    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    // Returns when every connection thread has ended (all senders dropped) or at the deadline.
+    if let Err(mpsc::RecvTimeoutError::Timeout) = all_ended.recv_timeout(SHUTDOWN_GRACE) {
+        log::warn!(
+            "shutting down: {} connections did not end within {} ms; leaving them",
+            threads.iter().filter(|t| !t.is_finished()).count(),
+            SHUTDOWN_GRACE.as_millis()
+        );
+    }
     for thread in threads {
-        while !thread.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
         if thread.is_finished() {
             let _ = thread.join();
         }
     }
     Ok(())
+}
+
+/// The open connections (a second handle of each socket), so that shutdown can end the read
+/// each connection thread blocks in — for up to the head timeout or the keep-alive idle time.
+#[derive(Default)]
+pub struct Connections {
+    open: Mutex<HashMap<u64, TcpStream>>,
+}
+
+impl Connections {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps a handle of `stream` until the returned registration is dropped.
+    fn register(&self, conn_id: u64, stream: &TcpStream) -> std::io::Result<Registered<'_>> {
+        self.lock().insert(conn_id, stream.try_clone()?);
+        Ok(Registered {
+            connections: self,
+            conn_id,
+        })
+    }
+
+    /// The handle kept for `conn_id`, which leaves this registry: the connection became an
+    /// agent socket, which `ws::Sockets` wakes from now on.
+    pub fn take(&self, conn_id: u64) -> Option<TcpStream> {
+        self.lock().remove(&conn_id)
+    }
+
+    /// Ends every open connection's blocked read (it sees end-of-file); writes still go out,
+    /// so a request being answered is answered. The server is shutting down.
+    pub fn wake_all(&self) {
+        for stream in self.lock().values() {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Removes a connection from `Connections` when it ends.
+struct Registered<'a> {
+    connections: &'a Connections,
+    conn_id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.connections.lock().remove(&self.conn_id);
+    }
 }
 
 /// Whether connections from `address` count against `max_connections_per_address`: not for
@@ -146,10 +231,12 @@ fn handle_connection(ctx: &Context, stream: TcpStream, peer: SocketAddr, conn_id
     Stats::add(&ctx.stats.open_connections, 1);
     let setup = stream
         .set_nonblocking(false)
-        .and_then(|()| stream.set_read_timeout(Some(TICK)))
         .and_then(|()| stream.set_write_timeout(Some(WRITE_TIMEOUT)))
-        .and_then(|()| stream.set_nodelay(true));
-    if let Err(e) = setup {
+        .and_then(|()| stream.set_nodelay(true))
+        .and_then(|()| ctx.connections.register(conn_id, &stream));
+    // Registered before the flag is looked at below (and in every read loop): a shutdown
+    // either finds this connection to wake or is seen by it.
+    if let Err(e) = &setup {
         log::warn!("{peer}: socket setup failed: {e}");
     } else if let Some(tls) = &ctx.tls {
         let deadline = Instant::now() + http::HEAD_TIMEOUT;
@@ -171,6 +258,7 @@ fn handle_connection(ctx: &Context, stream: TcpStream, peer: SocketAddr, conn_id
             conn_id,
         );
     }
+    drop(setup);
     ctx.addresses.release(conn_id);
     ctx.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
 }
@@ -251,6 +339,8 @@ fn answer_plain_http(ctx: &Context, request: &Request) -> Response {
 }
 
 fn serve(ctx: &Context, mut conn: HttpConn, peer: &str, conn_id: u64) {
+    let opened = Instant::now();
+    let mut served: u32 = 0;
     let mut first = true;
     loop {
         let request = match conn.read_request(ctx, first) {
@@ -283,7 +373,11 @@ fn serve(ctx: &Context, mut conn: HttpConn, peer: &str, conn_id: u64) {
         }
         let response = http::router::route(ctx, &request);
         // Nearly full: no keep-alive, so idle browsers cannot hold slots between requests.
-        let close = request.wants_close || ctx.shutting_down() || nearly_full(ctx);
+        // A connection past its lifetime (in requests or time) is closed likewise: a client
+        // cannot keep one slot for ever with a request just before each idle timeout.
+        served = served.saturating_add(1);
+        let worn_out = served >= KEEP_ALIVE_MAX_REQUESTS || opened.elapsed() >= KEEP_ALIVE_LIFETIME;
+        let close = request.wants_close || ctx.shutting_down() || nearly_full(ctx) || worn_out;
         if conn
             .write_response(&response, request.method == "HEAD", close)
             .is_err()

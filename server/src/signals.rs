@@ -7,17 +7,17 @@
 //! thread's work, and no unsafe code is needed. The thread lives as long as the process (it
 //! waits in sigwait; the process ends when `serve` returns).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::error::{Error, Result};
+use crate::shutdown::Shutdown;
 use crate::tls::Tls;
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and so in every thread it starts later)
 /// and starts the thread that waits for them. Call it before any other thread is started.
-pub fn install(shutdown: Arc<AtomicBool>, tls: Option<Arc<Tls>>) -> Result<()> {
+pub fn install(shutdown: Arc<Shutdown>, tls: Option<Arc<Tls>>) -> Result<()> {
     let mut set = SigSet::empty();
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         set.add(signal);
@@ -30,7 +30,7 @@ pub fn install(shutdown: Arc<AtomicBool>, tls: Option<Arc<Tls>>) -> Result<()> {
             match set.wait() {
                 Ok(Signal::SIGHUP) => reload(tls.as_deref()),
                 Ok(signal) => {
-                    if shutdown.swap(true, Ordering::SeqCst) {
+                    if shutdown.trigger() {
                         // A second Ctrl+C: the admin does not want to wait.
                         std::process::exit(130);
                     }
@@ -38,7 +38,7 @@ pub fn install(shutdown: Arc<AtomicBool>, tls: Option<Arc<Tls>>) -> Result<()> {
                 }
                 Err(e) => {
                     log::error!("waiting for signals failed: {e}; stopping");
-                    shutdown.store(true, Ordering::SeqCst);
+                    shutdown.trigger();
                     return;
                 }
             }

@@ -112,8 +112,9 @@ impl Tls {
         &self.key_path
     }
 
-    /// A TLS stream over `tcp`, its handshake done. `give_up` is asked whenever the socket's
-    /// read timeout passes (the server is stopping; the client took too long).
+    /// A TLS stream over `tcp`, its handshake done by `deadline`. Each read blocks until the
+    /// deadline; shutdown ends it by shutting the socket's read half (`listener::Connections`),
+    /// which `stopping` then tells from a client that went away.
     pub fn accept(
         &self,
         tcp: TcpStream,
@@ -124,16 +125,13 @@ impl Tls {
             .map_err(|e| HandshakeError::Failed(e.to_string()))?;
         let mut stream = StreamOwned::new(conn, tcp);
         while stream.conn.is_handshaking() {
+            if !wait_until(&stream.sock, deadline) {
+                return Err(HandshakeError::TimedOut);
+            }
             match stream.conn.complete_io(&mut stream.sock) {
                 Ok(_) => {}
-                Err(e) if is_timeout(&e) => {
-                    if stopping() {
-                        return Err(HandshakeError::Stopping);
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(HandshakeError::TimedOut);
-                    }
-                }
+                Err(_) if stopping() => return Err(HandshakeError::Stopping),
+                Err(e) if is_timeout(&e) => return Err(HandshakeError::TimedOut),
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     return Err(HandshakeError::Closed)
                 }
@@ -179,22 +177,24 @@ pub enum FirstByte {
     Nothing,
 }
 
-/// Waits for the first byte of `tcp` (without consuming it) until `deadline`; the socket must
-/// have a short read timeout so that `stopping` is asked now and then.
+/// Waits for the first byte of `tcp` (without consuming it) until `deadline`. Shutdown ends
+/// the wait by shutting the socket's read half (the peek then sees end-of-file).
 pub fn sniff(tcp: &TcpStream, deadline: Instant, stopping: &dyn Fn() -> bool) -> FirstByte {
     let mut byte = [0u8; 1];
-    loop {
-        match tcp.peek(&mut byte) {
-            Ok(0) => return FirstByte::Nothing,
-            Ok(_) => return classify(byte[0]),
-            Err(e) if is_timeout(&e) => {
-                if stopping() || Instant::now() >= deadline {
-                    return FirstByte::Nothing;
-                }
-            }
-            Err(_) => return FirstByte::Nothing,
-        }
+    if stopping() || !wait_until(tcp, deadline) {
+        return FirstByte::Nothing;
     }
+    match tcp.peek(&mut byte) {
+        Ok(n) if n > 0 && !stopping() => classify(byte[0]),
+        _ => FirstByte::Nothing,
+    }
+}
+
+/// Sets `tcp`'s read timeout to the time left until `deadline`; false when it has passed.
+pub fn wait_until(tcp: &TcpStream, deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    // A zero timeout would mean "block forever" to the kernel (and is refused by std).
+    !left.is_zero() && tcp.set_read_timeout(Some(left)).is_ok()
 }
 
 fn classify(first: u8) -> FirstByte {

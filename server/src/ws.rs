@@ -25,8 +25,6 @@ use crate::context::Context;
 use crate::http::{is_timeout, HttpConn, Request, Response};
 use crate::tls::Stream;
 
-/// While replies wait behind a full send buffer, the loop wakes this often to push them on.
-const FLUSH_RETRY: Duration = Duration::from_millis(200);
 /// The largest WebSocket message read before the socket's channel has joined: a join (or a
 /// heartbeat) is a few hundred bytes.
 pub const PRE_JOIN_FRAME_BYTES: usize = 8 * 1024;
@@ -207,7 +205,13 @@ pub fn serve_socket(
     let leftover = std::mem::take(&mut conn.buf);
     let woken = Arc::new(AtomicBool::new(false));
     let kick = Arc::new(AtomicBool::new(false));
-    let _registration = match conn.stream.tcp().try_clone() {
+    // The listener's handle of this socket moves here (one descriptor per connection for its
+    // waker, not two); without one, a second handle is made.
+    let handle = ctx
+        .connections
+        .take(conn_id)
+        .map_or_else(|| conn.stream.tcp().try_clone(), Ok);
+    let _registration = match handle {
         Ok(stream) => {
             ctx.sockets.lock().insert(
                 conn_id,
@@ -279,13 +283,38 @@ fn run(
             );
             break Some((CloseCode::Away, "idle timeout"));
         }
+        if unflushed {
+            // Replies wait behind a full send buffer (a send blocked for the write timeout:
+            // the agent is not reading). Block until it reads (the socket turns writable),
+            // sends (readable), or the idle timeout is due; a kick or shutdown reads as
+            // readable (the read half is shut down). Never both blocked writing to each other.
+            match wait_for_socket(socket.get_ref().stream.tcp(), idle_left) {
+                Ready::Writable => {
+                    match socket.flush() {
+                        Ok(()) => unflushed = false,
+                        Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+                        Err(_) => break None,
+                    }
+                    continue;
+                }
+                Ready::Readable => {}
+                Ready::Failed(e) => {
+                    log::info!("{peer}: connection ended: {e}");
+                    break None;
+                }
+            }
+        }
         // Block until a frame arrives or the idle timeout is due; kicks and shutdown wake us.
-        let wait = if unflushed {
-            idle_left.min(FLUSH_RETRY)
-        } else {
-            idle_left
-        };
-        if let Err(e) = socket.get_ref().stream.tcp().set_read_timeout(Some(wait)) {
+        let idle_left = ctx.config.idle_timeout.saturating_sub(last_heard.elapsed());
+        if idle_left.is_zero() {
+            continue;
+        }
+        if let Err(e) = socket
+            .get_ref()
+            .stream
+            .tcp()
+            .set_read_timeout(Some(idle_left))
+        {
             log::info!("{peer}: connection ended: {e}");
             break None;
         }
@@ -322,16 +351,8 @@ fn run(
                 last_heard = Instant::now()
             }
             Ok(Message::Close(_)) => {}
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
-                // A wake-up or the idle deadline; first push on replies held back, if any.
-                if unflushed {
-                    match socket.flush() {
-                        Ok(()) => unflushed = false,
-                        Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
-                        Err(_) => break None,
-                    }
-                }
-            }
+            // A wake-up or the idle deadline: the loop's top tells which.
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                 break None
             }
@@ -365,6 +386,42 @@ fn run(
     }
     socket.get_mut().stream.finish();
     channel.end();
+}
+
+/// What `wait_for_socket` saw.
+enum Ready {
+    Writable,
+    /// Input, end of input (a wake-up), or the time was up: the read tells which.
+    Readable,
+    Failed(nix::Error),
+}
+
+/// Blocks until `tcp` can take more output or has input (or end of input), at most `limit`.
+/// A frame that the WebSocket already holds in its buffer waits for the next of these; the
+/// agent's heartbeat (or the idle deadline) brings it at the latest.
+fn wait_for_socket(tcp: &TcpStream, limit: Duration) -> Ready {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    // Rounded up: a timeout rounded down to 0 ms would return at once, again and again.
+    let timeout = PollTimeout::try_from(limit.saturating_add(Duration::from_millis(1)))
+        .unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(
+        tcp.as_fd(),
+        PollFlags::POLLIN | PollFlags::POLLOUT,
+    )];
+    match poll(&mut fds, timeout) {
+        Ok(_) => {
+            let seen = fds[0].revents().unwrap_or(PollFlags::empty());
+            let input = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
+            if seen.contains(PollFlags::POLLOUT) && !seen.intersects(input) {
+                Ready::Writable
+            } else {
+                Ready::Readable
+            }
+        }
+        Err(nix::errno::Errno::EINTR) => Ready::Readable,
+        Err(e) => Ready::Failed(e),
+    }
 }
 
 /// How `send_all` went.
@@ -505,5 +562,41 @@ mod tests {
             conn_id: 7,
         });
         assert!(sockets.is_empty());
+    }
+
+    #[test]
+    fn a_full_send_buffer_waits_for_the_peer_to_read_or_for_a_wake() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let long = Duration::from_secs(3600);
+        assert!(matches!(wait_for_socket(&server, long), Ready::Writable));
+        // The peer does not read: fill its receive buffer and our send buffer.
+        server.set_nonblocking(true).unwrap();
+        let block = [0u8; 64 * 1024];
+        let mut written = 0;
+        loop {
+            match server.write(&block) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        server.set_nonblocking(false).unwrap();
+        // Not writable: the wait ends only at its limit, for the read to tell what happened.
+        assert!(matches!(
+            wait_for_socket(&server, Duration::from_millis(20)),
+            Ready::Readable
+        ));
+        // The peer reads everything: writable again, with no limit to run out.
+        let mut sink = vec![0u8; written];
+        client.read_exact(&mut sink).unwrap();
+        assert!(matches!(wait_for_socket(&server, long), Ready::Writable));
+        // A wake (the read half shut down) ends the wait at once, full buffer or not.
+        server.set_nonblocking(true).unwrap();
+        while server.write(&block).is_ok() {}
+        server.set_nonblocking(false).unwrap();
+        server.shutdown(Shutdown::Read).unwrap();
+        assert!(matches!(wait_for_socket(&server, long), Ready::Readable));
     }
 }

@@ -73,7 +73,12 @@ fn fixture() -> Fixture {
     let hash = server::auth::hash_secret(&token, 4).unwrap();
     store.create_host("pve1", &hash, 1).unwrap();
     let hosts = HostStates::load(&store).unwrap();
-    let ctx = Context::new(config, store, hosts, Arc::new(AtomicBool::new(false)));
+    let ctx = Context::new(
+        config,
+        store,
+        hosts,
+        Arc::new(server::shutdown::Shutdown::new()),
+    );
     Fixture {
         ctx,
         token,

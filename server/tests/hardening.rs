@@ -511,6 +511,122 @@ fn one_address_cannot_hold_every_connection_slot() {
 }
 
 #[test]
+fn a_keep_alive_connection_is_closed_after_its_lifetime_in_requests() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let server = Server::start("keep-alive-lifetime");
+    let stream = connect_from([127, 0, 0, 1], server.port);
+    stream.set_read_timeout(Some(testkit::PATIENCE)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let max = server::listener::KEEP_ALIVE_MAX_REQUESTS;
+    // A client that never lets the connection go idle: one request after the other.
+    for n in 1..=max {
+        writer
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "request {n}: {status:?}"
+        );
+        let (mut length, mut close) = (0, false);
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(value) = line.strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+            close |= line == "connection: close";
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        // Kept alive until the last request of its lifetime, which is answered with close.
+        assert_eq!(close, n == max, "request {n}");
+    }
+    let mut rest = Vec::new();
+    assert_eq!(
+        reader.read_to_end(&mut rest).unwrap(),
+        0,
+        "the server closed it"
+    );
+}
+
+#[test]
+fn shutdown_ends_idle_and_half_sent_http_connections_at_once() {
+    use std::io::{Read, Write};
+    let (mut server, _config) =
+        server_with("shutdown-idle-http", "[http]\nmetrics_public = true\n");
+    let port = server.port;
+    // Kept alive after one answer (its read waits up to the keep-alive idle time)...
+    let mut idle = connect_from([127, 0, 0, 1], port);
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    idle.set_read_timeout(Some(testkit::PATIENCE)).unwrap();
+    let mut answer = [0u8; 12];
+    idle.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    // ...one that sent nothing yet and one half a head (each waits up to the head timeout).
+    let _silent = connect_from([127, 0, 0, 1], port);
+    let mut half = connect_from([127, 0, 0, 1], port);
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+    assert!(testkit::wait_until(testkit::PATIENCE, || {
+        http_common::get(port, "/metrics", None)
+            .body
+            .lines()
+            .filter_map(|l| l.strip_prefix("proxmox_monitor_open_connections "))
+            .any(|open| open.parse::<f64>().unwrap() >= 4.0) // those three and this one
+    }));
+    assert!(server.stop_with(libc::SIGTERM).success());
+    let log = server.log();
+    // Every connection thread ended when shutdown woke it, none was left behind.
+    assert!(log.contains("shutting down: closing"), "{log}");
+    assert!(!log.contains("did not end within"), "{log}");
+}
+
+#[test]
+fn a_silence_and_an_unsilence_from_the_command_line_reach_the_running_server() {
+    let server = Server::start("cli-silence");
+    server.register("pve1");
+    let out = http_common::set_password(&server, http_common::PASSWORD);
+    assert!(out.status.success(), "{out:?}");
+    let cookie = http_common::login(server.port);
+    let silences = |v: &Value| v["silences"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        silences(&http_common::wait_for_json(
+            server.port,
+            "/api/alerts",
+            &cookie,
+            |_| true
+        )),
+        0
+    );
+    // The server holds the silences in memory; nothing but the command's announcement of its
+    // change (the marker next to the database) tells it to read them again.
+    let out = server.admin(&[
+        "silence",
+        "--host",
+        "pve1",
+        "--for",
+        "1h",
+        "--comment",
+        "disk swap",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let view =
+        http_common::wait_for_json(server.port, "/api/alerts", &cookie, |v| silences(v) == 1);
+    assert_eq!(view["silences"][0]["comment"], "disk swap", "{view}");
+    let id = view["silences"][0]["id"].as_i64().unwrap().to_string();
+    let out = server.admin(&["unsilence", &id]);
+    assert!(out.status.success(), "{out:?}");
+    http_common::wait_for_json(server.port, "/api/alerts", &cookie, |v| silences(v) == 0);
+}
+
+#[test]
 fn the_last_connection_slots_are_kept_for_agents() {
     let (server, _config) = server_with("agent-slots", "max_connections = 32\n");
     let token = server.register("pve1");

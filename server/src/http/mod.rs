@@ -211,9 +211,14 @@ impl HttpConn {
         }
     }
 
-    /// Reads one request. The stream must have a short read timeout so that shutdown is noticed.
+    /// Reads one request, blocking until its deadline; shutdown ends the wait by shutting the
+    /// socket's read half (`listener::Connections`), which reads as the client closing.
     pub fn read_request(&mut self, ctx: &Context, first: bool) -> ReadOutcome {
         let started = Instant::now();
+        // When this request's head began: the head timeout counts from there. A new
+        // connection's from its start; on a kept-alive one, from the first byte after the idle
+        // wait (a request sent in pieces after 20 s of quiet is no slow client).
+        let mut head_since = (first || !self.buf.is_empty()).then_some(started);
         let mut chunk = [0u8; 4096];
         loop {
             if !self.buf.is_empty() {
@@ -225,7 +230,8 @@ impl HttpConn {
                                 "request body too large\n",
                             ));
                         }
-                        return self.read_body(ctx, request, head_len, content_length, started);
+                        let since = head_since.unwrap_or(started);
+                        return self.read_body(ctx, request, head_len, content_length, since);
                     }
                     Ok(None) if self.buf.len() > MAX_HEAD_BYTES => {
                         return ReadOutcome::Fail(Response::text(431, "request head too large\n"));
@@ -239,11 +245,16 @@ impl HttpConn {
             if ctx.shutting_down() {
                 return ReadOutcome::Closed;
             }
-            let waited = started.elapsed();
-            if self.buf.is_empty() && !first && waited > KEEP_ALIVE_IDLE {
-                return ReadOutcome::Closed;
-            }
-            if (!self.buf.is_empty() || first) && waited > HEAD_TIMEOUT {
+            // Block until the next byte or the deadline that applies: between requests the
+            // keep-alive idle time, within one (and for a connection's first) the head timeout.
+            let deadline = match head_since {
+                Some(since) => since + HEAD_TIMEOUT,
+                None => started + KEEP_ALIVE_IDLE,
+            };
+            if !crate::tls::wait_until(self.stream.tcp(), deadline) {
+                if head_since.is_none() {
+                    return ReadOutcome::Closed;
+                }
                 return ReadOutcome::Fail(Response::text(
                     408,
                     "request head not received in time\n",
@@ -251,7 +262,10 @@ impl HttpConn {
             }
             match self.stream.read(&mut chunk) {
                 Ok(0) => return ReadOutcome::Closed,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    head_since.get_or_insert_with(Instant::now);
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
                 Err(e) if is_timeout(&e) => {}
                 Err(_) => return ReadOutcome::Closed,
             }
@@ -271,7 +285,7 @@ impl HttpConn {
             if ctx.shutting_down() {
                 return ReadOutcome::Closed;
             }
-            if started.elapsed() > HEAD_TIMEOUT {
+            if !crate::tls::wait_until(self.stream.tcp(), started + HEAD_TIMEOUT) {
                 return ReadOutcome::Fail(Response::text(
                     408,
                     "request body not received in time\n",

@@ -342,6 +342,30 @@ pub fn history_path(main: &Path) -> PathBuf {
     main.with_file_name(name)
 }
 
+/// The file the admin commands rewrite after a change that a running server must see (hosts
+/// registered or removed, alerts acknowledged or silenced): `monitor.db` → `monitor.db-changed`,
+/// next to the database like SQLite's `-wal`. The server's roster watch waits on it (inotify):
+/// SQLite tells no other process of a commit.
+pub fn change_marker(main: &Path) -> PathBuf {
+    let mut name = main.file_name().unwrap_or_default().to_os_string();
+    name.push("-changed");
+    main.with_file_name(name)
+}
+
+/// Tells a running server of the database at `main` that this process changed it, after the
+/// change is committed: the change marker is written and closed (the event the server waits
+/// for). Failing only delays what the server sees (until its restart, or a host's next join),
+/// so it is logged, not an error.
+pub fn announce_change(main: &Path) {
+    let marker = change_marker(main);
+    if let Err(e) = std::fs::write(&marker, format!("{}\n", common::time::now_unix())) {
+        log::warn!(
+            "cannot write {} ({e}): a running server sees this change only when it restarts",
+            marker.display()
+        );
+    }
+}
+
 /// Wraps rusqlite errors with the file they concern.
 fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ {
     move |source| Error::Database {
