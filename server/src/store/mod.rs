@@ -12,6 +12,7 @@
 pub mod alerts;
 mod chunk;
 mod chunks;
+mod forget;
 mod health;
 mod hosts;
 mod latest;
@@ -23,6 +24,7 @@ mod series;
 mod stats;
 mod users;
 
+pub use forget::Forgotten;
 pub use hosts::{Host, HostStatus};
 pub use latest::LatestRow;
 pub use mover::MoveReport;

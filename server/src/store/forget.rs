@@ -1,0 +1,470 @@
+//! Forgetting vanished series: a guest destroyed, a disk pulled, an interface gone leaves
+//! series that never receive a point again. Once tiered retention has removed every last bit
+//! of their data (raw points, `recent` rows, rollups of every tier, dirty marks), their ids
+//! and names are removed too: from `series_sets`, and from the writer's name → id map, which
+//! is also what `max_series_per_host` counts, so a node that churns containers makes room for
+//! new series as the old ones expire.
+//!
+//! "Last seen" is the data itself, not a column: a series with anything left in any tier is
+//! kept, whatever the clock says, so this never deletes what retention keeps and adds no write
+//! to ingestion. Retention deletes raw points only once rolled up and each rollup tier only
+//! once the next has it, so "nothing left" means the coarsest tier has expired it: with the
+//! default retention a vanished series is forgotten ten years after its last point (see
+//! ARCHITECTURE.md, "Metric history").
+//!
+//! Runs after the retention sweep, host by host: the candidates are found on the background
+//! connection (a few index seeks per series, no ingestion lock), then checked again and
+//! removed under the ingestion lock, [`SERIES_PER_HOLD`] at a time. A series that comes back
+//! later (the same name) simply gets a new id; ids are never handed out twice.
+
+use std::collections::HashSet;
+
+use rusqlite::{params, Connection};
+
+use super::rollup::{Retention, TIERS, TIER_COUNT};
+use super::series::host_series_ids;
+use super::{next_key, Store};
+use crate::error::Result;
+
+/// Series checked and removed per hold of the ingestion lock (about five index seeks each,
+/// plus one read of the host's `recent` rows per hold).
+const SERIES_PER_HOLD: usize = 50;
+/// Names listed in the log line per host.
+const NAMES_LOGGED: usize = 8;
+
+/// The series forgotten for one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    pub host: String,
+    pub names: Vec<String>,
+}
+
+impl Store {
+    /// Forgets every series that has no data left in any tier (see the module doc) and logs
+    /// per host what went. `stop` is asked between steps.
+    pub fn forget_vanished_series(
+        &self,
+        retention: &Retention,
+        now: i64,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Vec<Forgotten>> {
+        let mut out = Vec::new();
+        let mut after = i64::MIN;
+        while !stop() {
+            let next = next_key(
+                &self.background(),
+                "SELECT host_id FROM series_sets WHERE host_id > ?1 ORDER BY host_id LIMIT 1",
+                after,
+            )
+            .map_err(|e| self.err(e))?;
+            let Some(host_id) = next else { break };
+            after = host_id;
+            let candidates = self.vanished_candidates(host_id)?;
+            let mut names = Vec::new();
+            for batch in candidates.chunks(SERIES_PER_HOLD) {
+                if stop() {
+                    break;
+                }
+                names.extend(self.forget_batch(host_id, batch)?);
+            }
+            if names.is_empty() {
+                continue;
+            }
+            let host = self
+                .host_by_id(host_id)?
+                .map_or_else(|| format!("#{host_id}"), |h| h.name);
+            log::info!(
+                "host {host}: forgot {} series not seen since before {} (retention removed \
+                 all their data): {}{}",
+                names.len(),
+                common::time::format_rfc3339(common::time::from_unix_seconds(last_seen_bound(
+                    retention, now
+                ))),
+                names
+                    .iter()
+                    .take(NAMES_LOGGED)
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if names.len() > NAMES_LOGGED {
+                    ", …"
+                } else {
+                    ""
+                }
+            );
+            out.push(Forgotten { host, names });
+        }
+        Ok(out)
+    }
+
+    /// The host's series without any data left, as seen on the background connection (without
+    /// the ingestion lock: [`Store::forget_batch`] checks again under it).
+    fn vanished_candidates(&self, host_id: i64) -> Result<Vec<i64>> {
+        let bg = self.background();
+        let ids = host_series_ids(&bg, host_id).map_err(|e| self.err(e))?;
+        let in_recent = recent_series(&bg, host_id).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for id in ids {
+            if !in_recent.contains(&id) && !has_data(&bg, id).map_err(|e| self.err(e))? {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Under the ingestion lock, in one transaction: removes those of `ids` (series of
+    /// `host_id`) that still have no data at all, from `series_sets` (splitting a row around
+    /// them: the others keep their ids) and from the writer's map. Returns their names.
+    pub(super) fn forget_batch(&self, host_id: i64, ids: &[i64]) -> Result<Vec<String>> {
+        let mut db = self.lock_for_background();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        // A sample committed since the candidates were found is in `recent` (and a late one
+        // may have marked a bucket dirty): checked again here, where no sample can land.
+        let in_recent = recent_series(&tx, host_id).map_err(|e| self.err(e))?;
+        let mut gone = HashSet::new();
+        for &id in ids {
+            if !in_recent.contains(&id) && !has_data(&tx, id).map_err(|e| self.err(e))? {
+                gone.insert(id);
+            }
+        }
+        let names = remove_from_sets(&tx, host_id, &gone).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        if let Some(map) = db.series_ids.get_mut(&host_id) {
+            for (id, name) in &names {
+                if map.get(name) == Some(id) {
+                    map.remove(name);
+                }
+            }
+        }
+        Ok(names.into_iter().map(|(_, name)| name).collect())
+    }
+}
+
+/// The newest time a forgotten series can have had a point: the coarsest tier keeps buckets
+/// starting at `now - its retention` and later, and a point lies at most one bucket after
+/// its bucket's start.
+fn last_seen_bound(retention: &Retention, now: i64) -> i64 {
+    now - retention.tiers[TIER_COUNT - 1] + TIERS[TIER_COUNT - 1]
+}
+
+/// The series of a host with rows in `recent` (the last minute or so: a short scan).
+fn recent_series(conn: &Connection, host_id: i64) -> rusqlite::Result<HashSet<i64>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT DISTINCT series_id FROM recent WHERE host_id = ?1")?;
+    let ids = stmt
+        .query_map([host_id], |row| row.get(0))?
+        .collect::<rusqlite::Result<HashSet<i64>>>()?;
+    Ok(ids)
+}
+
+/// Whether the series has anything in the history file, any rollup tier or a dirty mark:
+/// one index seek each, the coarsest tier first (a live series that old has a row there).
+fn has_data(conn: &Connection, series_id: i64) -> rusqlite::Result<bool> {
+    for width in TIERS.iter().rev() {
+        let found: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM rollups WHERE tier = ?1 AND series_id = ?2)",
+            )?
+            .query_row(params![width, series_id], |row| row.get(0))?;
+        if found {
+            return Ok(true);
+        }
+    }
+    for sql in [
+        "SELECT EXISTS (SELECT 1 FROM history.chunks WHERE series_id = ?1)",
+        "SELECT EXISTS (SELECT 1 FROM rollup_dirty WHERE series_id = ?1)",
+    ] {
+        let found: bool = conn
+            .prepare_cached(sql)?
+            .query_row([series_id], |row| row.get(0))?;
+        if found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Removes the series `gone` of a host from its `series_sets` rows: a row losing some names
+/// becomes one row per run of names that stay, each starting at its first name's id, so every
+/// other series keeps its id. Returns the removed (id, name)s.
+fn remove_from_sets(
+    tx: &Connection,
+    host_id: i64,
+    gone: &HashSet<i64>,
+) -> rusqlite::Result<Vec<(i64, String)>> {
+    if gone.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(i64, String)> = tx
+        .prepare_cached("SELECT first_id, names FROM series_sets WHERE host_id = ?1")?
+        .query_map([host_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut removed = Vec::new();
+    for (first, text) in rows {
+        let names: Vec<String> = serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Text,
+                format!("series_sets row {first} of host {host_id}: {e}").into(),
+            )
+        })?;
+        let ids = first..first.saturating_add(i64::try_from(names.len()).unwrap_or(i64::MAX));
+        if !ids.clone().any(|id| gone.contains(&id)) {
+            continue;
+        }
+        tx.prepare_cached("DELETE FROM series_sets WHERE first_id = ?1")?
+            .execute([first])?;
+        let mut run: Option<(i64, Vec<&str>)> = None;
+        let mut runs = Vec::new();
+        for (id, name) in ids.zip(&names) {
+            if gone.contains(&id) {
+                removed.push((id, name.clone()));
+                runs.extend(run.take());
+            } else {
+                run.get_or_insert_with(|| (id, Vec::new())).1.push(name);
+            }
+        }
+        runs.extend(run);
+        for (start, kept) in runs {
+            let text = serde_json::to_string(&kept)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            tx.prepare_cached(
+                "INSERT INTO series_sets (first_id, host_id, names) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![start, host_id, text])?;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::series::tests::{count, setup, write, T0};
+    use crate::store::Synchronous;
+    use crate::testutil::TempDir;
+
+    const DAY: i64 = 86400;
+
+    fn sets(store: &Store) -> Vec<(i64, String)> {
+        store
+            .lock()
+            .prepare("SELECT first_id, names FROM series_sets ORDER BY first_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn series_id(store: &Store, name: &str) -> i64 {
+        store
+            .lock()
+            .query_row("SELECT id FROM series WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
+    /// Moves, rolls up everything finished, and sweeps with `retention`, all at `now`.
+    fn maintain(store: &Store, retention: &Retention, now: i64) -> Vec<Forgotten> {
+        store.move_to_history(now, &|| false).unwrap();
+        store.roll_up(now, 100_000, &|| false).unwrap();
+        store.enforce_retention(retention, now, &|| false).unwrap();
+        store
+            .forget_vanished_series(retention, now, &|| false)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_vanished_guests_series_are_forgotten_once_no_tier_keeps_their_data() {
+        let dir = TempDir::new("forget-vanished");
+        let (store, host) = setup(&dir);
+        // A node with a guest for its first day, then without it, for twenty days; one
+        // sample every 30 minutes. The guest's names sit between the node's in one row.
+        let writes = (0..20 * 48)
+            .map(|i| {
+                let t = T0 + i * 1800;
+                if i < 48 {
+                    write(
+                        host,
+                        t,
+                        &[
+                            ("guest.101.cpu", 1.0),
+                            ("load1", 0.5),
+                            ("guest.101.mem", 2.0),
+                            ("uptime", t as f64),
+                        ],
+                    )
+                } else {
+                    write(host, t, &[("load1", 0.5), ("uptime", t as f64)])
+                }
+            })
+            .collect();
+        store.write_samples_direct(writes).unwrap();
+        let old_ids: Vec<i64> = ["guest.101.cpu", "load1", "guest.101.mem", "uptime"]
+            .iter()
+            .map(|n| series_id(&store, n))
+            .collect();
+        assert_eq!(old_ids, [1, 2, 3, 4]);
+        let now = T0 + 20 * DAY;
+
+        // Raw points and the finer tiers of the guest are gone, its weekly buckets are still
+        // kept: its series stay.
+        let keeps_weeks = Retention {
+            raw: DAY,
+            tiers: [2 * DAY, 3 * DAY, 30 * DAY],
+        };
+        assert_eq!(maintain(&store, &keeps_weeks, now), []);
+        assert!(store
+            .raw_series(host, "guest.101.cpu", 0, now)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            count(&store, "rollups WHERE series_id = 1 AND tier = 604800"),
+            1
+        );
+        assert_eq!(
+            count(&store, "rollups WHERE series_id = 1 AND tier < 604800"),
+            0
+        );
+        assert_eq!(
+            store.series_names(host).unwrap(),
+            ["guest.101.cpu", "guest.101.mem", "load1", "uptime"]
+        );
+        // The host is at its cap: a new guest is refused.
+        store.set_max_series_per_host(4);
+        let err = store
+            .write_sample(write(host, now, &[("guest.102.cpu", 1.0)]))
+            .unwrap_err();
+        assert!(err.is_series_cap(), "{err}");
+
+        // Once the weekly tier lets go of them too, the guest's series are forgotten; the
+        // node's keep their ids, the row split around the gap.
+        let keeps_days = Retention {
+            raw: DAY,
+            tiers: [2 * DAY, 3 * DAY, 4 * DAY],
+        };
+        let forgotten = maintain(&store, &keeps_days, now);
+        assert_eq!(
+            forgotten,
+            [Forgotten {
+                host: "pve1".into(),
+                names: vec!["guest.101.cpu".into(), "guest.101.mem".into()],
+            }]
+        );
+        assert_eq!(
+            sets(&store),
+            [
+                (2, r#"["load1"]"#.to_owned()),
+                (4, r#"["uptime"]"#.to_owned())
+            ]
+        );
+        assert_eq!(store.series_names(host).unwrap(), ["load1", "uptime"]);
+        assert!(!store
+            .raw_series(host, "load1", now - DAY, now)
+            .unwrap()
+            .is_empty());
+        // Nothing more to forget on the next pass.
+        assert_eq!(maintain(&store, &keeps_days, now), []);
+
+        // The host's count dropped: new guests fit under the cap again, and a guest that
+        // comes back gets a new id.
+        store
+            .write_sample(write(
+                host,
+                now,
+                &[("guest.102.cpu", 1.0), ("guest.101.cpu", 3.0)],
+            ))
+            .unwrap();
+        assert_eq!(series_id(&store, "guest.102.cpu"), 5);
+        assert_eq!(series_id(&store, "guest.101.cpu"), 6);
+        assert_eq!(
+            store.raw_series(host, "guest.101.cpu", 0, now).unwrap(),
+            [(now, 3.0)]
+        );
+
+        // And all of it reads the same after a restart.
+        drop(store);
+        let store = Store::open(&dir.path().join("t.db"), Synchronous::Normal).unwrap();
+        assert_eq!(
+            store.series_names(host).unwrap(),
+            ["guest.101.cpu", "guest.102.cpu", "load1", "uptime"]
+        );
+        assert_eq!(series_id(&store, "load1"), 2);
+        assert_eq!(store.integrity_check().unwrap(), ["ok"]);
+    }
+
+    #[test]
+    fn a_series_is_kept_while_any_data_of_it_is_left() {
+        let dir = TempDir::new("forget-any-data");
+        let (store, host) = setup(&dir);
+        store
+            .write_sample(write(host, T0, &[("a", 1.0), ("b", 2.0)]))
+            .unwrap();
+        let r = Retention::default();
+        // In `recent` only.
+        assert_eq!(store.forget_vanished_series(&r, T0, &|| false).unwrap(), []);
+        // In the history file only.
+        store.move_to_history(T0 + 1, &|| false).unwrap();
+        assert_eq!(count(&store, "recent"), 0);
+        assert_eq!(store.forget_vanished_series(&r, T0, &|| false).unwrap(), []);
+        // Only a dirty mark left (the points deleted behind the store's back).
+        store
+            .lock()
+            .execute_batch(
+                "DELETE FROM history.chunks;
+                 INSERT INTO rollup_dirty (tier, series_id, t) VALUES (1800, 1, 0);",
+            )
+            .unwrap();
+        let forgotten = store.forget_vanished_series(&r, T0, &|| false).unwrap();
+        assert_eq!(forgotten[0].names, ["b"]);
+        assert_eq!(store.series_names(host).unwrap(), ["a"]);
+    }
+
+    #[test]
+    fn a_sample_arriving_after_the_candidates_were_found_keeps_its_series() {
+        let dir = TempDir::new("forget-race");
+        let (store, host) = setup(&dir);
+        store.write_sample(write(host, T0, &[("x", 1.0)])).unwrap();
+        store.move_to_history(T0 + 1, &|| false).unwrap();
+        store
+            .lock()
+            .execute_batch("DELETE FROM history.chunks")
+            .unwrap();
+        let candidates = store.vanished_candidates(host).unwrap();
+        assert_eq!(candidates, [1]);
+        // The series' next point lands between finding it and removing it.
+        store
+            .write_sample(write(host, T0 + 60, &[("x", 2.0)]))
+            .unwrap();
+        assert!(store.forget_batch(host, &candidates).unwrap().is_empty());
+        assert_eq!(store.series_names(host).unwrap(), ["x"]);
+        assert_eq!(
+            store.raw_series(host, "x", 0, T0 + 60).unwrap(),
+            [(T0 + 60, 2.0)]
+        );
+    }
+
+    #[test]
+    fn a_clock_far_ahead_of_the_data_forgets_nothing() {
+        let dir = TempDir::new("forget-clock");
+        let (store, host) = setup(&dir);
+        store.write_sample(write(host, T0, &[("x", 1.0)])).unwrap();
+        store.move_to_history(T0 + 1, &|| false).unwrap();
+        let now = T0 + 20 * 365 * DAY;
+        let short = Retention {
+            raw: DAY,
+            tiers: [DAY, DAY, DAY],
+        };
+        store.roll_up(now, 100_000, &|| false).unwrap();
+        assert!(store.enforce_retention(&short, now, &|| false).is_err());
+        assert_eq!(
+            store
+                .forget_vanished_series(&short, now, &|| false)
+                .unwrap(),
+            []
+        );
+        assert_eq!(store.series_names(host).unwrap(), ["x"]);
+    }
+}
