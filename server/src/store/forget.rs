@@ -1,23 +1,30 @@
-//! Forgetting vanished series: a guest destroyed, a disk pulled, an interface gone leaves
-//! series that never receive a point again. Once tiered retention has removed every last bit
-//! of their data (raw points, `recent` rows, rollups of every tier, dirty marks), their ids
-//! and names are removed too: from `series_sets`, and from the writer's name → id map, which
-//! is also what `max_series_per_host` counts, so a node that churns containers makes room for
-//! new series as the old ones expire.
+//! Vanished series: a guest destroyed, a disk pulled, an interface gone leaves series that
+//! never receive a point again. Two stages, both in the maintenance thread's retention pass:
 //!
-//! "Last seen" is the data itself, not a column: a series with anything left in any tier is
-//! kept, whatever the clock says, so this never deletes what retention keeps and adds no write
-//! to ingestion. Retention deletes raw points only once rolled up and each rollup tier only
-//! once the next has it, so "nothing left" means the coarsest tier has expired it: with the
-//! default retention a vanished series is forgotten ten years after its last point (see
-//! ARCHITECTURE.md, "Metric history").
+//! - **Dormant**: a series without a raw point within raw retention no longer counts against
+//!   `max_series_per_host` (its data stays, readable as before), so a node that churns
+//!   containers does not run into its cap while the old guests' rollups are still kept. The
+//!   count per host is refreshed each pass; a dormant series that comes back is accepted at
+//!   once (a known series never is refused) and counts again from the next pass.
+//! - **Forgotten**: once tiered retention has removed every last bit of a series' data (raw
+//!   points, `recent` rows, rollups of every tier, dirty marks), its id and name are removed
+//!   too: from `series_sets` (a row split around them, so every other series keeps its id)
+//!   and from the writer's name → id map. With the default retention that is ten years after
+//!   its last point. A series that comes back later simply gets a new id; ids are never
+//!   handed out twice.
 //!
-//! Runs after the retention sweep, host by host: the candidates are found on the background
-//! connection (a few index seeks per series, no ingestion lock), then checked again and
-//! removed under the ingestion lock, [`SERIES_PER_HOLD`] at a time. A series that comes back
-//! later (the same name) simply gets a new id; ids are never handed out twice.
+//! "Last seen" is the data itself, not a column: the end of the series' last chunk in the
+//! history file (one index seek) and whether it has rows in `recent`. Nothing is added to
+//! ingestion's writes. Forgetting asks for no data at all in any tier, whatever the clock says,
+//! so it never deletes what retention keeps (retention deletes raw points only once rolled up,
+//! each rollup tier only once the next has it, and nothing while the clock is far ahead of
+//! the data).
+//!
+//! Host by host: the candidates are found on the background connection (one to five index
+//! seeks per series, no ingestion lock), then checked again and removed under the ingestion
+//! lock, [`SERIES_PER_HOLD`] at a time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Connection};
 
@@ -49,7 +56,9 @@ impl Store {
         stop: &dyn Fn() -> bool,
     ) -> Result<Vec<Forgotten>> {
         let mut out = Vec::new();
+        let mut dormant = HashMap::new();
         let mut after = i64::MIN;
+        let mut finished = false;
         while !stop() {
             let next = next_key(
                 &self.background(),
@@ -57,16 +66,21 @@ impl Store {
                 after,
             )
             .map_err(|e| self.err(e))?;
-            let Some(host_id) = next else { break };
+            let Some(host_id) = next else {
+                finished = true;
+                break;
+            };
             after = host_id;
-            let candidates = self.vanished_candidates(host_id)?;
+            let found = self.vanished_candidates(host_id, now - retention.raw)?;
             let mut names = Vec::new();
-            for batch in candidates.chunks(SERIES_PER_HOLD) {
+            for batch in found.vanished.chunks(SERIES_PER_HOLD) {
                 if stop() {
                     break;
                 }
                 names.extend(self.forget_batch(host_id, batch)?);
             }
+            // Forgotten series were dormant too.
+            dormant.insert(host_id, found.dormant.saturating_sub(names.len()));
             if names.is_empty() {
                 continue;
             }
@@ -94,22 +108,38 @@ impl Store {
             );
             out.push(Forgotten { host, names });
         }
+        let mut db = self.lock_for_background();
+        if finished {
+            // Hosts without series any more (or removed) drop out.
+            db.dormant = dormant;
+        } else {
+            db.dormant.extend(dormant);
+        }
         Ok(out)
     }
 
-    /// The host's series without any data left, as seen on the background connection (without
-    /// the ingestion lock: [`Store::forget_batch`] checks again under it).
-    fn vanished_candidates(&self, host_id: i64) -> Result<Vec<i64>> {
+    /// The host's series without any data left, and how many have no raw point at or after
+    /// `active_since`, as seen on the background connection (without the ingestion lock:
+    /// [`Store::forget_batch`] checks again under it).
+    fn vanished_candidates(&self, host_id: i64, active_since: i64) -> Result<Found> {
         let bg = self.background();
         let ids = host_series_ids(&bg, host_id).map_err(|e| self.err(e))?;
         let in_recent = recent_series(&bg, host_id).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
+        let mut found = Found::default();
         for id in ids {
-            if !in_recent.contains(&id) && !has_data(&bg, id).map_err(|e| self.err(e))? {
-                out.push(id);
+            if in_recent.contains(&id) {
+                continue;
+            }
+            let last = last_raw_point(&bg, id).map_err(|e| self.err(e))?;
+            if last.is_some_and(|t| t >= active_since) {
+                continue;
+            }
+            found.dormant += 1;
+            if last.is_none() && !has_data(&bg, id).map_err(|e| self.err(e))? {
+                found.vanished.push(id);
             }
         }
-        Ok(out)
+        Ok(found)
     }
 
     /// Under the ingestion lock, in one transaction: removes those of `ids` (series of
@@ -138,6 +168,26 @@ impl Store {
         }
         Ok(names.into_iter().map(|(_, name)| name).collect())
     }
+}
+
+/// What [`Store::vanished_candidates`] found for a host.
+#[derive(Debug, Default)]
+struct Found {
+    /// Series without any data left.
+    vanished: Vec<i64>,
+    /// Series without a raw point since the bound (the vanished ones included).
+    dormant: usize,
+}
+
+/// The time of the series' newest point in the history file: the end of its last chunk (a
+/// series' chunks never overlap), one index seek.
+fn last_raw_point(conn: &Connection, series_id: i64) -> rusqlite::Result<Option<i64>> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached(
+        "SELECT \"end\" FROM history.chunks WHERE series_id = ?1 ORDER BY start DESC LIMIT 1",
+    )?
+    .query_row([series_id], |row| row.get(0))
+    .optional()
 }
 
 /// The newest time a forgotten series can have had a point: the coarsest tier keeps buckets
@@ -308,6 +358,12 @@ mod tests {
             .collect();
         assert_eq!(old_ids, [1, 2, 3, 4]);
         let now = T0 + 20 * DAY;
+        // At its cap, before any retention pass: a new guest is refused.
+        store.set_max_series_per_host(4);
+        let err = store
+            .write_sample(write(host, now - 60, &[("guest.102.cpu", 1.0)]))
+            .unwrap_err();
+        assert!(err.is_series_cap(), "{err}");
 
         // Raw points and the finer tiers of the guest are gone, its weekly buckets are still
         // kept: its series stay.
@@ -332,12 +388,12 @@ mod tests {
             store.series_names(host).unwrap(),
             ["guest.101.cpu", "guest.101.mem", "load1", "uptime"]
         );
-        // The host is at its cap: a new guest is refused.
-        store.set_max_series_per_host(4);
-        let err = store
-            .write_sample(write(host, now, &[("guest.102.cpu", 1.0)]))
-            .unwrap_err();
-        assert!(err.is_series_cap(), "{err}");
+        // But they are dormant (no raw point within raw retention): they stop counting
+        // against the cap, and the new guest fits.
+        store
+            .write_sample(write(host, now - 60, &[("guest.102.cpu", 1.0)]))
+            .unwrap();
+        assert_eq!(series_id(&store, "guest.102.cpu"), 5);
 
         // Once the weekly tier lets go of them too, the guest's series are forgotten; the
         // node's keep their ids, the row split around the gap.
@@ -357,10 +413,14 @@ mod tests {
             sets(&store),
             [
                 (2, r#"["load1"]"#.to_owned()),
-                (4, r#"["uptime"]"#.to_owned())
+                (4, r#"["uptime"]"#.to_owned()),
+                (5, r#"["guest.102.cpu"]"#.to_owned())
             ]
         );
-        assert_eq!(store.series_names(host).unwrap(), ["load1", "uptime"]);
+        assert_eq!(
+            store.series_names(host).unwrap(),
+            ["guest.102.cpu", "load1", "uptime"]
+        );
         assert!(!store
             .raw_series(host, "load1", now - DAY, now)
             .unwrap()
@@ -368,16 +428,11 @@ mod tests {
         // Nothing more to forget on the next pass.
         assert_eq!(maintain(&store, &keeps_days, now), []);
 
-        // The host's count dropped: new guests fit under the cap again, and a guest that
-        // comes back gets a new id.
+        // The host's count dropped: a guest that comes back fits under the cap and gets a
+        // new id.
         store
-            .write_sample(write(
-                host,
-                now,
-                &[("guest.102.cpu", 1.0), ("guest.101.cpu", 3.0)],
-            ))
+            .write_sample(write(host, now, &[("guest.101.cpu", 3.0)]))
             .unwrap();
-        assert_eq!(series_id(&store, "guest.102.cpu"), 5);
         assert_eq!(series_id(&store, "guest.101.cpu"), 6);
         assert_eq!(
             store.raw_series(host, "guest.101.cpu", 0, now).unwrap(),
@@ -432,7 +487,7 @@ mod tests {
             .lock()
             .execute_batch("DELETE FROM history.chunks")
             .unwrap();
-        let candidates = store.vanished_candidates(host).unwrap();
+        let candidates = store.vanished_candidates(host, T0).unwrap().vanished;
         assert_eq!(candidates, [1]);
         // The series' next point lands between finding it and removing it.
         store
@@ -466,5 +521,54 @@ mod tests {
             []
         );
         assert_eq!(store.series_names(host).unwrap(), ["x"]);
+    }
+
+    #[test]
+    fn dormant_series_do_not_count_against_the_cap_until_they_come_back() {
+        let dir = TempDir::new("forget-dormant");
+        let (store, host) = setup(&dir);
+        store.set_max_series_per_host(2);
+        let r = Retention {
+            raw: DAY,
+            ..Retention::default()
+        };
+        // `b` is last seen at T0; `a` goes on for two days.
+        let writes = (0..2 * 48)
+            .map(|i| {
+                let t = T0 + i * 1800;
+                if i == 0 {
+                    write(host, t, &[("a", 1.0), ("b", 1.0)])
+                } else {
+                    write(host, t, &[("a", 1.0)])
+                }
+            })
+            .collect();
+        store.write_samples_direct(writes).unwrap();
+        let now = T0 + 2 * DAY;
+        let pass = |now: i64| {
+            store.move_to_history(now, &|| false).unwrap();
+            store.forget_vanished_series(&r, now, &|| false).unwrap()
+        };
+        assert!(store.write_sample(write(host, now, &[("c", 1.0)])).is_err());
+        assert_eq!(pass(now), []);
+        // `b` is dormant: `c` fits beside `a`, a fourth does not.
+        store.write_sample(write(host, now, &[("c", 1.0)])).unwrap();
+        let err = store
+            .write_sample(write(host, now, &[("d", 1.0)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2 active series (3 in all)"), "{err}");
+        // `b` comes back (a known series is never refused) and counts again from the next
+        // pass on.
+        store
+            .write_sample(write(host, now + 60, &[("b", 2.0)]))
+            .unwrap();
+        assert_eq!(pass(now + 120), []);
+        let err = store
+            .write_sample(write(host, now + 120, &[("d", 1.0)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("3 active series (3 in all)"), "{err}");
+        assert_eq!(store.series_names(host).unwrap(), ["a", "b", "c"]);
     }
 }

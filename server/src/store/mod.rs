@@ -121,8 +121,12 @@ pub(crate) struct Db {
     /// The `synchronous` setting ingestion commits with ("FULL" or "NORMAL").
     synchronous: &'static str,
     /// Most series one host may have (`max_series_per_host`); a sample that would create more
-    /// is refused.
+    /// is refused. Dormant series do not count.
     max_series_per_host: usize,
+    /// Per host, how many of its series had no raw point within raw retention at the last
+    /// retention pass (see `forget`): a vanished guest's series stop counting against the
+    /// cap long before retention lets go of their rollups.
+    dormant: HashMap<i64, usize>,
 }
 
 impl Deref for Db {
@@ -217,6 +221,7 @@ impl Store {
             dirty_generation: 0,
             synchronous: sync,
             max_series_per_host: usize::MAX,
+            dormant: HashMap::new(),
         };
         Ok(Store {
             path: path.to_owned(),

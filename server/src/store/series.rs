@@ -482,6 +482,7 @@ fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<Vec<rusqlite
         move_claim,
         dirty_generation,
         max_series_per_host,
+        dormant,
         ..
     } = db;
     let max_series = *max_series_per_host;
@@ -495,7 +496,11 @@ fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<Vec<rusqlite
             let w = &job.write;
             let mut job_ids = Vec::new();
             let outcome = tx.savepoint().and_then(|sp| {
-                write_one(&sp, w, series_ids, *late_before, max_series, &mut job_ids)?;
+                let cap = Cap {
+                    max: max_series,
+                    dormant,
+                };
+                write_one(&sp, w, series_ids, *late_before, &cap, &mut job_ids)?;
                 sp.commit()
             });
             match &outcome {
@@ -536,12 +541,21 @@ fn forget_series(series_ids: &mut SeriesIds, names: Vec<(i64, String)>) {
     }
 }
 
+/// What `max_series_per_host` allows a host: `max` series that are not dormant.
+struct Cap<'a> {
+    max: usize,
+    /// Per host, its series without a raw point within raw retention at the last retention
+    /// pass (a series seen again since still counts as dormant until the next pass). Read
+    /// only when a sample brings new names, never on the path where all names are known.
+    dormant: &'a HashMap<i64, usize>,
+}
+
 fn write_one(
     tx: &Connection,
     w: &SampleWrite,
     series_ids: &mut SeriesIds,
     rolled_up_until: i64,
-    max_series: usize,
+    cap: &Cap<'_>,
     new_ids: &mut Vec<(i64, String)>,
 ) -> rusqlite::Result<()> {
     let late = w.collected_at < rolled_up_until;
@@ -563,14 +577,17 @@ fn write_one(
             .map(|((name, _), _)| name.as_str())
             .filter(|name| seen.insert(*name))
             .collect();
-        if names.len() + fresh.len() > max_series {
+        let dormant = cap.dormant.get(&w.host_id).copied().unwrap_or(0);
+        let active = names.len().saturating_sub(dormant);
+        if active + fresh.len() > cap.max {
             return Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
                 Some(format!(
-                    "{SERIES_CAP}: the host has {} series and this sample would add {}, \
-                     more than max_series_per_host ({max_series})",
+                    "{SERIES_CAP}: the host has {active} active series ({} in all) and this \
+                     sample would add {}, more than max_series_per_host ({})",
                     names.len(),
-                    fresh.len()
+                    fresh.len(),
+                    cap.max
                 )),
             ));
         }
