@@ -207,31 +207,24 @@ fn recent_series(conn: &Connection, host_id: i64) -> rusqlite::Result<HashSet<i6
     Ok(ids)
 }
 
-/// Whether the series has anything in the history file, any rollup tier or a dirty mark:
-/// one index seek each, the coarsest tier first (a live series that old has a row there).
+/// Whether the series has anything in any rollup tier, a dirty mark or anything in the history
+/// file: one index seek each, the coarsest tier first.
 fn has_data(conn: &Connection, series_id: i64) -> rusqlite::Result<bool> {
-    for width in TIERS.iter().rev() {
-        let found: bool = conn
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM rollups WHERE tier = ?1 AND series_id = ?2)",
-            )?
-            .query_row(params![width, series_id], |row| row.get(0))?;
-        if found {
-            return Ok(true);
+    for table in ["rollups", "rollup_dirty"] {
+        // Both keyed (tier, series, t): a seek per tier.
+        for width in TIERS.iter().rev() {
+            let found: bool = conn
+                .prepare_cached(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM {table} WHERE tier = ?1 AND series_id = ?2)"
+                ))?
+                .query_row(params![width, series_id], |row| row.get(0))?;
+            if found {
+                return Ok(true);
+            }
         }
     }
-    for sql in [
-        "SELECT EXISTS (SELECT 1 FROM history.chunks WHERE series_id = ?1)",
-        "SELECT EXISTS (SELECT 1 FROM rollup_dirty WHERE series_id = ?1)",
-    ] {
-        let found: bool = conn
-            .prepare_cached(sql)?
-            .query_row([series_id], |row| row.get(0))?;
-        if found {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM history.chunks WHERE series_id = ?1)")?
+        .query_row([series_id], |row| row.get(0))
 }
 
 /// Removes the series `gone` of a host from its `series_sets` rows: a row losing some names
