@@ -10,7 +10,8 @@
 //! Series ids: a host's series are created together, one `series_sets` row for all the names
 //! a sample brings that the host never sent before (the i-th name of a row has id
 //! `first_id + i`), so a new host's first sample writes one row, not one per series. Ids come
-//! from `series_counter` and are never reused. The writer keeps every host's names in memory
+//! from `series_counter` and are never reused. A row loses the names of series forgotten after
+//! retention (`forget`): it is split into rows for the runs of names that stay. The writer keeps every host's names in memory
 //! (`SeriesIds`), loaded in one read on the host's first sample after a start; only the writer
 //! creates series, under the database lock.
 //!
