@@ -256,8 +256,10 @@ fn init_logging(level: log::LevelFilter) {
     let _ = simplelog::WriteLogger::init(level, config, std::io::stderr());
 }
 
+/// The store for an admin command: its writes wait up to 30 s for the server's write lock
+/// (saying so on stderr after a second) instead of failing with "database is locked".
 fn open_store(config: &ServerConfig) -> Result<Store> {
-    Store::open(&config.database, config.synchronous)
+    Store::open_for_admin(&config.database, config.synchronous)
 }
 
 fn run_server(config: ServerConfig) -> Result<()> {
@@ -269,7 +271,7 @@ fn run_server(config: ServerConfig) -> Result<()> {
     let shutdown = Arc::new(crate::shutdown::Shutdown::new());
     // Before any thread starts, so that all of them leave the signals to the signal thread.
     crate::signals::install(shutdown.clone(), tls.clone())?;
-    let store = open_store(&config)?;
+    let store = Store::open(&config.database, config.synchronous)?;
     let listener = TcpListener::bind(&config.listen).map_err(|source| Error::Listen {
         addr: config.listen.clone(),
         source,

@@ -17,6 +17,12 @@ pub enum Error {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// The database's write lock stayed taken (by the server or another command) for as long
+    /// as we waited for it.
+    Locked {
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
     /// The history file beside the database belongs to another database.
     MismatchedHistory {
         main: PathBuf,
@@ -59,6 +65,14 @@ impl fmt::Display for Error {
                 message,
             } => write!(f, "config {source_name}: {message}"),
             Error::Database { path, source } => write!(f, "database {}: {source}", path.display()),
+            Error::Locked { path, waited } => write!(
+                f,
+                "database {} is locked: another process (the server or another command) kept \
+                 its write lock longer than this one waits for it ({} s); nothing was changed, \
+                 try again",
+                path.display(),
+                waited.as_secs()
+            ),
             Error::MismatchedHistory { main, history } => write!(
                 f,
                 "database {}: the history file {} belongs to another database (the two files \

@@ -76,13 +76,23 @@ fn run(ctx: &Context) {
         }
         if now >= next_retention {
             next_retention = now + RETENTION_EVERY;
-            match ctx.store.enforce_retention(
-                &ctx.config.retention,
-                common::time::now_unix(),
-                &stop,
-            ) {
-                Ok(0) => {}
-                Ok(n) => log::info!("retention: deleted {n} expired points and rollups"),
+            let now = common::time::now_unix();
+            match ctx
+                .store
+                .enforce_retention(&ctx.config.retention, now, &stop)
+            {
+                Ok(n) => {
+                    if n > 0 {
+                        log::info!("retention: deleted {n} expired points and rollups");
+                    }
+                    // Series with nothing left in any tier (each host's are logged).
+                    if let Err(e) =
+                        ctx.store
+                            .forget_vanished_series(&ctx.config.retention, now, &stop)
+                    {
+                        log::error!("forgetting vanished series: {e}");
+                    }
+                }
                 Err(e) => log::error!("retention: {e}"),
             }
         }

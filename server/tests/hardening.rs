@@ -291,9 +291,14 @@ fn a_damaged_latest_row_costs_only_its_own_hosts_view() {
         )
         .unwrap();
     server.restart(&testkit::ServerOptions::default());
-    assert!(server
-        .log()
-        .contains("the stored latest sample of host pve1 is damaged"));
+    // Logged while the server loads its hosts, just after it says it listens.
+    assert!(
+        testkit::wait_until(testkit::PATIENCE, || server
+            .log()
+            .contains("the stored latest sample of host pve1 is damaged")),
+        "{}",
+        server.log()
+    );
     let out = http_common::set_password(&server, http_common::PASSWORD);
     assert!(out.status.success(), "{out:?}");
     let cookie = http_common::login(server.port);

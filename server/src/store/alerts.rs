@@ -494,7 +494,7 @@ impl Store {
         now: i64,
     ) -> Result<AckOutcome> {
         let mut db = self.lock();
-        let tx = db.transaction().map_err(|e| self.err(e))?;
+        let tx = super::main_write(&mut db).map_err(|e| self.err(e))?;
         let state: Option<String> = tx
             .query_row("SELECT state FROM alerts WHERE id = ?1", [id], |r| r.get(0))
             .optional()
@@ -552,7 +552,7 @@ impl Store {
             return Err(Error::Usage("a silence must end after it starts".into()));
         }
         let mut db = self.lock();
-        let tx = db.transaction().map_err(|e| self.err(e))?;
+        let tx = super::main_write(&mut db).map_err(|e| self.err(e))?;
         tx.execute(
             "INSERT INTO silences (host, guest, rule, tag, object, starts_at, ends_at, comment,
                 created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -580,7 +580,7 @@ impl Store {
     /// silence or it has ended already.
     pub fn end_silence(&self, id: i64, now: i64) -> Result<bool> {
         let mut db = self.lock();
-        let tx = db.transaction().map_err(|e| self.err(e))?;
+        let tx = super::main_write(&mut db).map_err(|e| self.err(e))?;
         let changed = tx
             .execute(
                 "UPDATE silences SET ends_at = max(starts_at, ?2) WHERE id = ?1 AND ends_at > ?2",

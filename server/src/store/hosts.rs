@@ -135,6 +135,12 @@ impl Store {
         let tx = db
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
+        let id: Option<i64> = tx
+            .query_row("SELECT id FROM hosts WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
         for table in ["history.chunks", "rollups", "rollup_dirty"] {
             tx.execute(
                 &format!(
@@ -158,7 +164,12 @@ impl Store {
         if removed == 0 {
             return Err(Error::UnknownHost(name.to_owned()));
         }
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit().map_err(|e| self.err(e))?;
+        // Its series are gone: none of them is dormant any more (a new host may get its id).
+        if let Some(id) = id {
+            db.dormant.remove(&id);
+        }
+        Ok(())
     }
 
     pub fn set_token_hash(&self, name: &str, token_hash: &str, now: i64) -> Result<()> {

@@ -476,7 +476,7 @@ pub fn check_pairing(conn: &Connection) -> rusqlite::Result<bool> {
 }
 
 /// Applies the migrations of `schema` up to `version`, each in its own transaction; returns
-/// the versions it applied. The version is read inside a write transaction (`BEGIN
+/// the versions it applied. The version is read again inside a write transaction (`BEGIN
 /// IMMEDIATE`), so two processes opening a fresh database at once (the server and an admin
 /// command) cannot both apply the same migration.
 fn migrate_schema(
@@ -486,6 +486,13 @@ fn migrate_schema(
 ) -> rusqlite::Result<Vec<usize>> {
     let name = schema.name();
     let mut applied = Vec::new();
+    // Up to date (every open but the first after an upgrade): no write lock is taken, so
+    // opening never waits for the server's writes, nor fails on them.
+    let current: usize =
+        conn.query_row(&format!("PRAGMA {name}.user_version"), [], |row| row.get(0))?;
+    if current >= version {
+        return Ok(applied);
+    }
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current: usize =

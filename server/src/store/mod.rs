@@ -12,6 +12,7 @@
 pub mod alerts;
 mod chunk;
 mod chunks;
+mod forget;
 mod health;
 mod hosts;
 mod latest;
@@ -23,6 +24,7 @@ mod series;
 mod stats;
 mod users;
 
+pub use forget::Forgotten;
 pub use hosts::{Host, HostStatus};
 pub use latest::LatestRow;
 pub use mover::MoveReport;
@@ -54,8 +56,36 @@ pub enum Synchronous {
     Normal,
 }
 
+/// How long a connection waits for a write lock that another connection or process holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// The server: [`SERVER_LOCK_WAIT`]. A sample does not queue for long behind a lock that
+    /// stays taken; the store reports itself failing instead (`/healthz`).
+    Server,
+    /// Admin commands: up to [`ADMIN_LOCK_WAIT`], saying on stderr that they wait once it takes
+    /// longer than [`ADMIN_LOCK_NOTICE`]: the server's commits and maintenance take the lock
+    /// again and again, and a command must get its turn rather than fail with "database is
+    /// locked".
+    Admin,
+}
+
+pub const SERVER_LOCK_WAIT: Duration = Duration::from_secs(5);
+pub const ADMIN_LOCK_WAIT: Duration = Duration::from_secs(30);
+pub const ADMIN_LOCK_NOTICE: Duration = Duration::from_secs(1);
+
+impl LockWait {
+    fn limit(self) -> Duration {
+        match self {
+            LockWait::Server => SERVER_LOCK_WAIT,
+            LockWait::Admin => ADMIN_LOCK_WAIT,
+        }
+    }
+}
+
 pub struct Store {
     path: PathBuf,
+    /// How long a write waits for the lock (see [`LockWait`]).
+    lock_wait: Duration,
     history_path: PathBuf,
     db: Mutex<Db>,
     /// Samples waiting to be committed by whichever writer holds the lock next (group commit).
@@ -91,8 +121,12 @@ pub(crate) struct Db {
     /// The `synchronous` setting ingestion commits with ("FULL" or "NORMAL").
     synchronous: &'static str,
     /// Most series one host may have (`max_series_per_host`); a sample that would create more
-    /// is refused.
+    /// is refused. Dormant series do not count.
     max_series_per_host: usize,
+    /// Per host, how many of its series had no raw point within raw retention at the last
+    /// retention pass (see `forget`): a vanished guest's series stop counting against the
+    /// cap long before retention lets go of their rollups.
+    dormant: HashMap<i64, usize>,
 }
 
 impl Deref for Db {
@@ -110,8 +144,18 @@ impl DerefMut for Db {
 
 impl Store {
     /// Opens (creating with mode 0600 if needed) and migrates the database at `path` and its
-    /// history file beside it (see [`history_path`]).
+    /// history file beside it (see [`history_path`]), for the server.
     pub fn open(path: &Path, synchronous: Synchronous) -> Result<Store> {
+        Store::open_with(path, synchronous, LockWait::Server)
+    }
+
+    /// [`Store::open`] for an admin command: waits long for the write lock (see
+    /// [`LockWait::Admin`]).
+    pub fn open_for_admin(path: &Path, synchronous: Synchronous) -> Result<Store> {
+        Store::open_with(path, synchronous, LockWait::Admin)
+    }
+
+    fn open_with(path: &Path, synchronous: Synchronous, wait: LockWait) -> Result<Store> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| Error::Io {
                 path: parent.to_owned(),
@@ -142,13 +186,13 @@ impl Store {
                     source,
                 })?;
         }
-        let db_err = database_error(path);
-        let history_err = database_error(&history);
+        let db_err = database_error(path, wait.limit());
+        let history_err = database_error(&history, wait.limit());
         let sync = match synchronous {
             Synchronous::Full => "FULL",
             Synchronous::Normal => "NORMAL",
         };
-        let mut conn = open_connection(path, &history, sync)?;
+        let mut conn = open_connection(path, &history, sync, wait)?;
         let paired = migrations::migrate(&mut conn).map_err(|failure| match failure.schema {
             migrations::Schema::Main => db_err(failure.source),
             migrations::Schema::History => history_err(failure.source),
@@ -160,10 +204,10 @@ impl Store {
             });
         }
         let rollup_done_until = rollup::load_progress(&conn).map_err(db_err)?;
-        let background = open_connection(path, &history, sync)?;
+        let background = open_connection(path, &history, sync, wait)?;
         let roster = Connection::open(path)
             .and_then(|conn| {
-                conn.busy_timeout(Duration::from_secs(5))?;
+                conn.busy_timeout(SERVER_LOCK_WAIT)?;
                 Ok(conn)
             })
             .map_err(db_err)?;
@@ -177,9 +221,11 @@ impl Store {
             dirty_generation: 0,
             synchronous: sync,
             max_series_per_host: usize::MAX,
+            dormant: HashMap::new(),
         };
         Ok(Store {
             path: path.to_owned(),
+            lock_wait: wait.limit(),
             history_path: history,
             db: Mutex::new(db),
             pending: Mutex::new(Vec::new()),
@@ -241,18 +287,12 @@ impl Store {
 
     /// Wraps a rusqlite error with the database path.
     pub fn err(&self, source: rusqlite::Error) -> Error {
-        Error::Database {
-            path: self.path.clone(),
-            source,
-        }
+        database_error(&self.path, self.lock_wait)(source)
     }
 
     /// Wraps a rusqlite error from work on the history file with that file's path.
     fn history_err(&self, source: rusqlite::Error) -> Error {
-        Error::Database {
-            path: self.history_path.clone(),
-            source,
-        }
+        database_error(&self.history_path, self.lock_wait)(source)
     }
 
     /// Whether the database answers (`/healthz`): one trivial query through the shared
@@ -366,12 +406,68 @@ pub fn announce_change(main: &Path) {
     }
 }
 
-/// Wraps rusqlite errors with the file they concern.
-fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ {
-    move |source| Error::Database {
-        path: path.to_owned(),
-        source,
+/// Wraps rusqlite errors with the file they concern; a lock that stayed taken for all of
+/// `waited` (the busy handler gave up) says so.
+fn database_error(path: &Path, waited: Duration) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ {
+    move |source| {
+        if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+            Error::Locked {
+                path: path.to_owned(),
+                waited,
+            }
+        } else {
+            Error::Database {
+                path: path.to_owned(),
+                source,
+            }
+        }
     }
+}
+
+/// A transaction that holds the main file's write lock from its first statement, waiting for
+/// it (the busy handler) when another connection or process has it: what `BEGIN IMMEDIATE`
+/// does, for the main file only. A deferred transaction that reads first fails at once with
+/// "database is locked" (`SQLITE_BUSY_SNAPSHOT`, no waiting) if another writer committed
+/// between its read and its first write. `BEGIN IMMEDIATE` itself would also take the
+/// attached history file's lock, and so wait for the maintenance thread's moves for nothing.
+pub(crate) fn main_write(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    let tx = conn.transaction()?;
+    tx.execute_batch("DELETE FROM main.pairing WHERE 0")?;
+    Ok(tx)
+}
+
+thread_local! {
+    /// The current wait for a lock (admin commands' busy handler): when it began, and
+    /// whether the notice was given.
+    static WAITING: std::cell::Cell<(std::time::Instant, bool)> =
+        std::cell::Cell::new((std::time::Instant::now(), false));
+}
+
+/// The busy handler of admin commands: waits up to [`ADMIN_LOCK_WAIT`] for a lock, in short
+/// sleeps, and says once that it waits when that takes longer than [`ADMIN_LOCK_NOTICE`].
+/// `count` is how often SQLite called it for this wait already (0 at the first call).
+fn admin_busy(count: i32) -> bool {
+    let now = std::time::Instant::now();
+    let (started, told) = WAITING.with(|cell| {
+        if count == 0 {
+            cell.set((now, false));
+        }
+        cell.get()
+    });
+    let waited = now - started;
+    if waited >= ADMIN_LOCK_WAIT {
+        return false;
+    }
+    if waited >= ADMIN_LOCK_NOTICE && !told {
+        WAITING.with(|cell| cell.set((started, true)));
+        log::warn!(
+            "waiting for the database lock (the server or another command is writing; up to \
+             {} s)…",
+            ADMIN_LOCK_WAIT.as_secs()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(if count < 10 { 10 } else { 50 }));
+    true
 }
 
 /// A transaction that holds the history file's write lock from its first statement (deferred:
@@ -423,15 +519,23 @@ impl Bite {
 }
 
 /// A connection to the main file with the history file attached as `history`.
-fn open_connection(path: &Path, history: &Path, synchronous: &str) -> Result<Connection> {
-    let main_err = database_error(path);
-    let history_err = database_error(history);
+fn open_connection(
+    path: &Path,
+    history: &Path,
+    synchronous: &str,
+    wait: LockWait,
+) -> Result<Connection> {
+    let main_err = database_error(path, wait.limit());
+    let history_err = database_error(history, wait.limit());
     let conn = Connection::open(path).map_err(main_err)?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
-        .and_then(|()| conn.pragma_update(None, "synchronous", synchronous))
-        .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
-        .map_err(main_err)?;
+    match wait {
+        LockWait::Server => conn.busy_timeout(SERVER_LOCK_WAIT),
+        LockWait::Admin => conn.busy_handler(Some(admin_busy)),
+    }
+    .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
+    .and_then(|()| conn.pragma_update(None, "synchronous", synchronous))
+    .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
+    .map_err(main_err)?;
     let file = history
         .to_str()
         .ok_or_else(|| history_err(rusqlite::Error::InvalidPath(history.to_owned())))?;
@@ -446,7 +550,27 @@ fn open_connection(path: &Path, history: &Path, synchronous: &str) -> Result<Con
 
 #[cfg(test)]
 mod tests {
-    use super::Bite;
+    use super::{Bite, Store, Synchronous};
+    use crate::error::Error;
+    use crate::testutil::TempDir;
+
+    #[test]
+    fn a_write_lock_that_stays_taken_is_an_error_naming_the_file() {
+        let dir = TempDir::new("store-locked");
+        let path = dir.path().join("t.db");
+        let store = Store::open(&path, Synchronous::Normal).unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // Waits the server's 5 s, then gives up.
+        let err = store.create_host("pve1", "hash", 0).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("is locked"), "{message}");
+        assert!(message.contains("(5 s)"), "{message}");
+        other.execute_batch("ROLLBACK").unwrap();
+        store.create_host("pve1", "hash", 0).unwrap();
+    }
 
     #[test]
     fn bites_grow_under_saturation_and_shrink_back() {

@@ -10,7 +10,8 @@
 //! Series ids: a host's series are created together, one `series_sets` row for all the names
 //! a sample brings that the host never sent before (the i-th name of a row has id
 //! `first_id + i`), so a new host's first sample writes one row, not one per series. Ids come
-//! from `series_counter` and are never reused. The writer keeps every host's names in memory
+//! from `series_counter` and are never reused. A row loses the names of series forgotten after
+//! retention (`forget`): it is split into rows for the runs of names that stay. The writer keeps every host's names in memory
 //! (`SeriesIds`), loaded in one read on the host's first sample after a start; only the writer
 //! creates series, under the database lock.
 //!
@@ -482,6 +483,7 @@ fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<Vec<rusqlite
         move_claim,
         dirty_generation,
         max_series_per_host,
+        dormant,
         ..
     } = db;
     let max_series = *max_series_per_host;
@@ -495,7 +497,11 @@ fn write_batch(db: &mut Db, batch: &[Arc<Job>]) -> rusqlite::Result<Vec<rusqlite
             let w = &job.write;
             let mut job_ids = Vec::new();
             let outcome = tx.savepoint().and_then(|sp| {
-                write_one(&sp, w, series_ids, *late_before, max_series, &mut job_ids)?;
+                let cap = Cap {
+                    max: max_series,
+                    dormant,
+                };
+                write_one(&sp, w, series_ids, *late_before, &cap, &mut job_ids)?;
                 sp.commit()
             });
             match &outcome {
@@ -536,12 +542,21 @@ fn forget_series(series_ids: &mut SeriesIds, names: Vec<(i64, String)>) {
     }
 }
 
+/// What `max_series_per_host` allows a host: `max` series that are not dormant.
+struct Cap<'a> {
+    max: usize,
+    /// Per host, its series without a raw point within raw retention at the last retention
+    /// pass (a series seen again since still counts as dormant until the next pass). Read
+    /// only when a sample brings new names, never on the path where all names are known.
+    dormant: &'a HashMap<i64, usize>,
+}
+
 fn write_one(
     tx: &Connection,
     w: &SampleWrite,
     series_ids: &mut SeriesIds,
     rolled_up_until: i64,
-    max_series: usize,
+    cap: &Cap<'_>,
     new_ids: &mut Vec<(i64, String)>,
 ) -> rusqlite::Result<()> {
     let late = w.collected_at < rolled_up_until;
@@ -563,14 +578,17 @@ fn write_one(
             .map(|((name, _), _)| name.as_str())
             .filter(|name| seen.insert(*name))
             .collect();
-        if names.len() + fresh.len() > max_series {
+        let dormant = cap.dormant.get(&w.host_id).copied().unwrap_or(0);
+        let active = names.len().saturating_sub(dormant);
+        if active + fresh.len() > cap.max {
             return Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
                 Some(format!(
-                    "{SERIES_CAP}: the host has {} series and this sample would add {}, \
-                     more than max_series_per_host ({max_series})",
+                    "{SERIES_CAP}: the host has {active} active series ({} in all) and this \
+                     sample would add {}, more than max_series_per_host ({})",
                     names.len(),
-                    fresh.len()
+                    fresh.len(),
+                    cap.max
                 )),
             ));
         }

@@ -40,7 +40,7 @@ impl Store {
     /// password change locks out whoever had the old one.
     pub fn set_password_hash(&self, user: &str, password_hash: &str, now: i64) -> Result<()> {
         let mut db = self.lock();
-        let tx = db.transaction().map_err(|e| self.err(e))?;
+        let tx = super::main_write(&mut db).map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM sessions WHERE user_name = ?1", [user])
             .and_then(|_| {
                 tx.execute(
