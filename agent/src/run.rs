@@ -1,11 +1,13 @@
-//! The agent's loop: collect on schedule, spool, and drive the link to the server.
+//! The agent's loop: ask for collections on schedule, spool the samples, and drive the link to
+//! the server.
 //!
-//! Collection never waits for the network: every sample goes into the spool first and leaves
-//! it only when the server's `phx_reply` says it is stored. The link's state machine
-//! (`link.rs`) decides what to send and when to give up on a connection; this loop does the
-//! I/O it asks for and then blocks in one `poll` until the earliest of: the next collection, the
-//! link's next deadline, the socket being ready, or a stop request (`wake.rs`). Nothing wakes
-//! the agent when there is nothing to do.
+//! Collection never waits for the network, and the network never waits for a collection: the
+//! collections run on the collector's thread (`worker.rs`), and every sample goes into the
+//! spool first and leaves it only when the server's `phx_reply` says it is stored. The link's
+//! state machine (`link.rs`) decides what to send and when to give up on a connection; this
+//! loop does the I/O it asks for and then blocks in one `poll` until the earliest of: the next
+//! collection due, the link's next deadline, the socket being ready, a sample being ready, or a
+//! stop request (`wake.rs`). Nothing wakes the agent when there is nothing to do.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use crate::error::Result;
 use crate::link::{Action, Event, Link, Outbox};
 use crate::spool::{Spool, SpoolConfig};
 use crate::wake::{self, Stop, Woke};
+use crate::worker::{Collected, Collections};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// A spooled sample that the server has not acknowledged this long after it was collected is
@@ -51,11 +54,14 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
         config.medium.as_secs(),
         config.slow.as_secs()
     );
+    let mut collector = Collector::new(&config.root);
+    collector.set_timeout(config.source_timeout);
+    let collections = Collections::start(collector)?;
     let now = Instant::now();
     let mut agent = Agent {
         config,
         tls,
-        collector: Collector::new(&config.root),
+        collections,
         spool,
         schedule: Schedule::new(config, now),
         stamps: Stamps::default(),
@@ -70,6 +76,9 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
         ticket: None,
     };
     agent.run();
+    // A collection that finished meanwhile is kept; one still running (stuck in a read that
+    // cannot be interrupted) is not waited for.
+    agent.spool_collected();
     agent.sync_spool(Instant::now());
     log::info!("stopped ({} samples kept in the spool)", agent.spool.len());
     Ok(())
@@ -78,7 +87,7 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
 struct Agent<'a> {
     config: &'a AgentConfig,
     tls: Arc<rustls::ClientConfig>,
-    collector: Collector,
+    collections: Collections,
     spool: Spool,
     schedule: Schedule,
     stamps: Stamps,
@@ -124,7 +133,10 @@ impl Outbox for Spool {
 impl Agent<'_> {
     fn run(&mut self) {
         loop {
-            if !self.stopping && self.collect_due(Instant::now()) {
+            if !self.stopping {
+                self.request_due(Instant::now());
+            }
+            if self.spool_collected() {
                 self.dispatch(Event::Spooled);
             }
             self.dispatch(Event::Timer);
@@ -140,13 +152,14 @@ impl Agent<'_> {
                 Socket::Opening(opening) => opening.interest(),
                 Socket::Open(conn) => Some(conn.interest()),
             };
-            match wake::wait(interest, stop, deadline) {
+            let collected = Some(self.collections.signal());
+            match wake::wait(interest, stop, collected, deadline) {
                 Ok(Woke::Stop) => {
                     self.stopping = true;
                     self.dispatch(Event::Stop);
                 }
                 Ok(Woke::Ready) => self.advance_opening(),
-                Ok(Woke::Timeout) => {}
+                Ok(Woke::Timeout | Woke::Signalled) => {}
                 Err(e) => {
                     // Not expected (poll fails only for bad arguments or no memory); wait out the
                     // deadline rather than spin.
@@ -172,39 +185,28 @@ impl Agent<'_> {
         .min()
     }
 
-    /// Collects the kinds of sample that are due into the spool; whether any were.
-    fn collect_due(&mut self, now: Instant) -> bool {
-        let due = self.schedule.due(now);
-        for kind in &due {
-            let collected_at =
-                common::time::format_rfc3339(self.stamps.next(*kind, SystemTime::now()));
+    /// Asks the collector's thread for the kinds of sample that are due (a kind whose previous
+    /// collection has not finished is skipped: see `worker`).
+    fn request_due(&mut self, now: Instant) {
+        for kind in self.schedule.due(now) {
             // A spool that cannot be written is reported in every sample until it can.
             let spool_error = self.spool_error.as_ref().map(|message| SourceError {
                 source: "spool".into(),
                 message: message.clone(),
             });
-            let with = |mut errors: Vec<SourceError>| {
-                errors.extend(spool_error.clone());
-                errors
-            };
-            // Straight from the typed sample to text: no JSON tree of a big sample in memory.
-            let payload = match kind {
-                MetricKind::Fast => {
-                    let mut sample = self.collector.fast();
-                    sample.errors = with(sample.errors);
-                    push_text(&collected_at, &sample)
-                }
-                MetricKind::Medium => {
-                    let mut sample = self.collector.medium();
-                    sample.errors = with(sample.errors);
-                    push_text(&collected_at, &sample)
-                }
-                MetricKind::Slow => {
-                    let mut sample = self.collector.slow();
-                    sample.errors = with(sample.errors);
-                    push_text(&collected_at, &sample)
-                }
-            };
+            let stamps = &mut self.stamps;
+            let collected_at =
+                || common::time::format_rfc3339(stamps.next(kind, SystemTime::now()));
+            self.collections
+                .request(kind, collected_at, spool_error.into_iter().collect());
+        }
+    }
+
+    /// Puts the samples the collector has finished into the spool; whether there were any.
+    fn spool_collected(&mut self) -> bool {
+        let collected = self.collections.finished();
+        let any = !collected.is_empty();
+        for Collected { kind, payload } in collected {
             // Not synced yet: it is pushed at once, and a sample the server stored needs no
             // copy on disk (`sync_spool` makes it durable if that does not happen soon).
             let seq = match self.spool.append_unsynced(kind.event(), &payload) {
@@ -234,14 +236,10 @@ impl Agent<'_> {
                 }
             };
             if let Some(seq) = seq {
-                self.fresh = Some(Fresh {
-                    seq,
-                    kind: *kind,
-                    payload,
-                });
+                self.fresh = Some(Fresh { seq, kind, payload });
             }
         }
-        !due.is_empty()
+        any
     }
 
     /// Syncs the spool when an unacknowledged sample in it is not on disk yet and either the
@@ -385,7 +383,10 @@ impl Agent<'_> {
                     conn.join(join_ref, token, AGENT_VERSION, ticket.as_deref())
                 })
             }
-            Action::Heartbeat { msg_ref } => self.send(|conn, _| conn.heartbeat(msg_ref)),
+            Action::Heartbeat { msg_ref } => {
+                log::debug!("sending heartbeat {msg_ref}");
+                self.send(|conn, _| conn.heartbeat(msg_ref))
+            }
             Action::Leave { msg_ref } => self.send(|conn, _| conn.leave(msg_ref)),
             Action::Close => self.send(|conn, _| conn.close()),
         }
@@ -441,17 +442,6 @@ impl Agent<'_> {
             self.dispatch(event);
         }
     }
-}
-
-/// The JSON text of a `MetricPush` carrying `data`.
-fn push_text<T: serde::Serialize>(collected_at: &str, data: &T) -> String {
-    #[derive(serde::Serialize)]
-    struct Push<'a, T> {
-        collected_at: &'a str,
-        data: &'a T,
-    }
-    // Serializing plain structs of numbers, strings and options cannot fail.
-    serde_json::to_string(&Push { collected_at, data }).unwrap_or_default()
 }
 
 /// When each kind of sample is next due, on the monotonic clock. Deadlines

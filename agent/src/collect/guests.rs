@@ -184,7 +184,7 @@ impl Collector {
         node: Option<&str>,
         errors: &mut Vec<SourceError>,
     ) -> Option<Vec<VmListEntry>> {
-        if !self.root.join("etc/pve").is_dir() {
+        if !self.is_dir("etc/pve") {
             self.note_absent("pve", "no /etc/pve: not a Proxmox VE node, no guests");
             return None;
         }
@@ -196,7 +196,7 @@ impl Collector {
     /// Every guest of the cluster (`.vmlist`); `None` on a host without Proxmox (noted once)
     /// or when `.vmlist` cannot be read (recorded in `errors`).
     pub(super) fn vmlist(&mut self, errors: &mut Vec<SourceError>) -> Option<Vec<VmListEntry>> {
-        if !self.root.join("etc/pve").is_dir() {
+        if !self.is_dir("etc/pve") {
             self.note_absent("pve", "no /etc/pve: not a Proxmox VE node, no guests");
             return None;
         }
