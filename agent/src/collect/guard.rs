@@ -10,9 +10,10 @@
 //! returns, which is noticed at the next read of the subtree; then the subtree is read again.
 //! So a hung filesystem costs one blocked thread per subtree, never one per cycle.
 //!
-//! `/proc` and `/sys` are read directly: the collector reads ~1500 of their files per fast
-//! cycle, a hand-off per file would cost more than the read, and the kernel answers them
-//! without waiting on a device or a daemon. The whole collection runs off the link's thread
+//! `/proc`, `/sys` and `/run` (`/var/run`) are read directly: the collector reads ~1500 of
+//! their files per fast cycle (a pid file per running VM in `/run`), a hand-off per file would
+//! cost more than the read, and the kernel answers them from memory without waiting on a
+//! device or a daemon. The whole collection runs off the link's thread
 //! (`run.rs`), so even a read that hangs there stops only the collections, not the link.
 
 use std::collections::HashMap;
@@ -58,10 +59,12 @@ impl Files for RealFiles {
 }
 
 /// The subtree `relative` (a path under the collector's root, no leading `/`) is guarded by,
-/// or `None` for the kernel's files, which are read directly.
+/// or `None` for files read directly: the kernel's (`/proc`, `/sys`) and the host's own
+/// daemons' in memory (`/run`, `/var/run`: tmpfs; a pid file per running VM each fast cycle).
 pub fn subtree(relative: &str) -> Option<&str> {
-    let first = relative.split('/').next().unwrap_or_default();
-    if first == "proc" || first == "sys" {
+    let mut parts = relative.split('/');
+    let first = parts.next().unwrap_or_default();
+    if matches!(first, "proc" | "sys" | "run") || (first == "var" && parts.next() == Some("run")) {
         return None;
     }
     let end = relative
@@ -317,6 +320,9 @@ mod tests {
     fn kernel_files_are_read_directly_and_others_by_subtree() {
         assert_eq!(subtree("proc/stat"), None);
         assert_eq!(subtree("sys/class/net/eth0/bridge"), None);
+        assert_eq!(subtree("var/run/qemu-server/100.pid"), None);
+        assert_eq!(subtree("run/qemu-server/100.pid"), None);
+        assert_eq!(subtree("var/lib/pve-manager/jobs/x.json"), Some("var/lib"));
         assert_eq!(subtree("etc/pve/.vmlist"), Some("etc/pve"));
         assert_eq!(subtree("etc/pve/qemu-server/100.conf"), Some("etc/pve"));
         assert_eq!(subtree("etc/pve"), Some("etc/pve"));
