@@ -30,6 +30,9 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// synced to disk (at once while the link is not up). Acknowledged sooner, it never needs to be:
 /// see the spool's "Durability".
 pub const SYNC_GRACE: Duration = Duration::from_secs(1);
+/// After a stop, how long collections already running may still take to be spooled (counted
+/// from the stop, so it overlaps the link's own goodbye; `main` gives the loop 1.8 s in all).
+pub const COLLECT_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs until `stop` is requested. Returns an error only when the agent cannot start at all.
 pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
@@ -69,6 +72,7 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
         socket: Socket::None,
         stop,
         stopping: false,
+        stopped_at: None,
         fresh: None,
         sync_at: None,
         oversized: 0,
@@ -76,9 +80,7 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
         ticket: None,
     };
     agent.run();
-    // A collection that finished meanwhile is kept; one still running (stuck in a read that
-    // cannot be interrupted) is not waited for.
-    agent.spool_collected();
+    agent.finish_collections();
     agent.sync_spool(Instant::now());
     log::info!("stopped ({} samples kept in the spool)", agent.spool.len());
     Ok(())
@@ -96,6 +98,8 @@ struct Agent<'a> {
     stop: &'a Stop,
     /// The stop request has been seen (and handed to the link).
     stopping: bool,
+    /// When it was seen.
+    stopped_at: Option<Instant>,
     /// The sample spooled last, kept until it is pushed so that it need not be read back.
     fresh: Option<Fresh>,
     /// When to sync the spool if its newest samples are still unacknowledged by then.
@@ -156,6 +160,7 @@ impl Agent<'_> {
             match wake::wait(interest, stop, collected, deadline) {
                 Ok(Woke::Stop) => {
                     self.stopping = true;
+                    self.stopped_at = Some(Instant::now());
                     self.dispatch(Event::Stop);
                 }
                 Ok(Woke::Ready) => self.advance_opening(),
@@ -183,6 +188,36 @@ impl Agent<'_> {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Once the link has stopped: spools the collections still running that finish within
+    /// `COLLECT_GRACE` of the stop. One stuck in a read that cannot be interrupted is not
+    /// waited for longer (process exit ends it).
+    fn finish_collections(&mut self) {
+        let deadline = self.stopped_at.unwrap_or_else(Instant::now) + COLLECT_GRACE;
+        loop {
+            self.spool_collected();
+            let busy: Vec<&str> = [MetricKind::Fast, MetricKind::Medium, MetricKind::Slow]
+                .into_iter()
+                .filter(|kind| self.collections.is_busy(*kind))
+                .map(MetricKind::as_str)
+                .collect();
+            if busy.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                log::warn!(
+                    "not waiting for collections still running ({}; the collector is in {})",
+                    busy.join(", "),
+                    self.collections.activity()
+                );
+                return;
+            }
+            let signal = Some(self.collections.signal());
+            if wake::wait(None, None, signal, Some(deadline)).is_err() {
+                return;
+            }
+        }
     }
 
     /// Asks the collector's thread for the kinds of sample that are due (a kind whose previous

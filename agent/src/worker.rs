@@ -95,6 +95,11 @@ impl Collections {
         self.busy[kind as usize]
     }
 
+    /// The file or command the collector last started.
+    pub fn activity(&self) -> String {
+        self.activity.get()
+    }
+
     /// Samples of `kind` skipped because the previous one had not finished.
     pub fn skipped(&self, kind: MetricKind) -> u64 {
         self.skipped[kind as usize]

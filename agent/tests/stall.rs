@@ -148,6 +148,11 @@ fn a_collection_stuck_in_a_command_holds_up_neither_the_link_nor_a_stop() {
     );
     assert!(!output.contains("did not close in time"), "{output}");
     assert!(!output.contains("panicked"), "{output}");
+    assert!(
+        output.contains("not waiting for collections still running (")
+            && output.contains("the collector is in command pvesm status)"),
+        "{output}"
+    );
     server.expect_status("pve-stall", "offline");
 
     // All of that happened while `pvesm` was stuck: it still waits on the FIFO (opening it

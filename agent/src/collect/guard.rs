@@ -27,6 +27,9 @@ use crate::error::{Error, Result};
 /// How long a guarded read or a command may take unless configured otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Stack of a reader thread.
+const READER_STACK: usize = 128 * 1024;
+
 /// What is at a path, as far as the collector cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -220,6 +223,8 @@ impl Guard {
             let files = self.files.clone();
             std::thread::Builder::new()
                 .name(format!("read /{subtree}"))
+                // It only opens and reads files into a Vec; a blocked one holds little.
+                .stack_size(READER_STACK)
                 .spawn(move || {
                     for job in inbox {
                         let answer = match job {
