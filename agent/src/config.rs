@@ -7,6 +7,8 @@
 //! state_dir = "/var/lib/proxmox-monitor"
 //! ca_file = "/etc/proxmox-monitor/ca.pem"   # optional: trust a private CA for wss://
 //! log_level = "info"
+//! source_timeout_seconds = 10  # a file outside /proc and /sys (e.g. /etc/pve) or a command
+//!                              # (zpool, pvesm) that takes longer is given up and reported
 //!
 //! [intervals]
 //! fast_seconds = 30
@@ -39,6 +41,9 @@ pub struct AgentConfig {
     pub log_level: log::LevelFilter,
     pub spool_max_samples: usize,
     pub spool_max_bytes: u64,
+    /// How long one file read outside `/proc` and `/sys`, or one command, may take (see
+    /// `collect::guard`).
+    pub source_timeout: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +56,7 @@ struct FileConfig {
     ca_file: Option<PathBuf>,
     root: Option<PathBuf>,
     log_level: Option<String>,
+    source_timeout_seconds: Option<u64>,
     #[serde(default)]
     intervals: Intervals,
     #[serde(default)]
@@ -152,6 +158,15 @@ impl AgentConfig {
             })?,
             None => log::LevelFilter::Info,
         };
+        let source_timeout = match file.source_timeout_seconds {
+            None => crate::collect::guard::DEFAULT_TIMEOUT,
+            Some(n @ 1..=3600) => Duration::from_secs(n),
+            Some(n) => {
+                return Err(bad(format!(
+                    "source_timeout_seconds: {n} is outside 1..=3600"
+                )))
+            }
+        };
         if file.spool.max_samples == 0 {
             return Err(bad("spool.max_samples: must be at least 1".into()));
         }
@@ -170,6 +185,7 @@ impl AgentConfig {
             log_level,
             spool_max_samples: file.spool.max_samples,
             spool_max_bytes: file.spool.max_bytes,
+            source_timeout,
         })
     }
 }
@@ -269,6 +285,23 @@ mod tests {
         assert_eq!(config.slow, Duration::from_secs(1800));
         assert_eq!(Some(config.host_id), local_hostname());
         assert_eq!(config.state_dir, PathBuf::from("/var/lib/proxmox-monitor"));
+        assert_eq!(config.source_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_source_timeout_is_read_and_checked() {
+        let head = "server_url = \"ws://x/\"\ntoken = \"t\"\nhost_id = \"h\"\n";
+        let config = parse(&format!("{head}source_timeout_seconds = 30\n")).unwrap();
+        assert_eq!(config.source_timeout, Duration::from_secs(30));
+        for bad in ["0", "3601", "-1", "\"10\""] {
+            let err = parse(&format!("{head}source_timeout_seconds = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("/etc/pm/agent.toml") && err.contains("source_timeout_seconds"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -9,5 +9,6 @@ pub mod link;
 pub mod run;
 pub mod spool;
 pub mod wake;
+pub mod worker;
 
 pub use error::{Error, Result};

@@ -1,11 +1,13 @@
-//! The agent's loop: collect on schedule, spool, and drive the link to the server.
+//! The agent's loop: ask for collections on schedule, spool the samples, and drive the link to
+//! the server.
 //!
-//! Collection never waits for the network: every sample goes into the spool first and leaves
-//! it only when the server's `phx_reply` says it is stored. The link's state machine
-//! (`link.rs`) decides what to send and when to give up on a connection; this loop does the
-//! I/O it asks for and then blocks in one `poll` until the earliest of: the next collection, the
-//! link's next deadline, the socket being ready, or a stop request (`wake.rs`). Nothing wakes
-//! the agent when there is nothing to do.
+//! Collection never waits for the network, and the network never waits for a collection: the
+//! collections run on the collector's thread (`worker.rs`), and every sample goes into the
+//! spool first and leaves it only when the server's `phx_reply` says it is stored. The link's
+//! state machine (`link.rs`) decides what to send and when to give up on a connection; this
+//! loop does the I/O it asks for and then blocks in one `poll` until the earliest of: the next
+//! collection due, the link's next deadline, the socket being ready, a sample being ready, or a
+//! stop request (`wake.rs`). Nothing wakes the agent when there is nothing to do.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,12 +23,16 @@ use crate::error::Result;
 use crate::link::{Action, Event, Link, Outbox};
 use crate::spool::{Spool, SpoolConfig};
 use crate::wake::{self, Stop, Woke};
+use crate::worker::{Collected, Collections};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// A spooled sample that the server has not acknowledged this long after it was collected is
 /// synced to disk (at once while the link is not up). Acknowledged sooner, it never needs to be:
 /// see the spool's "Durability".
 pub const SYNC_GRACE: Duration = Duration::from_secs(1);
+/// After a stop, how long collections already running may still take to be spooled (counted
+/// from the stop, so it overlaps the link's own goodbye; `main` gives the loop 1.8 s in all).
+pub const COLLECT_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs until `stop` is requested. Returns an error only when the agent cannot start at all.
 pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
@@ -51,11 +57,14 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
         config.medium.as_secs(),
         config.slow.as_secs()
     );
+    let mut collector = Collector::new(&config.root);
+    collector.set_timeout(config.source_timeout);
+    let collections = Collections::start(collector)?;
     let now = Instant::now();
     let mut agent = Agent {
         config,
         tls,
-        collector: Collector::new(&config.root),
+        collections,
         spool,
         schedule: Schedule::new(config, now),
         stamps: Stamps::default(),
@@ -63,6 +72,7 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
         socket: Socket::None,
         stop,
         stopping: false,
+        stopped_at: None,
         fresh: None,
         sync_at: None,
         oversized: 0,
@@ -70,6 +80,7 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
         ticket: None,
     };
     agent.run();
+    agent.finish_collections();
     agent.sync_spool(Instant::now());
     log::info!("stopped ({} samples kept in the spool)", agent.spool.len());
     Ok(())
@@ -78,7 +89,7 @@ pub fn run(config: &AgentConfig, stop: &Stop) -> Result<()> {
 struct Agent<'a> {
     config: &'a AgentConfig,
     tls: Arc<rustls::ClientConfig>,
-    collector: Collector,
+    collections: Collections,
     spool: Spool,
     schedule: Schedule,
     stamps: Stamps,
@@ -87,6 +98,8 @@ struct Agent<'a> {
     stop: &'a Stop,
     /// The stop request has been seen (and handed to the link).
     stopping: bool,
+    /// When it was seen.
+    stopped_at: Option<Instant>,
     /// The sample spooled last, kept until it is pushed so that it need not be read back.
     fresh: Option<Fresh>,
     /// When to sync the spool if its newest samples are still unacknowledged by then.
@@ -124,7 +137,10 @@ impl Outbox for Spool {
 impl Agent<'_> {
     fn run(&mut self) {
         loop {
-            if !self.stopping && self.collect_due(Instant::now()) {
+            if !self.stopping {
+                self.request_due(Instant::now());
+            }
+            if self.spool_collected() {
                 self.dispatch(Event::Spooled);
             }
             self.dispatch(Event::Timer);
@@ -140,13 +156,15 @@ impl Agent<'_> {
                 Socket::Opening(opening) => opening.interest(),
                 Socket::Open(conn) => Some(conn.interest()),
             };
-            match wake::wait(interest, stop, deadline) {
+            let collected = Some(self.collections.signal());
+            match wake::wait(interest, stop, collected, deadline) {
                 Ok(Woke::Stop) => {
                     self.stopping = true;
+                    self.stopped_at = Some(Instant::now());
                     self.dispatch(Event::Stop);
                 }
                 Ok(Woke::Ready) => self.advance_opening(),
-                Ok(Woke::Timeout) => {}
+                Ok(Woke::Timeout | Woke::Signalled) => {}
                 Err(e) => {
                     // Not expected (poll fails only for bad arguments or no memory); wait out the
                     // deadline rather than spin.
@@ -172,39 +190,58 @@ impl Agent<'_> {
         .min()
     }
 
-    /// Collects the kinds of sample that are due into the spool; whether any were.
-    fn collect_due(&mut self, now: Instant) -> bool {
-        let due = self.schedule.due(now);
-        for kind in &due {
-            let collected_at =
-                common::time::format_rfc3339(self.stamps.next(*kind, SystemTime::now()));
+    /// Once the link has stopped: spools the collections still running that finish within
+    /// `COLLECT_GRACE` of the stop. One stuck in a read that cannot be interrupted is not
+    /// waited for longer (process exit ends it).
+    fn finish_collections(&mut self) {
+        let deadline = self.stopped_at.unwrap_or_else(Instant::now) + COLLECT_GRACE;
+        loop {
+            self.spool_collected();
+            let busy: Vec<&str> = [MetricKind::Fast, MetricKind::Medium, MetricKind::Slow]
+                .into_iter()
+                .filter(|kind| self.collections.is_busy(*kind))
+                .map(MetricKind::as_str)
+                .collect();
+            if busy.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                log::warn!(
+                    "not waiting for collections still running ({}; the collector is in {})",
+                    busy.join(", "),
+                    self.collections.activity()
+                );
+                return;
+            }
+            let signal = Some(self.collections.signal());
+            if wake::wait(None, None, signal, Some(deadline)).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Asks the collector's thread for the kinds of sample that are due (a kind whose previous
+    /// collection has not finished is skipped: see `worker`).
+    fn request_due(&mut self, now: Instant) {
+        for kind in self.schedule.due(now) {
             // A spool that cannot be written is reported in every sample until it can.
             let spool_error = self.spool_error.as_ref().map(|message| SourceError {
                 source: "spool".into(),
                 message: message.clone(),
             });
-            let with = |mut errors: Vec<SourceError>| {
-                errors.extend(spool_error.clone());
-                errors
-            };
-            // Straight from the typed sample to text: no JSON tree of a big sample in memory.
-            let payload = match kind {
-                MetricKind::Fast => {
-                    let mut sample = self.collector.fast();
-                    sample.errors = with(sample.errors);
-                    push_text(&collected_at, &sample)
-                }
-                MetricKind::Medium => {
-                    let mut sample = self.collector.medium();
-                    sample.errors = with(sample.errors);
-                    push_text(&collected_at, &sample)
-                }
-                MetricKind::Slow => {
-                    let mut sample = self.collector.slow();
-                    sample.errors = with(sample.errors);
-                    push_text(&collected_at, &sample)
-                }
-            };
+            let stamps = &mut self.stamps;
+            let collected_at =
+                || common::time::format_rfc3339(stamps.next(kind, SystemTime::now()));
+            self.collections
+                .request(kind, collected_at, spool_error.into_iter().collect());
+        }
+    }
+
+    /// Puts the samples the collector has finished into the spool; whether there were any.
+    fn spool_collected(&mut self) -> bool {
+        let collected = self.collections.finished();
+        let any = !collected.is_empty();
+        for Collected { kind, payload } in collected {
             // Not synced yet: it is pushed at once, and a sample the server stored needs no
             // copy on disk (`sync_spool` makes it durable if that does not happen soon).
             let seq = match self.spool.append_unsynced(kind.event(), &payload) {
@@ -234,14 +271,10 @@ impl Agent<'_> {
                 }
             };
             if let Some(seq) = seq {
-                self.fresh = Some(Fresh {
-                    seq,
-                    kind: *kind,
-                    payload,
-                });
+                self.fresh = Some(Fresh { seq, kind, payload });
             }
         }
-        !due.is_empty()
+        any
     }
 
     /// Syncs the spool when an unacknowledged sample in it is not on disk yet and either the
@@ -385,7 +418,10 @@ impl Agent<'_> {
                     conn.join(join_ref, token, AGENT_VERSION, ticket.as_deref())
                 })
             }
-            Action::Heartbeat { msg_ref } => self.send(|conn, _| conn.heartbeat(msg_ref)),
+            Action::Heartbeat { msg_ref } => {
+                log::debug!("sending heartbeat {msg_ref}");
+                self.send(|conn, _| conn.heartbeat(msg_ref))
+            }
             Action::Leave { msg_ref } => self.send(|conn, _| conn.leave(msg_ref)),
             Action::Close => self.send(|conn, _| conn.close()),
         }
@@ -441,17 +477,6 @@ impl Agent<'_> {
             self.dispatch(event);
         }
     }
-}
-
-/// The JSON text of a `MetricPush` carrying `data`.
-fn push_text<T: serde::Serialize>(collected_at: &str, data: &T) -> String {
-    #[derive(serde::Serialize)]
-    struct Push<'a, T> {
-        collected_at: &'a str,
-        data: &'a T,
-    }
-    // Serializing plain structs of numbers, strings and options cannot fail.
-    serde_json::to_string(&Push { collected_at, data }).unwrap_or_default()
 }
 
 /// When each kind of sample is next due, on the monotonic clock. Deadlines

@@ -1,5 +1,5 @@
-//! The agent's one blocking call: wait until the socket is ready, a stop is requested or the next
-//! deadline comes, whichever is first.
+//! The agent's one blocking call: wait until the socket is ready, a stop is requested, a
+//! collection has finished, or the next deadline comes, whichever is first.
 //!
 //! The stop request is a file descriptor (an eventfd), so that poll(2) watches it together with
 //! the socket: the signal handler's thread makes it readable and a wait blocked on a silent
@@ -42,6 +42,33 @@ impl Stop {
     }
 }
 
+/// A wake-up from another thread (the collector's, when a sample is ready): an eventfd, so
+/// that the one `poll` watches it with the socket.
+#[derive(Debug)]
+pub struct Signal {
+    fd: EventFd,
+}
+
+impl Signal {
+    pub fn new() -> std::io::Result<Signal> {
+        let fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        Ok(Signal { fd })
+    }
+
+    /// Makes the signal readable until `clear`; any thread may call it.
+    pub fn notify(&self) {
+        // Only fails if the counter would overflow, i.e. it is already readable.
+        let _ = self.fd.write(1);
+    }
+
+    /// Makes it unreadable again. Clear before looking for what was signalled, so that a
+    /// notification sent meanwhile is not lost.
+    pub fn clear(&self) {
+        // EAGAIN when it was not readable: nothing to clear.
+        let _ = self.fd.read();
+    }
+}
+
 /// What a socket is waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interest {
@@ -67,24 +94,31 @@ pub enum Woke {
     Ready,
     /// A stop was requested.
     Stop,
+    /// The `Signal` was notified.
+    Signalled,
     /// The deadline passed (or a signal interrupted the wait).
     Timeout,
 }
 
-/// Blocks until `socket` is ready for its interest, `stop` is requested, or `deadline` passes
-/// (`None`: no deadline). A stop wins over a ready socket.
+/// Blocks until `socket` is ready for its interest, `stop` is requested, `signal` is notified
+/// or `deadline` passes (`None`: no deadline). A stop wins over a ready socket, which wins over
+/// the signal.
 pub fn wait(
     socket: Option<(BorrowedFd<'_>, Interest)>,
     stop: Option<&Stop>,
+    signal: Option<&Signal>,
     deadline: Option<Instant>,
 ) -> std::io::Result<Woke> {
     let timeout = match deadline {
         None => PollTimeout::NONE,
         Some(deadline) => poll_timeout(deadline.saturating_duration_since(Instant::now())),
     };
-    let mut fds = Vec::with_capacity(2);
+    let mut fds = Vec::with_capacity(3);
     if let Some(stop) = stop {
         fds.push(PollFd::new(stop.fd.as_fd(), PollFlags::POLLIN));
+    }
+    if let Some(signal) = signal {
+        fds.push(PollFd::new(signal.fd.as_fd(), PollFlags::POLLIN));
     }
     if let Some((fd, interest)) = socket {
         fds.push(PollFd::new(fd, interest.flags()));
@@ -99,10 +133,15 @@ pub fn wait(
     if stop.is_some() && fds.next().is_some_and(ready) {
         return Ok(Woke::Stop);
     }
+    let signalled = signal.is_some() && fds.next().is_some_and(ready);
     if fds.next().is_some_and(ready) {
         return Ok(Woke::Ready);
     }
-    Ok(Woke::Timeout)
+    Ok(if signalled {
+        Woke::Signalled
+    } else {
+        Woke::Timeout
+    })
 }
 
 /// `left` in whole milliseconds, rounded up so that the wait never ends just before the
@@ -137,12 +176,44 @@ mod tests {
         let stop = std::sync::Arc::new(Stop::new().unwrap());
         let other = stop.clone();
         let thread = std::thread::spawn(move || other.request());
-        assert_eq!(wait(None, Some(&stop), None).unwrap(), Woke::Stop);
+        assert_eq!(wait(None, Some(&stop), None, None).unwrap(), Woke::Stop);
         thread.join().unwrap();
         assert!(stop.is_requested());
-        assert_eq!(wait(None, Some(&stop), None).unwrap(), Woke::Stop);
+        assert_eq!(wait(None, Some(&stop), None, None).unwrap(), Woke::Stop);
         stop.request();
-        assert_eq!(wait(None, Some(&stop), None).unwrap(), Woke::Stop);
+        assert_eq!(wait(None, Some(&stop), None, None).unwrap(), Woke::Stop);
+    }
+
+    #[test]
+    fn a_signal_from_another_thread_wakes_a_wait_until_cleared() {
+        let signal = std::sync::Arc::new(Signal::new().unwrap());
+        let past = Some(Instant::now());
+        assert_eq!(
+            wait(None, None, Some(&signal), past).unwrap(),
+            Woke::Timeout
+        );
+        let other = signal.clone();
+        let thread = std::thread::spawn(move || other.notify());
+        assert_eq!(
+            wait(None, None, Some(&signal), None).unwrap(),
+            Woke::Signalled
+        );
+        thread.join().unwrap();
+        signal.notify();
+        signal.clear();
+        assert_eq!(
+            wait(None, None, Some(&signal), past).unwrap(),
+            Woke::Timeout
+        );
+        // Cleared when it was not set: still fine.
+        signal.clear();
+        let stop = Stop::new().unwrap();
+        stop.request();
+        signal.notify();
+        assert_eq!(
+            wait(None, Some(&stop), Some(&signal), None).unwrap(),
+            Woke::Stop
+        );
     }
 
     #[test]
@@ -153,23 +224,41 @@ mod tests {
         let stop = Stop::new().unwrap();
         let past = Some(Instant::now());
         assert_eq!(
-            wait(Some((server.as_fd(), Interest::Read)), Some(&stop), past).unwrap(),
+            wait(
+                Some((server.as_fd(), Interest::Read)),
+                Some(&stop),
+                None,
+                past
+            )
+            .unwrap(),
             Woke::Timeout
         );
         client.write_all(b"x").unwrap();
         // No deadline: returns because the byte arrives.
         assert_eq!(
-            wait(Some((server.as_fd(), Interest::Read)), Some(&stop), None).unwrap(),
+            wait(
+                Some((server.as_fd(), Interest::Read)),
+                Some(&stop),
+                None,
+                None
+            )
+            .unwrap(),
             Woke::Ready
         );
         assert_eq!(
-            wait(Some((server.as_fd(), Interest::Write)), None, None).unwrap(),
+            wait(Some((server.as_fd(), Interest::Write)), None, None, None).unwrap(),
             Woke::Ready
         );
         // A stop wins over a ready socket.
         stop.request();
         assert_eq!(
-            wait(Some((server.as_fd(), Interest::Read)), Some(&stop), None).unwrap(),
+            wait(
+                Some((server.as_fd(), Interest::Read)),
+                Some(&stop),
+                None,
+                None
+            )
+            .unwrap(),
             Woke::Stop
         );
     }

@@ -23,6 +23,9 @@ pub trait CommandRunner: Send {
     /// Errors are only "could not run it to the end": not installed, timed out, I/O.
     fn run_output(&self, program: &str, args: &[&str]) -> Result<Output, CommandError>;
 
+    /// Kills what runs longer than `timeout` (runners without a timeout ignore it).
+    fn set_timeout(&mut self, _timeout: Duration) {}
+
     /// Runs `program` and returns its standard output when it exits with status 0; any other
     /// status is `CommandError::Failed` with the first line of its standard error.
     fn run(&self, program: &str, args: &[&str]) -> Result<String, CommandError> {
@@ -116,6 +119,10 @@ impl Default for SystemRunner {
 }
 
 impl CommandRunner for SystemRunner {
+    fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     fn run_output(&self, program: &str, args: &[&str]) -> Result<Output, CommandError> {
         let command_line = command_line(program, args);
         let mut candidates = vec![PathBuf::from(program)];
@@ -309,7 +316,7 @@ pub fn fixture_file_name(program: &str, args: &[&str]) -> String {
     name
 }
 
-fn command_line(program: &str, args: &[&str]) -> String {
+pub(crate) fn command_line(program: &str, args: &[&str]) -> String {
     let mut line = program.to_owned();
     for arg in args {
         line.push(' ');

@@ -184,11 +184,8 @@ impl Collector {
         node: Option<&str>,
         errors: &mut Vec<SourceError>,
     ) -> Option<Vec<VmListEntry>> {
-        if !self.root.join("etc/pve").is_dir() {
-            self.note_absent("pve", "no /etc/pve: not a Proxmox VE node, no guests");
-            return None;
-        }
         let node = node?;
+        // `vmlist` looks for /etc/pve (once a cycle: each look may be a hand-off, see `guard`).
         let list = self.vmlist(errors)?;
         Some(list.into_iter().filter(|e| e.node == node).collect())
     }
@@ -196,11 +193,22 @@ impl Collector {
     /// Every guest of the cluster (`.vmlist`); `None` on a host without Proxmox (noted once)
     /// or when `.vmlist` cannot be read (recorded in `errors`).
     pub(super) fn vmlist(&mut self, errors: &mut Vec<SourceError>) -> Option<Vec<VmListEntry>> {
-        if !self.root.join("etc/pve").is_dir() {
+        // Read first and look for /etc/pve only when `.vmlist` is missing: each is a hand-off
+        // to the /etc/pve reader (see `guard`), and this runs every fast cycle.
+        let before = errors.len();
+        let vmlist = "etc/pve/.vmlist";
+        if let Some(list) = self.optional_source(vmlist, pmxcfs::parse_vmlist, errors) {
+            return Some(list);
+        }
+        if errors.len() > before {
+            return None;
+        }
+        if !self.is_dir("etc/pve") {
             self.note_absent("pve", "no /etc/pve: not a Proxmox VE node, no guests");
             return None;
         }
-        self.source("etc/pve/.vmlist", pmxcfs::parse_vmlist, errors)
+        // /etc/pve without `.vmlist`: an error, as any missing file is.
+        self.source(vmlist, pmxcfs::parse_vmlist, errors)
     }
 
     /// The guest's config, from the cache while its `.vmlist` version is unchanged. A config

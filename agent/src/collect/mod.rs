@@ -27,6 +27,7 @@ pub mod cgroup;
 pub mod command;
 pub mod cpuinfo;
 pub mod diskstats;
+pub mod guard;
 pub mod guest_config;
 mod guests;
 pub mod ha;
@@ -60,7 +61,8 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::{Arc as Shared, Mutex};
+use std::time::{Duration, Instant};
 
 use common::sample::{
     Arc, Disk, FastSample, MediumSample, NetInterface, Pressure, SlowSample, SourceError,
@@ -106,6 +108,32 @@ pub struct Collector {
     backup_history: backup_history::BackupHistory,
     /// Temperature sensors as last listed (`None`: list them at the next read).
     sensors: Option<operations::Sensors>,
+    /// The reader threads of files that can hang (`guard`).
+    guard: RefCell<guard::Guard>,
+    /// What the collector is reading now, for whoever waits on it.
+    activity: Activity,
+}
+
+/// What a collector is busy with (the file or command it is in), readable from another
+/// thread: the run loop names it when a collection takes so long that the next is skipped.
+#[derive(Debug, Clone, Default)]
+pub struct Activity(Shared<Mutex<String>>);
+
+impl Activity {
+    fn set(&self, parts: &[&str]) {
+        // Reuses the buffer: set for every file read, it must cost next to nothing.
+        if let Ok(mut now) = self.0.lock() {
+            now.clear();
+            for part in parts {
+                now.push_str(part);
+            }
+        }
+    }
+
+    /// The file or command last started.
+    pub fn get(&self) -> String {
+        self.0.lock().map(|now| now.clone()).unwrap_or_default()
+    }
 }
 
 /// The counters of the previous fast sample.
@@ -172,6 +200,52 @@ impl Collector {
             problems_per_file: Some(DEFAULT_PROBLEMS_PER_FILE),
             backup_history: backup_history::BackupHistory::default(),
             sensors: None,
+            guard: RefCell::new(guard::Guard::new(
+                Shared::new(guard::RealFiles),
+                guard::DEFAULT_TIMEOUT,
+            )),
+            activity: Activity::default(),
+        }
+    }
+
+    /// How long a file outside `/proc` and `/sys` (see `guard`) or a command may take before
+    /// it is given up and reported in the sample (`guard::DEFAULT_TIMEOUT` unless changed).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.guard.get_mut().set_timeout(timeout);
+        self.runner.set_timeout(timeout);
+    }
+
+    /// Reads the guarded files (all but `/proc` and `/sys`) through `files` (tests).
+    pub fn set_files(&mut self, files: Shared<dyn guard::Files>) {
+        self.guard.get_mut().set_files(files);
+    }
+
+    /// What the collector is reading now; shared, so it can be read while it works.
+    pub fn activity(&self) -> Activity {
+        self.activity.clone()
+    }
+
+    /// Whether `relative` exists; through its reader thread unless it is a kernel file. A
+    /// file that does not answer in time counts as existing, so that reading it next reports
+    /// why it cannot be read instead of taking the node for one without it.
+    fn exists(&self, relative: &str) -> bool {
+        self.kind(relative) != guard::Kind::Missing
+    }
+
+    /// Whether `relative` is a directory (or does not answer in time: see `exists`).
+    fn is_dir(&self, relative: &str) -> bool {
+        matches!(self.kind(relative), guard::Kind::Dir)
+    }
+
+    fn kind(&self, relative: &str) -> guard::Kind {
+        let path = self.root.join(relative);
+        match guard::subtree(relative) {
+            None => guard::Files::kind(&guard::RealFiles, &path),
+            Some(subtree) => {
+                self.activity.set(&["/", relative]);
+                let kind = self.guard.borrow_mut().kind(subtree, &path);
+                kind.unwrap_or(guard::Kind::Dir)
+            }
         }
     }
 
@@ -574,7 +648,7 @@ impl Collector {
         errors: &mut Vec<SourceError>,
     ) -> Option<Vec<storage::StorageConf>> {
         let path = "etc/pve/storage.cfg";
-        if !self.root.join(path).exists() {
+        if !self.exists(path) {
             self.note_absent(
                 "storage.cfg",
                 "no /etc/pve/storage.cfg: no Proxmox storages",
@@ -606,7 +680,7 @@ impl Collector {
             schema: SCHEMA_VERSION,
             ..SlowSample::default()
         };
-        let is_pve = self.root.join("etc/pve").is_dir();
+        let is_pve = self.is_dir("etc/pve");
         let members = if is_pve {
             self.source("etc/pve/.members", pmxcfs::parse_members, &mut errors)
         } else {
@@ -621,7 +695,7 @@ impl Collector {
         sample.cluster = members.and_then(|m| m.cluster);
 
         let pvecfg = "usr/share/perl5/PVE/pvecfg.pm";
-        let pve = if self.root.join(pvecfg).exists() {
+        let pve = if self.exists(pvecfg) {
             self.source(pvecfg, whole(versions::parse_pvecfg), &mut errors)
         } else if is_pve {
             self.command("pveversion", &[], &mut errors)
@@ -696,6 +770,8 @@ impl Collector {
         args: &[&str],
         errors: &mut Vec<SourceError>,
     ) -> Option<String> {
+        self.activity
+            .set(&["command ", &command::command_line(program, args)]);
         match self.runner.run(program, args) {
             Ok(text) => Some(text),
             Err(CommandError::NotFound { program }) => {
@@ -779,7 +855,12 @@ impl Collector {
     ) -> Option<T> {
         let path = self.root.join(relative);
         let source = || format!("/{relative}");
-        let bytes = match read_bytes(&path) {
+        self.activity.set(&["/", relative]);
+        let read = match guard::subtree(relative) {
+            None => read_bytes(&path),
+            Some(subtree) => self.guard.borrow_mut().read(subtree, &path),
+        };
+        let bytes = match read {
             Ok(bytes) => bytes,
             Err(Error::Read { source: e, .. })
                 if missing_is_ok && e.kind() == std::io::ErrorKind::NotFound =>

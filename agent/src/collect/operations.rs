@@ -285,7 +285,7 @@ impl Collector {
         let pools = if jobs.iter().any(|j| j.pool.is_some()) {
             match self.optional_source("etc/pve/user.cfg", jobs::parse_pools, errors) {
                 Some(pools) => Some(pools),
-                None if !self.root.join("etc/pve/user.cfg").exists() => Some(BTreeMap::new()),
+                None if !self.exists("etc/pve/user.cfg") => Some(BTreeMap::new()),
                 None => None,
             }
         } else {
@@ -669,7 +669,7 @@ impl Collector {
             ),
             ("etc/pve/vzdump.cron", jobs::parse_vzdump_cron),
         ] {
-            if !self.root.join(path).exists() {
+            if !self.exists(path) {
                 continue;
             }
             match self.optional_source(path, parse, errors) {
@@ -750,7 +750,7 @@ impl Collector {
         errors: &mut Vec<SourceError>,
     ) -> Vec<ReplicationJob> {
         let path = "etc/pve/replication.cfg";
-        if !self.root.join(path).exists() {
+        if !self.exists(path) {
             return Vec::new();
         }
         let Some(configs) = self.optional_source(path, replication::parse_config, errors) else {
@@ -776,7 +776,7 @@ impl Collector {
     ) -> Option<HaStatus> {
         let resources_path = "etc/pve/ha/resources.cfg";
         let status_path = "etc/pve/ha/manager_status";
-        if !self.root.join(resources_path).exists() && !self.root.join(status_path).exists() {
+        if !self.exists(resources_path) && !self.exists(status_path) {
             return None;
         }
         let resources = self
