@@ -7,7 +7,7 @@
 //! state_dir = "/var/lib/proxmox-monitor"
 //! ca_file = "/etc/proxmox-monitor/ca.pem"   # optional: trust a private CA for wss://
 //! log_level = "info"
-//! source_timeout_seconds = 10  # a file outside /proc and /sys (e.g. /etc/pve) or a command
+//! source_timeout_seconds = 10  # a file under /etc/pve (pmxcfs) or a command
 //!                              # (zpool, pvesm) that takes longer is given up and reported
 //!
 //! [intervals]
@@ -41,7 +41,7 @@ pub struct AgentConfig {
     pub log_level: log::LevelFilter,
     pub spool_max_samples: usize,
     pub spool_max_bytes: u64,
-    /// How long one file read outside `/proc` and `/sys`, or one command, may take (see
+    /// How long one file read under `/etc/pve` (pmxcfs), or one command, may take (see
     /// `collect::guard`).
     pub source_timeout: Duration,
 }

@@ -1,20 +1,21 @@
 //! Reads that can hang, bounded in time: a file under `/etc/pve` when pmxcfs hangs (corosync
-//! lost quorum, a FUSE daemon stuck), or any file outside the kernel's `/proc` and `/sys` on a
-//! dying disk.
+//! lost quorum, the FUSE daemon stuck) — the one file system a Proxmox VE node's agent reads
+//! that is served by a daemon rather than by the kernel from memory or a local disk.
 //!
-//! A blocked read(2) cannot be interrupted or killed, so such reads run on a reader thread,
-//! one per subtree (the first two components of the path: `etc/pve`, `var/lib`, ...), and the
-//! collector waits for the answer at most `timeout`. A read that takes longer becomes an error
-//! naming the file and the bound, and its subtree is *stuck*: nothing under it is read again
-//! (each such read is an error naming the file still blocking it) until the blocked read
+//! A blocked read(2) cannot be interrupted or killed, so such reads run on a reader thread and
+//! the collector waits for the answer at most `timeout`. A read that takes longer becomes an
+//! error naming the file and the bound, and its subtree is *stuck*: nothing under it is read
+//! again (each such read is an error naming the file still blocking it) until the blocked read
 //! returns, which is noticed at the next read of the subtree; then the subtree is read again.
-//! So a hung filesystem costs one blocked thread per subtree, never one per cycle.
+//! So a hung pmxcfs costs one blocked thread, never one per cycle.
 //!
-//! `/proc`, `/sys` and `/run` (`/var/run`) are read directly: the collector reads ~1500 of
-//! their files per fast cycle (a pid file per running VM in `/run`), a hand-off per file would
-//! cost more than the read, and the kernel answers them from memory without waiting on a
-//! device or a daemon. The whole collection runs off the link's thread
-//! (`run.rs`), so even a read that hangs there stops only the collections, not the link.
+//! Everything else is read directly: `/proc`, `/sys` and `/run` (~1500 files a fast cycle) are
+//! the kernel's, answered from memory, and a hand-off per file would cost more than the read;
+//! `/etc`, `/usr` and `/var` are on the root disk the agent's own binary pages in from — if it
+//! hangs, a reader thread would not save the agent. Each reader thread costs wake-ups on every
+//! read and resident memory, on every node, so there is one only where a hang is a known event.
+//! The whole collection runs off the link's thread (`run.rs`) anyway, so even a read that hangs
+//! elsewhere stops only the collections, not the link, and the run loop logs which file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -61,20 +62,14 @@ impl Files for RealFiles {
     }
 }
 
-/// The subtree `relative` (a path under the collector's root, no leading `/`) is guarded by,
-/// or `None` for files read directly: the kernel's (`/proc`, `/sys`) and the host's own
-/// daemons' in memory (`/run`, `/var/run`: tmpfs; a pid file per running VM each fast cycle).
+/// The subtree `relative` (a path under the collector's root, no leading `/`) is read through,
+/// or `None` for a file read directly: only pmxcfs (`etc/pve`) has a reader thread.
 pub fn subtree(relative: &str) -> Option<&str> {
-    let mut parts = relative.split('/');
-    let first = parts.next().unwrap_or_default();
-    if matches!(first, "proc" | "sys" | "run") || (first == "var" && parts.next() == Some("run")) {
-        return None;
-    }
-    let end = relative
-        .match_indices('/')
-        .nth(1)
-        .map_or(relative.len(), |(i, _)| i);
-    Some(&relative[..end])
+    let pmxcfs = "etc/pve";
+    let under = relative
+        .strip_prefix(pmxcfs)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    under.then_some(pmxcfs)
 }
 
 /// The reader threads, one per subtree met so far, and which of them are stuck.
@@ -322,17 +317,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kernel_files_are_read_directly_and_others_by_subtree() {
+    fn only_pmxcfs_is_read_through_a_reader_thread() {
         assert_eq!(subtree("proc/stat"), None);
         assert_eq!(subtree("sys/class/net/eth0/bridge"), None);
         assert_eq!(subtree("var/run/qemu-server/100.pid"), None);
         assert_eq!(subtree("run/qemu-server/100.pid"), None);
-        assert_eq!(subtree("var/lib/pve-manager/jobs/x.json"), Some("var/lib"));
+        assert_eq!(subtree("var/lib/pve-manager/jobs/x.json"), None);
+        assert_eq!(subtree("etc/hostname"), None);
+        assert_eq!(subtree("etc/pve-other/x"), None);
         assert_eq!(subtree("etc/pve/.vmlist"), Some("etc/pve"));
         assert_eq!(subtree("etc/pve/qemu-server/100.conf"), Some("etc/pve"));
         assert_eq!(subtree("etc/pve"), Some("etc/pve"));
-        assert_eq!(subtree("etc/hostname"), Some("etc/hostname"));
-        assert_eq!(subtree("var/log/pve/tasks/index"), Some("var/log"));
     }
 
     fn tree() -> (PathBuf, PathBuf, PathBuf) {
