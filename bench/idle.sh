@@ -91,12 +91,21 @@ if [ -n "$NE_BIN" ]; then
 	wait_port "$ne_port"
 	curl -s -o /dev/null "http://127.0.0.1:$ne_port/metrics" # warm-up, as Prometheus' first scrape
 fi
-# Connected, first fast/medium/slow samples sent: the steady state starts.
+# Connected, and the first fast/medium/slow collections done (they run on the agent's
+# collector thread, so "online" can come before the first slow one has finished; a window
+# opened then would count start-up work as rest): the steady state starts once the agent's CPU
+# time stands still for two seconds (at most 60 s).
 for _ in $(seq 100); do
 	[ "$("$SERVER" --database "$dir/server.db" hosts 2>/dev/null | grep -c 'idle-agent.*online')" -gt 0 ] && break
 	sleep 0.1
 done
-sleep 2
+settled=$(sched_ns "$agent_pid")
+for _ in $(seq 30); do
+	sleep 2
+	now_ns=$(sched_ns "$agent_pid")
+	[ $((now_ns - settled)) -lt 1000000 ] && break
+	settled=$now_ns
+done
 echo "agent at default intervals and node_exporter scraped every 30 s, ${IDLE_SECONDS} s side by side" >&2
 a_cpu0=$(sched_ns "$agent_pid") a_cs0=$(vcsw "$agent_pid")
 if [ -n "$ne_pid" ]; then ne_cpu0=$(sched_ns "$ne_pid") ne_cs0=$(vcsw "$ne_pid"); fi
