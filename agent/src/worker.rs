@@ -217,6 +217,19 @@ mod tests {
     use std::path::PathBuf;
     use std::time::{Duration, Instant};
 
+    /// Collections over the PVE tree whose `.vmlist` read blocks until the test releases it,
+    /// with reads bounded by `timeout`.
+    fn blocked_vmlist(timeout: Duration) -> (Collections, Arc<BlockingFiles>, PathBuf) {
+        let root = pve_tree();
+        let vmlist = root.join("etc/pve/.vmlist");
+        let files = Arc::new(BlockingFiles::default());
+        files.block(&vmlist);
+        let mut collector = Collector::new(&root);
+        collector.set_files(files.clone());
+        collector.set_timeout(timeout);
+        (Collections::start(collector).unwrap(), files, vmlist)
+    }
+
     fn pve_tree() -> PathBuf {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/pve-node");
         assert!(root.join("etc/pve/.vmlist").is_file(), "{}", root.display());
@@ -238,15 +251,8 @@ mod tests {
 
     #[test]
     fn a_collection_blocked_in_a_read_holds_up_neither_the_loop_nor_its_kind_forever() {
-        let root = pve_tree();
-        let vmlist = root.join("etc/pve/.vmlist");
-        let files = Arc::new(BlockingFiles::default());
-        files.block(&vmlist);
-        let mut collector = Collector::new(&root);
-        collector.set_files(files.clone());
         // Far longer than this test: the read stays blocked until released.
-        collector.set_timeout(Duration::from_secs(3600));
-        let mut collections = Collections::start(collector).unwrap();
+        let (mut collections, files, vmlist) = blocked_vmlist(Duration::from_secs(3600));
 
         // Asking never waits, however long the collection takes.
         assert!(collections.request(MetricKind::Fast, || "t1".into(), vec![]));
@@ -289,15 +295,8 @@ mod tests {
 
     #[test]
     fn a_read_that_times_out_is_an_error_naming_the_file_and_the_rest_is_sent() {
-        let root = pve_tree();
-        let vmlist = root.join("etc/pve/.vmlist");
-        let files = Arc::new(BlockingFiles::default());
-        files.block(&vmlist);
-        let mut collector = Collector::new(&root);
-        collector.set_files(files.clone());
         // The read never returns in this test, so the bound is always what ends the wait.
-        collector.set_timeout(Duration::from_millis(50));
-        let mut collections = Collections::start(collector).unwrap();
+        let (mut collections, files, vmlist) = blocked_vmlist(Duration::from_millis(50));
 
         let extra = SourceError {
             source: "spool".into(),
