@@ -244,13 +244,7 @@ fn remove_from_sets(
         .collect::<rusqlite::Result<_>>()?;
     let mut removed = Vec::new();
     for (first, text) in rows {
-        let names: Vec<String> = serde_json::from_str(&text).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                1,
-                rusqlite::types::Type::Text,
-                format!("series_sets row {first} of host {host_id}: {e}").into(),
-            )
-        })?;
+        let names = super::series::series_set_names(host_id, first, &text)?;
         let ids = first..first.saturating_add(i64::try_from(names.len()).unwrap_or(i64::MAX));
         if !ids.clone().any(|id| gone.contains(&id)) {
             continue;

@@ -654,6 +654,22 @@ pub(super) fn host_series<'a>(
     }
 }
 
+/// The names of one `series_sets` row (a JSON array, ids `first`, `first + 1`, ...); a row that
+/// does not decode is an error naming it.
+pub(super) fn series_set_names(
+    host_id: i64,
+    first: i64,
+    text: &str,
+) -> rusqlite::Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            1,
+            rusqlite::types::Type::Text,
+            format!("series_sets row {first} of host {host_id}: {e}").into(),
+        )
+    })
+}
+
 /// Every series of a host, name → id, from its `series_sets` rows. A name in two rows (which
 /// only a bug could cause) keeps its older id.
 fn load_host_series(conn: &Connection, host_id: i64) -> rusqlite::Result<HashMap<String, i64>> {
@@ -664,13 +680,7 @@ fn load_host_series(conn: &Connection, host_id: i64) -> rusqlite::Result<HashMap
     let mut map = HashMap::new();
     while let Some(row) = rows.next()? {
         let first: i64 = row.get(0)?;
-        let names: Vec<String> = serde_json::from_str(row.get_ref(1)?.as_str()?).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                1,
-                rusqlite::types::Type::Text,
-                format!("series_sets row {first} of host {host_id}: {e}").into(),
-            )
-        })?;
+        let names = series_set_names(host_id, first, row.get_ref(1)?.as_str()?)?;
         for (id, name) in (first..).zip(names) {
             map.entry(name).or_insert(id);
         }
